@@ -1,0 +1,76 @@
+"""The error hierarchy. Each step wraps failures once, at its boundary.
+
+Errors marked ``Retryable`` map to a Dagster ``RetryPolicy`` in the ops.
+"""
+
+from __future__ import annotations
+
+
+class MetaDeployerError(Exception):
+    """Base class: every error the deployer raises on purpose."""
+
+
+class Retryable:
+    """Marker mixin: the failure is transient and the step may be retried."""
+
+
+class SpecError(MetaDeployerError):
+    """A config.yml, a Make argument or a run config is invalid.
+
+    ``problems`` holds one ``(field, message)`` pair per problem found.
+    """
+
+    def __init__(self, source: str, problems: list[tuple[str, str]]):
+        self.source = source
+        self.problems = problems
+        lines = [f"{source}: invalid repo spec"]
+        lines += [f"  - {field}: {message}" if field else f"  - {message}" for field, message in problems]
+        super().__init__("\n".join(lines))
+
+
+class SettingsError(MetaDeployerError):
+    """An environment variable holds a value the deployer cannot use."""
+
+
+class DetectionError(MetaDeployerError):
+    """The code source of a repository could not be found unambiguously."""
+
+
+class CloneError(MetaDeployerError):
+    """Cloning or updating a checkout failed (unknown branch, unreachable remote...)."""
+
+
+class BuildError(MetaDeployerError):
+    """Preparing the artifact (a virtualenv or an image) failed."""
+
+
+class ImageBuildError(BuildError):
+    """A Docker image failed to build."""
+
+
+class ValidationFailed(BuildError):
+    """The repository's definitions failed to load in the new artifact."""
+
+
+class PublishError(MetaDeployerError):
+    """Pushing the artifact to its registry failed."""
+
+
+class AwsOperationError(MetaDeployerError):
+    """An AWS call failed; the message names the resource and the call."""
+
+
+class TransientAwsError(AwsOperationError, Retryable):
+    """An AWS call failed in a way that a retry may fix."""
+
+
+class UnhealthyError(MetaDeployerError):
+    """A new version never became healthy; the previous one keeps serving."""
+
+
+class WorkspaceError(MetaDeployerError):
+    """workspace.yaml could not be read or written."""
+
+
+class NotDeployedError(MetaDeployerError):
+    """The repo named is not deployed (and has no config)."""

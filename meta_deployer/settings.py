@@ -1,0 +1,108 @@
+"""Settings read from environment variables, in one place.
+
+Every setting has a named default, documented in README.md ("Settings").
+Relative paths are resolved against ``META_DEPLOYER_ROOT`` (default: the
+current directory, which the Makefile sets to the project root). Platform
+specific settings (docker, ecs) live beside their platform and are read the
+same way from the same environment.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from meta_deployer.errors import SettingsError
+
+PLATFORMS = ("dev", "docker", "ecs")
+DEFAULT_PLATFORM = "dev"
+DEFAULT_REPOS_DIR = "repos"
+DEFAULT_WORKSPACE = "workspace/workspace.yaml"
+DEFAULT_WORK_DIR = ".meta_deployer"
+DEFAULT_WEBSERVER_URL = "http://localhost:3000"
+DEFAULT_BUCKET = "dagster-storage"
+DEFAULT_RELOAD_TIMEOUT_S = 120.0
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The deployer's settings; build with :meth:`from_env`."""
+
+    platform: str = DEFAULT_PLATFORM
+    root: Path = field(default_factory=Path.cwd)
+    repos_dir: Path = Path(DEFAULT_REPOS_DIR)
+    workspace: Path = Path(DEFAULT_WORKSPACE)
+    work_dir: Path = Path(DEFAULT_WORK_DIR)
+    webserver_url: str = DEFAULT_WEBSERVER_URL
+    bucket: str = DEFAULT_BUCKET
+    storage_dir: Path | None = None
+    git_token_file: Path | None = None
+    reload_timeout_s: float = DEFAULT_RELOAD_TIMEOUT_S
+    env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        """Read settings from ``env`` (default ``os.environ``)."""
+        env = dict(os.environ if env is None else env)
+        root = Path(env.get("META_DEPLOYER_ROOT") or Path.cwd()).resolve()
+
+        def path(var: str, default: str) -> Path:
+            return (root / (env.get(var) or default)).resolve()
+
+        platform = env.get("META_DEPLOYER_PLATFORM") or DEFAULT_PLATFORM
+        if platform not in PLATFORMS:
+            raise SettingsError(
+                f"META_DEPLOYER_PLATFORM={platform!r} is not a platform; use one of {', '.join(PLATFORMS)}"
+            )
+        work_dir = path("META_DEPLOYER_WORK_DIR", DEFAULT_WORK_DIR)
+        token_file = env.get("META_DEPLOYER_GIT_TOKEN_FILE")
+        try:
+            reload_timeout = float(env.get("META_DEPLOYER_RELOAD_TIMEOUT", DEFAULT_RELOAD_TIMEOUT_S))
+        except ValueError:
+            raise SettingsError("META_DEPLOYER_RELOAD_TIMEOUT must be a number of seconds") from None
+        return cls(
+            platform=platform,
+            root=root,
+            repos_dir=path("META_DEPLOYER_REPOS_DIR", DEFAULT_REPOS_DIR),
+            workspace=path("META_DEPLOYER_WORKSPACE", DEFAULT_WORKSPACE),
+            work_dir=work_dir,
+            webserver_url=(env.get("DAGSTER_WEBSERVER_URL") or DEFAULT_WEBSERVER_URL).rstrip("/"),
+            bucket=env.get("META_DEPLOYER_BUCKET") or DEFAULT_BUCKET,
+            storage_dir=(root / env["META_DEPLOYER_STORAGE_DIR"]).resolve()
+            if env.get("META_DEPLOYER_STORAGE_DIR")
+            else work_dir / "storage",
+            git_token_file=(root / token_file).resolve() if token_file else None,
+            reload_timeout_s=reload_timeout,
+            env=env,
+        )
+
+    # Folders inside the git-ignored work area -----------------------------
+    @property
+    def checkouts_dir(self) -> Path:
+        return self.work_dir / "checkouts"
+
+    @property
+    def state_dir(self) -> Path:
+        return self.work_dir / "state"
+
+    @property
+    def locks_dir(self) -> Path:
+        return self.work_dir / "locks"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.work_dir / "logs"
+
+    def checkout_path(self, name: str) -> Path:
+        return self.checkouts_dir / name
+
+    def git_token(self) -> str | None:
+        """The git token from ``META_DEPLOYER_GIT_TOKEN_FILE``, if set (never logged)."""
+        if self.git_token_file is None:
+            return None
+        try:
+            return self.git_token_file.read_text().strip() or None
+        except OSError as exc:
+            raise SettingsError(f"META_DEPLOYER_GIT_TOKEN_FILE={self.git_token_file}: {exc.strerror}") from None

@@ -1,0 +1,428 @@
+"""The repo spec: ``repos/<name>/config.yml`` loaded into a strict, frozen model (pure).
+
+A spec is the desired state of one code location. Loading it checks every
+rule up front and reports every problem at once, naming the file and field and
+saying what would be valid, so that nothing is written or deployed from a bad
+spec.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import posixpath
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from meta_deployer import naming
+from meta_deployer.errors import SpecError
+
+CONFIG_FILENAME = "config.yml"
+DEFAULT_BRANCH = "main"
+DEFAULT_CPU = 256
+DEFAULT_MEMORY = 512
+
+#: Valid Fargate task sizes: cpu units -> allowed memory (MiB).
+FARGATE_SIZES: dict[int, tuple[int, ...]] = {
+    256: (512, 1024, 2048),
+    512: tuple(range(1024, 4096 + 1, 1024)),
+    1024: tuple(range(2048, 8192 + 1, 1024)),
+    2048: tuple(range(4096, 16384 + 1, 1024)),
+    4096: tuple(range(8192, 30720 + 1, 1024)),
+    8192: tuple(range(16384, 61440 + 1, 4096)),
+    16384: tuple(range(32768, 122880 + 1, 8192)),
+}
+
+CODE_SOURCE_FIELDS = ("python_file", "module_name", "package_name")
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+#: Environment names the platforms inject; a spec may not set them.
+RESERVED_ENV_PREFIXES = ("META_DEPLOYER_", "DAGSTER_")
+#: Plain environment variables whose names say they hold a secret.
+_SECRET_LIKE = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|ACCESS_KEY|PRIVATE_KEY)", re.I)
+_ARN = re.compile(r"^arn:aws[a-z-]*:(secretsmanager|ssm):[a-z0-9-]+:\d{12}:[A-Za-z0-9/_+=.@:-]+$")
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_URL_SCHEMES = ("https://", "http://", "ssh://", "git://", "file://")
+_SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[A-Za-z0-9._/~-]+$")
+_BAD_REF_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
+
+
+def git_url_problem(url: str) -> str | None:
+    """Why ``url`` may not be cloned, or None. Pure; shared by spec and CLI."""
+    if not url or url != url.strip():
+        return "must be a non-empty URL without surrounding spaces"
+    if url.startswith("-"):
+        return "must not start with '-' (git would read it as an option)"
+    if any(ord(c) < 32 or c == "\x7f" for c in url) or " " in url:
+        return "must not contain spaces or control characters"
+    if url.startswith(_URL_SCHEMES):
+        rest = url.split("://", 1)[1]
+        authority = rest.split("/", 1)[0]
+        if "@" in authority and ":" in authority.split("@", 1)[0]:
+            return (
+                "must not embed a password or token; set META_DEPLOYER_GIT_TOKEN instead "
+                "and use the plain https:// URL"
+            )
+        if not url.startswith("file://") and not authority.split("@")[-1]:
+            return "has no host"
+        return None
+    if "::" in url:
+        return "remote-helper URLs ('<transport>::<address>') are not allowed; use https://, ssh://, git://, file:// or a path"
+    if _SCP_LIKE.match(url):
+        return None
+    if url.startswith(("/", "./", "../")) or url == ".":
+        return None
+    return (
+        "is not a git URL this deployer accepts: use https://, ssh://, git://, file://, "
+        "user@host:path, an absolute path or a path starting with './'"
+    )
+
+
+def branch_problem(branch: str) -> str | None:
+    """Why ``branch`` is not a safe git branch name, or None."""
+    if not branch:
+        return "must be a non-empty branch name"
+    if branch.startswith("-"):
+        return "must not start with '-' (git would read it as an option)"
+    if (
+        _BAD_REF_CHARS.search(branch)
+        or ".." in branch
+        or "@{" in branch
+        or "//" in branch
+        or branch.startswith("/")
+        or branch.endswith(("/", ".", ".lock"))
+        or branch == "@"
+        or any(part.startswith(".") for part in branch.split("/"))
+    ):
+        return f"{branch!r} is not a valid branch name (see 'git check-ref-format')"
+    return None
+
+
+def relative_path_problem(path: str) -> str | None:
+    """Why ``path`` does not stay inside the repository, or None."""
+    if not path or "\x00" in path or "\\" in path:
+        return "must be a non-empty relative path using '/'"
+    if path.startswith("/") or re.match(r"^[A-Za-z]:", path):
+        return "must be relative to the repository root, not absolute"
+    if path.startswith("-"):
+        return "must not start with '-'"
+    normalized = posixpath.normpath(path)
+    if normalized == ".." or normalized.startswith("../"):
+        return "must stay inside the repository (no '..' that leaves it)"
+    return None
+
+
+def _scalar_to_str(value: Any) -> Any:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return str(value)
+    return value
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class EnvVar(_Strict):
+    """One plain environment variable."""
+
+    name: str
+    value: Annotated[str, BeforeValidator(_scalar_to_str)]
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _ENV_NAME.match(v):
+            raise ValueError(f"{v!r} is not an environment variable name (letters, digits, '_'; not starting with a digit)")
+        if v.startswith(RESERVED_ENV_PREFIXES):
+            raise ValueError(f"{v!r} is set by the deployer; names starting with {' or '.join(RESERVED_ENV_PREFIXES)} are reserved")
+        if _SECRET_LIKE.search(v):
+            raise ValueError(
+                f"{v!r} looks like a secret; secrets never go in plain environment variables: "
+                "list it under 'secrets' with a valueFrom ARN (Secrets Manager or SSM)"
+            )
+        return v
+
+
+class SecretRef(_Strict):
+    """A secret injected from AWS Secrets Manager or SSM by ARN (ECS platform)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, populate_by_name=True)
+
+    name: str
+    value_from: str = Field(alias="valueFrom")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not _ENV_NAME.match(v):
+            raise ValueError(f"{v!r} is not an environment variable name")
+        if v.startswith(RESERVED_ENV_PREFIXES):
+            raise ValueError(f"{v!r} is reserved (names starting with {' or '.join(RESERVED_ENV_PREFIXES)})")
+        return v
+
+    @field_validator("value_from")
+    @classmethod
+    def _arn(cls, v: str) -> str:
+        if not _ARN.match(v):
+            raise ValueError(
+                f"{v!r} is not a Secrets Manager or SSM parameter ARN "
+                "(for example arn:aws:secretsmanager:us-east-1:123456789012:secret:db-password)"
+            )
+        return v
+
+
+class Resources(_Strict):
+    """Fargate task size."""
+
+    cpu: int = DEFAULT_CPU
+    memory: int = DEFAULT_MEMORY
+
+    @model_validator(mode="after")
+    def _fargate_pair(self) -> "Resources":
+        if self.cpu not in FARGATE_SIZES:
+            raise ValueError(f"cpu {self.cpu} is not a Fargate size; use one of {sorted(FARGATE_SIZES)}")
+        allowed = FARGATE_SIZES[self.cpu]
+        if self.memory not in allowed:
+            raise ValueError(
+                f"memory {self.memory} is not allowed with cpu {self.cpu}; "
+                f"use one of {allowed[0]}..{allowed[-1]} in steps of {allowed[1] - allowed[0] if len(allowed) > 1 else allowed[0]}"
+                if len(allowed) > 3
+                else f"memory {self.memory} is not allowed with cpu {self.cpu}; use one of {list(allowed)}"
+            )
+        return self
+
+
+class Access(_Strict):
+    """Cross-repo grants."""
+
+    read: tuple[str, ...] = ()
+
+    @field_validator("read", mode="before")
+    @classmethod
+    def _list(cls, v: Any) -> Any:
+        return tuple(v) if isinstance(v, list) else v
+
+    @field_validator("read")
+    @classmethod
+    def _names(cls, v: tuple[str, ...]) -> tuple[str, ...]:
+        for other in v:
+            problem = naming.name_problem(other)
+            if problem:
+                raise ValueError(f"repo name {problem}")
+        return tuple(sorted(set(v)))
+
+
+class RepoSpec(_Strict):
+    """The desired state of one code location, as written in ``repos/<name>/config.yml``."""
+
+    name: str = Field(description="Repo and code location name: a DNS label, the folder name under repos/.")
+    git_url: str = Field(description="Where to clone from (https, ssh, file:// or a local path).")
+    branch: str = Field(DEFAULT_BRANCH, description="Branch to deploy; its head commit is pinned per deploy.")
+    python_file: str | None = Field(None, description="Definitions file, relative to working_directory.")
+    module_name: str | None = Field(None, description="Importable module holding the Definitions.")
+    package_name: str | None = Field(None, description="Importable package holding the Definitions.")
+    working_directory: str | None = Field(None, description="Folder (relative to the repo root) to run from; added to sys.path.")
+    resources: Resources = Field(default_factory=Resources, description="Fargate cpu/memory pair.")
+    s3_prefix: str | None = Field(None, description="Storage prefix; must be repos/<name>.")
+    environment: tuple[EnvVar, ...] = Field((), description="Plain environment variables (never secrets).")
+    secrets: tuple[SecretRef, ...] = Field((), description="Secrets as name/valueFrom ARN pairs.")
+    access: Access = Field(default_factory=Access, description="Read access to other repos' assets.")
+
+    @field_validator("environment", "secrets", mode="before")
+    @classmethod
+    def _tuple(cls, v: Any) -> Any:
+        return tuple(v) if isinstance(v, list) else v
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        problem = naming.name_problem(v)
+        if problem:
+            raise ValueError(f"repo name {problem}")
+        return v
+
+    @field_validator("git_url")
+    @classmethod
+    def _git_url(cls, v: str) -> str:
+        problem = git_url_problem(v)
+        if problem:
+            raise ValueError(f"git URL {problem}")
+        return v
+
+    @field_validator("branch")
+    @classmethod
+    def _branch(cls, v: str) -> str:
+        problem = branch_problem(v)
+        if problem:
+            raise ValueError(f"branch {problem}")
+        return v
+
+    @field_validator("python_file", "working_directory")
+    @classmethod
+    def _path(cls, v: str | None) -> str | None:
+        if v is None:
+            return v
+        problem = relative_path_problem(v)
+        if problem:
+            raise ValueError(f"path {v!r} {problem}")
+        return posixpath.normpath(v)
+
+    @field_validator("python_file")
+    @classmethod
+    def _py(cls, v: str | None) -> str | None:
+        if v is not None and not v.endswith(".py"):
+            raise ValueError(f"{v!r} is not a .py file; use module_name or package_name for modules")
+        return v
+
+    @field_validator("module_name", "package_name")
+    @classmethod
+    def _module(cls, v: str | None) -> str | None:
+        if v is not None and not _MODULE.match(v):
+            raise ValueError(f"{v!r} is not a dotted Python module name (for example 'my_project.definitions')")
+        return v
+
+    @model_validator(mode="after")
+    def _cross_fields(self) -> "RepoSpec":
+        given = [f for f in CODE_SOURCE_FIELDS if getattr(self, f) is not None]
+        if len(given) > 1:
+            raise ValueError(f"set only one of python_file, module_name or package_name (got {', '.join(given)})")
+        expected = naming.s3_prefix(self.name)
+        if self.s3_prefix is not None and self.s3_prefix.rstrip("/") != expected:
+            raise ValueError(f"s3_prefix must be {expected!r} (the repo's own prefix), got {self.s3_prefix!r}")
+        names = [e.name for e in self.environment] + [s.name for s in self.secrets]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"environment/secrets set {', '.join(dupes)} more than once")
+        if self.name in self.access.read:
+            raise ValueError("access.read lists the repo itself; a repo always reads its own prefix")
+        return self
+
+    # -- derived values ----------------------------------------------------
+    @property
+    def prefix(self) -> str:
+        """The storage prefix, ``repos/<name>`` (no trailing slash)."""
+        return naming.s3_prefix(self.name)
+
+    @property
+    def code_source(self) -> tuple[str, str] | None:
+        """``(kind, value)`` for the code source, or None when it must be detected."""
+        for f in CODE_SOURCE_FIELDS:
+            value = getattr(self, f)
+            if value is not None:
+                return f, value
+        return None
+
+    def to_config(self) -> dict[str, Any]:
+        """The spec as config.yml / run config data: defaults and empty values left out."""
+        data = self.model_dump(by_alias=True, exclude_none=True, exclude_defaults=True, mode="json")
+        data["name"] = self.name
+        data["git_url"] = self.git_url
+        data["branch"] = self.branch
+        return {k: data[k] for k in self.model_fields_order() if k in data}
+
+    @classmethod
+    def model_fields_order(cls) -> list[str]:
+        return [f.alias or n for n, f in cls.model_fields.items()]
+
+    def content_hash(self) -> str:
+        """A stable hash of the spec's meaning (not of its formatting)."""
+        canonical = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _problems(exc: ValidationError, data: Any) -> list[tuple[str, str]]:
+    problems = []
+    for err in exc.errors():
+        loc = [str(p) for p in err["loc"]]
+        field = ".".join(loc)
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            model = _model_at(loc[:-1])
+            valid = model.model_fields_order() if model else []
+            close = difflib.get_close_matches(loc[-1], valid, n=1)
+            hint = f"did you mean {close[0]!r}? " if close else ""
+            msg = f"unknown key; {hint}valid keys here: {', '.join(valid)}"
+        elif err["type"] == "missing":
+            msg = "is required"
+        elif err["type"].endswith("_type"):
+            msg = f"{msg} (got {type(err.get('input')).__name__}: {err.get('input')!r})"
+        problems.append((field, msg))
+    return problems
+
+
+def _model_at(loc: list[str]) -> type[_Strict] | None:
+    model: type[_Strict] = RepoSpec
+    for part in loc:
+        if part.isdigit():
+            continue
+        field = model.model_fields.get(part) or next(
+            (f for f in model.model_fields.values() if f.alias == part), None
+        )
+        if field is None:
+            return None
+        ann = field.annotation
+        inner = getattr(ann, "__args__", (ann,))
+        nxt = next((a for a in inner if isinstance(a, type) and issubclass(a, _Strict)), None)
+        if nxt is None:
+            return None
+        model = nxt
+    return model
+
+
+# Let the nested models report their own keys in "unknown key" errors.
+for _m in (EnvVar, SecretRef, Resources, Access):
+    _m.model_fields_order = classmethod(lambda cls: [f.alias or n for n, f in cls.model_fields.items()])  # type: ignore[method-assign]
+
+
+def parse_spec(data: Any, source: str, expected_name: str | None = None) -> RepoSpec:
+    """Validate ``data`` into a RepoSpec; raise SpecError naming ``source`` and each field."""
+    if not isinstance(data, dict):
+        raise SpecError(source, [("", f"must be a mapping of keys to values, got {type(data).__name__}")])
+    try:
+        spec = RepoSpec.model_validate(data)
+    except ValidationError as exc:
+        raise SpecError(source, _problems(exc, data)) from None
+    if expected_name is not None and spec.name != expected_name:
+        raise SpecError(
+            source, [("name", f"is {spec.name!r} but the folder is {expected_name!r}; they must match")]
+        )
+    return spec
+
+
+def load_spec(path: Path) -> RepoSpec:
+    """Load and validate ``repos/<name>/config.yml``; the name must match its folder."""
+    try:
+        text = path.read_text()
+    except OSError as exc:
+        raise SpecError(str(path), [("", f"cannot be read: {exc.strerror}")]) from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise SpecError(str(path), [("", f"is not valid YAML: {exc}")]) from None
+    return parse_spec(data, str(path), expected_name=path.parent.name)
+
+
+def dump_spec(spec: RepoSpec) -> str:
+    """Render a spec as config.yml text (stable key order)."""
+    header = "# Desired state of one code location; see README.md 'config.yml reference'.\n"
+    return header + yaml.safe_dump(spec.to_config(), sort_keys=False)
+
+
+def config_path(repos_dir: Path, name: str) -> Path:
+    """``<repos_dir>/<name>/config.yml`` for a validated name."""
+    return repos_dir / naming.validate_name(name) / CONFIG_FILENAME
