@@ -74,3 +74,10 @@ class WorkspaceError(MetaDeployerError):
 
 class NotDeployedError(MetaDeployerError):
     """The repo named is not deployed (and has no config)."""
+
+
+class StorageIsolationError(MetaDeployerError):
+    """A storage key would leave the repo's own prefix, or a cross-repo read is not granted.
+
+    Raised by the IO manager and the compute log manager before any storage call is made.
+    """
