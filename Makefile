@@ -1,0 +1,81 @@
+# meta_deployer: every target creates .venv on first use. See README.md.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV      ?= .venv
+PYTHON    ?= python3
+BIN       := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+export META_DEPLOYER_ROOT ?= $(CURDIR)
+export DAGSTER_HOME       ?= $(CURDIR)/.dagster_home
+INSTANCE  := $(DAGSTER_HOME)/dagster.yaml
+DAGSTER_HOST ?= 127.0.0.1
+DAGSTER_PORT ?= 3000
+WORKSPACE := $(or $(META_DEPLOYER_WORKSPACE),workspace/workspace.yaml)
+DEFS      := -m meta_deployer.definitions
+
+# User arguments reach the CLI as environment variables, never spliced into a shell line.
+export REPO_URL REPO_NAME BRANCH PYTHON_FILE MODULE_NAME PURGE FOLLOW DRY_RUN
+
+# Run a job with a validated run config: $(call run_job,<job>,<run-config args>)
+define run_job
+	@set -euo pipefail; cfg=$$(mktemp -t meta-deployer-XXXXXX.yaml); trap 'rm -f "$$cfg"' EXIT; \
+	$(BIN)/meta-deployer run-config $(2) > "$$cfg"; \
+	tags=$$($(BIN)/meta-deployer run-tags); \
+	$(BIN)/dagster job execute $(DEFS) -j $(1) -c "$$cfg" --tags "$$tags"
+endef
+
+.PHONY: help install dev dev-with-repos add-repo dev-add-repo update-repo remove-repo list-repos repo-logs sync-repos test bench clean
+
+help: ## Show the targets
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+$(INSTALLED): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet 'uv>=0.9,<1'
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
+	@touch $@
+
+install: $(INSTALLED) ## Create .venv and install the project
+
+$(INSTANCE): dagster.yaml
+	@mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $@
+
+dev: $(INSTALLED) $(INSTANCE) ## Run Dagster (webserver + daemon) on http://localhost:3000 with every deployed repo
+	@$(BIN)/meta-deployer render-workspace
+	$(BIN)/dagster dev -w $(WORKSPACE) -h $(DAGSTER_HOST) -p $(DAGSTER_PORT)
+
+dev-with-repos: $(INSTALLED) $(INSTANCE) ## Deploy every repo in repos/ (dev platform), then make dev
+	META_DEPLOYER_PLATFORM=dev $(BIN)/dagster job execute $(DEFS) -j sync_repos
+	@$(MAKE) --no-print-directory dev
+
+add-repo: $(INSTALLED) $(INSTANCE) ## Add a repo: REPO_URL= REPO_NAME= [BRANCH=] [PYTHON_FILE=]
+	$(call run_job,add_repo,add)
+
+dev-add-repo: $(INSTALLED) $(INSTANCE) ## add-repo on the dev platform: REPO_URL= REPO_NAME=
+	@META_DEPLOYER_PLATFORM=dev $(MAKE) --no-print-directory add-repo
+
+update-repo: $(INSTALLED) $(INSTANCE) ## Redeploy a repo from its config and branch head: REPO_NAME=
+	$(call run_job,update_repo,update)
+
+remove-repo: $(INSTALLED) $(INSTANCE) ## Remove a repo's location (data kept unless PURGE=1): REPO_NAME=
+	$(call run_job,remove_repo,remove)
+
+list-repos: $(INSTALLED) ## Show every repo: URL, branch, deployed commit, platform, status, endpoint
+	@$(BIN)/meta-deployer list-repos
+
+repo-logs: $(INSTALLED) ## Show a repo's code server output: REPO_NAME= [FOLLOW=1]
+	@$(BIN)/meta-deployer repo-logs
+
+sync-repos: $(INSTALLED) $(INSTANCE) ## Update every repo whose branch head or config moved
+	$(BIN)/dagster job execute $(DEFS) -j sync_repos
+
+test: $(INSTALLED) ## Run every test
+	$(BIN)/pytest
+
+bench: $(INSTALLED) ## Run the benchmarks in bench/ (ratios, side by side)
+	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python "$$b" || exit 1; done
+
+clean: ## Remove generated state (checkouts, venvs, instance); repos/ and data in S3 are kept
+	rm -rf .meta_deployer/checkouts .meta_deployer/venvs .meta_deployer/locations .meta_deployer/state $(DAGSTER_HOME)
+	git checkout -- workspace/workspace.yaml 2>/dev/null || true

@@ -1,0 +1,224 @@
+"""``meta-deployer``: the command line behind the Make targets.
+
+Deploys always run as Dagster jobs (``dagster job execute``), so the Make
+targets ask this CLI for a validated run config first; a bad argument stops
+there, before anything is written. Arguments come from the command line or
+from the Make variables, which the Makefile exports as environment variables
+(so no user value is ever spliced into a shell command).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict
+from pathlib import Path
+
+import yaml
+
+from meta_deployer import naming
+from meta_deployer.errors import MetaDeployerError, SpecError
+from meta_deployer.settings import Settings
+from meta_deployer.spec import config_path, load_spec, parse_spec
+
+EXIT_USAGE = 2
+
+
+def _env(name: str) -> str | None:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else None
+
+
+def _require_name(value: str | None, var: str = "REPO_NAME") -> str:
+    if not value:
+        raise SpecError(var, [("", f"is required: {var}=<name> (a DNS label such as team-sales)")])
+    problem = naming.name_problem(value)
+    if problem:
+        raise SpecError(var, [("", f"repo name {problem}")])
+    return value
+
+
+def _flag(value: str | None) -> bool:
+    return (value or "").lower() in ("1", "true", "yes", "on")
+
+
+def cmd_run_config(args: argparse.Namespace) -> int:
+    """Print the run config of a deploy or removal job, after validating every argument."""
+    from meta_deployer.definitions import deploy_run_config, remove_run_config
+
+    settings = Settings.from_env()
+    name = _require_name(args.name or _env("REPO_NAME"))
+    if args.job == "remove":
+        config = remove_run_config(name, purge=args.purge or _flag(_env("PURGE")))
+    elif args.job == "update":
+        path = config_path(settings.repos_dir, name)
+        if not path.is_file():
+            raise SpecError(str(path), [("", f"does not exist; add the repo first: make add-repo REPO_URL=... REPO_NAME={name}")])
+        config = deploy_run_config(load_spec(path))
+    else:
+        url = args.url or _env("REPO_URL")
+        path = config_path(settings.repos_dir, name)
+        data: dict = {}
+        if path.is_file():
+            data = load_spec(path).to_config()
+        elif not url:
+            raise SpecError("REPO_URL", [("", "is required: REPO_URL=<git URL> (https://, ssh://, file:// or a path)")])
+        data.update({"name": name})
+        if url:
+            data["git_url"] = url
+        branch = args.branch or _env("BRANCH")
+        if branch:
+            data["branch"] = branch
+        python_file = args.python_file or _env("PYTHON_FILE")
+        module_name = args.module_name or _env("MODULE_NAME")
+        if python_file or module_name:
+            for key in ("python_file", "module_name", "package_name"):
+                data.pop(key, None)
+            if python_file:
+                data["python_file"] = python_file
+            if module_name:
+                data["module_name"] = module_name
+        config = deploy_run_config(parse_spec(data, "make add-repo arguments (REPO_URL, REPO_NAME, BRANCH, PYTHON_FILE)"))
+    sys.stdout.write(yaml.safe_dump(config, sort_keys=False))
+    return 0
+
+
+def cmd_run_tags(args: argparse.Namespace) -> int:
+    """Print the run tags (JSON) for ``dagster job execute --tags``."""
+    name = _require_name(args.name or _env("REPO_NAME"))
+    print(json.dumps({naming.RUN_TAG_KEY: name}))
+    return 0
+
+
+def cmd_render_workspace(args: argparse.Namespace) -> int:
+    """Re-render workspace.yaml from the deployed state."""
+    from meta_deployer.pipeline import Deployer
+
+    changed = Deployer().render_workspace()
+    print(f"workspace.yaml {'updated' if changed else 'up to date'}")
+    return 0
+
+
+def _table(rows: list[list[str]], header: list[str]) -> str:
+    widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def cmd_list_repos(args: argparse.Namespace) -> int:
+    """A table of every repo: configured, deployed, and what serves it now."""
+    from meta_deployer.pipeline import Deployer
+    from meta_deployer.scan import scan_repo_configs
+    from meta_deployer.webserver import location_statuses
+
+    deployer = Deployer()
+    records = deployer.store.all()
+    observed = deployer.platform.observe()
+    configs = scan_repo_configs(deployer.settings.repos_dir)
+    try:
+        live = location_statuses(deployer.settings.webserver_url, timeout=3)
+    except Exception:
+        live = None
+    rows = []
+    for name in sorted(set(records) | set(configs) | set(observed)):
+        record, seen, cfg = records.get(name), observed.get(name), configs.get(name)
+        spec = cfg.spec if cfg else None
+        if cfg and cfg.error:
+            status = "invalid config.yml"
+        elif record is None and seen is None:
+            status = "not deployed"
+        elif seen is not None:
+            status = seen.status
+        elif live is not None:
+            status = live.get(name, {}).get("status", "not in webserver")
+            status = status if not status.startswith("ERROR") else "load error"
+        else:
+            status = "deployed" if deployer.platform.is_serving(name, asdict(record)) else "missing"
+        commit = (record.commit if record else (seen.commit if seen else None)) or ""
+        rows.append([
+            name,
+            (record.git_url if record else spec.git_url if spec else ""),
+            (record.branch if record else spec.branch if spec else ""),
+            commit[:12],
+            (record.platform if record else deployer.platform.name),
+            status,
+            (record.endpoint if record else (seen.endpoint if seen else "")) or "",
+        ])
+    if not rows:
+        print(f"no repos: add one with make add-repo REPO_URL=... REPO_NAME=... (config files live in {deployer.settings.repos_dir})")
+        return 0
+    from meta_deployer.gitops import redact
+
+    print(redact(_table(rows, ["NAME", "GIT URL", "BRANCH", "COMMIT", "PLATFORM", "STATUS", "ENDPOINT"])))
+    return 0
+
+
+def cmd_repo_logs(args: argparse.Namespace) -> int:
+    """Print the code server output of one repo (FOLLOW=1 to follow)."""
+    from meta_deployer.pipeline import Deployer
+
+    name = _require_name(args.name or _env("REPO_NAME"))
+    follow = args.follow or _flag(_env("FOLLOW"))
+    try:
+        for line in Deployer().platform.logs(name, follow=follow, tail=args.tail):
+            print(line, flush=True)
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+def cmd_deploy(args: argparse.Namespace) -> int:
+    """Deploy one repo from its config.yml without Dagster (benchmarks and debugging)."""
+    from meta_deployer.pipeline import Deployer
+
+    deployer = Deployer()
+    deployer.deploy(deployer.spec_from_file(_require_name(args.name)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="meta-deployer", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("run-config", help="print a validated run config for add/update/remove")
+    p.add_argument("job", choices=["add", "update", "remove"])
+    p.add_argument("--name")
+    p.add_argument("--url")
+    p.add_argument("--branch")
+    p.add_argument("--python-file")
+    p.add_argument("--module-name")
+    p.add_argument("--purge", action="store_true")
+    p.set_defaults(func=cmd_run_config)
+    p = sub.add_parser("run-tags", help="print the run tags for a repo")
+    p.add_argument("--name")
+    p.set_defaults(func=cmd_run_tags)
+    p = sub.add_parser("render-workspace", help="re-render workspace.yaml from the deployed state")
+    p.set_defaults(func=cmd_render_workspace)
+    p = sub.add_parser("list-repos", help="show every repo and its status")
+    p.set_defaults(func=cmd_list_repos)
+    p = sub.add_parser("repo-logs", help="show a repo's code server output")
+    p.add_argument("--name")
+    p.add_argument("--follow", action="store_true")
+    p.add_argument("--tail", type=int, default=200)
+    p.set_defaults(func=cmd_repo_logs)
+    p = sub.add_parser("deploy", help="deploy one repo directly (no Dagster run)")
+    p.add_argument("name")
+    p.set_defaults(func=cmd_deploy)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except MetaDeployerError as exc:
+        from meta_deployer.gitops import redact
+
+        print(f"error: {redact(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,324 @@
+"""Dagster wiring: one resource, thin ops, the jobs and the repos sensor.
+
+Each op takes config and the ``deployer`` resource, calls one step of
+``meta_deployer.pipeline``, logs, and returns the growing ``DeployState``.
+Reading ``deploy_repo`` reads like the pipeline:
+
+    clone -> build -> push -> register -> write_workspace -> reload
+
+The jobs run with the in-process executor: deploy steps are I/O-bound and run
+in order, and a subprocess per op would set the floor of every no-op run.
+"""
+
+
+import json
+from collections.abc import Callable
+from typing import Any, Optional, TypeVar
+
+from dagster import (
+    AssetMaterialization,
+    Config,
+    ConfigurableResource,
+    DefaultSensorStatus,
+    Definitions,
+    DynamicOut,
+    DynamicOutput,
+    Failure,
+    In,
+    MetadataValue,
+    Nothing,
+    OpExecutionContext,
+    RetryRequested,
+    RunConfig,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    graph,
+    in_process_executor,
+    job,
+    op,
+    sensor,
+)
+from pydantic import Field
+
+from meta_deployer import naming
+from meta_deployer.errors import MetaDeployerError, Retryable
+from meta_deployer.pipeline import Deployer, DeployState, deployment_summary
+from meta_deployer.scan import scan_repo_configs
+from meta_deployer.settings import Settings
+from meta_deployer.spec import RepoSpec, parse_spec
+
+T = TypeVar("T")
+
+SENSOR_INTERVAL_S = 15
+#: The add_repo launchpad default: the example location shipped with this project.
+EXAMPLE_SPEC = {"name": "hello", "git_url": ".", "branch": "main", "working_directory": "examples/hello", "python_file": "definitions.py"}
+
+
+class DeployerResource(ConfigurableResource):
+    """Builds the ``Deployer`` from environment settings (README: Settings)."""
+
+    platform: Optional[str] = Field(
+        default=None, description="dev, docker or ecs; default: META_DEPLOYER_PLATFORM, else dev."
+    )
+
+    def get(self) -> Deployer:
+        settings = Settings.from_env()
+        if self.platform:
+            from dataclasses import replace
+
+            settings = replace(settings, platform=self.platform)
+        return Deployer(settings)
+
+
+class RepoConfig(Config):
+    """The repo spec as run config (same fields and rules as repos/<name>/config.yml)."""
+
+    name: str = Field(description="Repo and code location name (a DNS label).")
+    git_url: str = Field(description="Git URL: https://, ssh://, file://, or a path ('.' is this project).")
+    branch: str = Field(default="main", description="Branch whose head is deployed.")
+    python_file: Optional[str] = Field(default=None, description="Definitions file, relative to working_directory.")
+    module_name: Optional[str] = Field(default=None, description="Module holding the Definitions.")
+    package_name: Optional[str] = Field(default=None, description="Package holding the Definitions.")
+    working_directory: Optional[str] = Field(default=None, description="Folder inside the repo to run from.")
+    cpu: int = Field(default=256, description="Fargate cpu units (ECS).")
+    memory: int = Field(default=512, description="Fargate memory in MiB; must pair with cpu (ECS).")
+    environment: dict[str, str] = Field(default_factory=dict, description="Plain environment variables.")
+    secrets: dict[str, str] = Field(default_factory=dict, description="Secret name -> Secrets Manager/SSM ARN.")
+    read_access: list[str] = Field(default_factory=list, description="Repos whose assets this one may read.")
+
+    def to_spec(self, source: str = "run config") -> RepoSpec:
+        return parse_spec(spec_dict_from_run_config(self.model_dump()), source)
+
+
+def spec_dict_from_run_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Run config (flat) -> config.yml data."""
+    data: dict[str, Any] = {k: cfg[k] for k in ("name", "git_url", "branch") if k in cfg}
+    for key in ("python_file", "module_name", "package_name", "working_directory"):
+        if cfg.get(key):
+            data[key] = cfg[key]
+    data["resources"] = {"cpu": cfg.get("cpu", 256), "memory": cfg.get("memory", 512)}
+    if cfg.get("environment"):
+        data["environment"] = [{"name": k, "value": v} for k, v in cfg["environment"].items()]
+    if cfg.get("secrets"):
+        data["secrets"] = [{"name": k, "valueFrom": v} for k, v in cfg["secrets"].items()]
+    if cfg.get("read_access"):
+        data["access"] = {"read": list(cfg["read_access"])}
+    return data
+
+
+def run_config_from_spec(spec: RepoSpec) -> dict[str, Any]:
+    """config.yml spec -> the flat run config of the ``clone`` op."""
+    cfg: dict[str, Any] = {"name": spec.name, "git_url": spec.git_url, "branch": spec.branch}
+    for key in ("python_file", "module_name", "package_name", "working_directory"):
+        if getattr(spec, key):
+            cfg[key] = getattr(spec, key)
+    cfg["cpu"], cfg["memory"] = spec.resources.cpu, spec.resources.memory
+    if spec.environment:
+        cfg["environment"] = {e.name: e.value for e in spec.environment}
+    if spec.secrets:
+        cfg["secrets"] = {s.name: s.value_from for s in spec.secrets}
+    if spec.access.read:
+        cfg["read_access"] = list(spec.access.read)
+    return cfg
+
+
+def deploy_run_config(spec: RepoSpec) -> dict[str, Any]:
+    return {"ops": {"clone": {"config": run_config_from_spec(spec)}}}
+
+
+def remove_run_config(name: str, purge: bool = False) -> dict[str, Any]:
+    return {"ops": {"remove": {"config": {"name": name, "purge": purge}}}}
+
+
+def _step(context: OpExecutionContext, fn: Callable[[], T]) -> T:
+    """Run one step: transient errors retry, our own errors fail cleanly with their message."""
+    try:
+        return fn()
+    except Retryable as exc:
+        raise RetryRequested(max_retries=3, seconds_to_wait=2) from exc  # type: ignore[misc]
+    except MetaDeployerError as exc:
+        raise Failure(description=str(exc)) from exc
+
+
+# -- ops -------------------------------------------------------------------------
+@op(description="Clone or converge the repo at its branch, pin the commit, detect its code source.")
+def clone(context: OpExecutionContext, config: RepoConfig, deployer: DeployerResource) -> DeployState:
+    d = deployer.get()
+    spec = _step(context, lambda: config.to_spec(f"run config of {context.run_id[:8]}"))
+    state = _step(context, lambda: d.checkout(spec, context.log.info))
+    context.add_output_metadata({"commit": state.checkout.commit, "unchanged": state.unchanged})
+    return state
+
+
+@op(description="Build the artifact: a virtualenv (dev) or an image (docker, ecs), validated.")
+def build(context: OpExecutionContext, state: DeployState, deployer: DeployerResource) -> DeployState:
+    return _step(context, lambda: deployer.get().build(state, context.log.info))
+
+
+@op(description="Push the artifact to its registry (a logged no-op on dev).")
+def push(context: OpExecutionContext, state: DeployState, deployer: DeployerResource) -> DeployState:
+    return _step(context, lambda: deployer.get().publish(state, context.log.info))
+
+
+@op(description="Run the new version on the platform and wait until it is healthy.")
+def register(context: OpExecutionContext, state: DeployState, deployer: DeployerResource) -> DeployState:
+    return _step(context, lambda: deployer.get().serve(state, context.log.info))
+
+
+@op(description="Write the repo's entry into workspace.yaml (atomic), record code_locations/<name>.")
+def write_workspace(context: OpExecutionContext, state: DeployState, deployer: DeployerResource) -> DeployState:
+    state = _step(context, lambda: deployer.get().switch(state, context.log.info))
+    if not state.unchanged:
+        context.log_event(
+            AssetMaterialization(
+                asset_key=["code_locations", state.spec.name],
+                description=f"deployed {state.checkout.short_commit}",
+                metadata={k: MetadataValue.text(str(v)) for k, v in deployment_summary(state.record).items()},
+            )
+        )
+    return state
+
+
+@op(description="Reload the webserver's workspace if it changed (no webserver is only a warning).")
+def reload(context: OpExecutionContext, state: DeployState, deployer: DeployerResource) -> None:
+    deployer.get().reload(state.workspace_changed, context.log.info)
+
+
+class RemoveConfig(Config):
+    """Which repo to remove."""
+
+    name: str = Field(description="Repo name.")
+    purge: bool = Field(default=False, description="Also delete its data (storage, logs, images).")
+
+
+@op(description="Stop the repo's location, drop its workspace entry, checkout and config.")
+def remove(context: OpExecutionContext, config: RemoveConfig, deployer: DeployerResource) -> bool:
+    d = deployer.get()
+    if naming.name_problem(config.name):
+        raise Failure(description=f"run config name: repo name {naming.name_problem(config.name)}")
+    result = _step(context, lambda: d.remove(config.name, config.purge, context.log.info))
+    if result.removed:
+        context.log_event(
+            AssetMaterialization(
+                asset_key=["code_locations", config.name],
+                description="removed",
+                metadata={"status": "removed", "purge": config.purge, "platform": d.platform.name},
+            )
+        )
+    return result.workspace_changed
+
+
+@op(description="Reload the webserver after a removal.")
+def reload_after_remove(context: OpExecutionContext, changed: bool, deployer: DeployerResource) -> None:
+    deployer.get().reload(changed, context.log.info)
+
+
+@op(out=DynamicOut(dict), description="Repos whose branch head, config or platform moved.")
+def find_moved(context: OpExecutionContext, deployer: DeployerResource):
+    moved, problems = deployer.get().moved(context.log.info)
+    for problem in problems:
+        context.log.warning(problem)
+    context.log.info(f"{len(moved)} repo(s) to update")
+    for spec in moved:
+        yield DynamicOutput(run_config_from_spec(spec), mapping_key=spec.name.replace("-", "_"))
+
+
+@op(description="Clone one moved repo (sync_repos).")
+def clone_moved(context: OpExecutionContext, cfg: dict, deployer: DeployerResource) -> DeployState:
+    d = deployer.get()
+    spec = _step(context, lambda: parse_spec(spec_dict_from_run_config(cfg), "repos config"))
+    return _step(context, lambda: d.checkout(spec, context.log.info))
+
+
+@graph
+def deploy_steps(state: DeployState) -> DeployState:
+    return write_workspace(register(push(build(state))))
+
+
+@graph
+def sync_one(cfg: dict) -> None:
+    reload(deploy_steps(clone_moved(cfg)))
+
+
+# -- jobs ------------------------------------------------------------------------
+_EXAMPLE_RUN_CONFIG = RunConfig(ops={"clone": RepoConfig(**EXAMPLE_SPEC)})
+
+
+@job(executor_def=in_process_executor, config=_EXAMPLE_RUN_CONFIG, description="Add a repo as a code location.")
+def add_repo() -> None:
+    reload(deploy_steps(clone()))
+
+
+@job(executor_def=in_process_executor, description="Redeploy a repo from its config and its branch head.")
+def update_repo() -> None:
+    reload(deploy_steps(clone()))
+
+
+@job(
+    executor_def=in_process_executor,
+    config=RunConfig(ops={"remove": RemoveConfig(name="hello")}),
+    description="Remove a repo's code location (data kept unless purge).",
+)
+def remove_repo() -> None:
+    reload_after_remove(remove())
+
+
+@job(executor_def=in_process_executor, description="Update every repo whose branch head or config moved.")
+def sync_repos() -> None:
+    find_moved().map(sync_one)
+
+
+# -- sensor ----------------------------------------------------------------------
+@sensor(
+    jobs=[add_repo, update_repo, remove_repo],
+    minimum_interval_seconds=SENSOR_INTERVAL_S,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Deploys repos/<name>/config.yml: new -> add_repo, changed -> update_repo, deleted -> remove_repo.",
+)
+def repos_sensor(context: SensorEvaluationContext) -> SensorResult:
+    settings = Settings.from_env()
+    cursor: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
+    scanned = scan_repo_configs(settings.repos_dir, known=cursor)
+    requests, problems, new_cursor = [], [], {}
+    for name, item in scanned.items():
+        if item.known:
+            new_cursor[name] = item.content_hash
+            continue
+        if item.error or item.spec is None:
+            problems.append(item.error or f"{item.path}: unreadable")
+            if name in cursor:
+                new_cursor[name] = cursor[name]  # keep serving the last good version
+            continue
+        job_name = "update_repo" if name in cursor else "add_repo"
+        requests.append(
+            RunRequest(
+                run_key=f"{job_name}:{name}:{item.content_hash}",
+                job_name=job_name,
+                run_config=deploy_run_config(item.spec),
+                tags={naming.RUN_TAG_KEY: name},
+            )
+        )
+        new_cursor[name] = item.content_hash
+    for name in sorted(set(cursor) - set(scanned)):
+        requests.append(
+            RunRequest(
+                run_key=f"remove_repo:{name}:{cursor[name]}",
+                job_name="remove_repo",
+                run_config=remove_run_config(name),
+                tags={naming.RUN_TAG_KEY: name},
+            )
+        )
+    for problem in problems:
+        context.log.warning(f"skipped invalid config: {problem}")
+    skip = None
+    if not requests:
+        skip = "; ".join(problems) if problems else "no config.yml changed"
+    return SensorResult(run_requests=requests, cursor=json.dumps(new_cursor, sort_keys=True), skip_reason=skip)
+
+
+defs = Definitions(
+    jobs=[add_repo, update_repo, remove_repo, sync_repos],
+    sensors=[repos_sensor],
+    resources={"deployer": DeployerResource()},
+)

@@ -1,0 +1,134 @@
+"""Git: converge a checkout of one branch and pin its commit (GitPython).
+
+An existing checkout is fetched and reset rather than cloned again, under a
+file lock, and nothing is fetched at all when the remote head is the commit
+already checked out. A token (``META_DEPLOYER_GIT_TOKEN_FILE``) reaches git
+through environment configuration, never the command line, and is redacted,
+with any credentials in a URL, from every message this module produces.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import shutil
+import tempfile
+from pathlib import Path
+
+from filelock import FileLock
+from git import Git, GitCommandError, Repo
+from git.exc import InvalidGitRepositoryError, NoSuchPathError
+
+from meta_deployer.errors import CloneError
+
+_USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
+REDACTED = "***"
+
+
+def redact(text: str, secrets: tuple[str | None, ...] = ()) -> str:
+    """Remove URL credentials and the given secret values from ``text``."""
+    text = _USERINFO.sub(lambda m: f"{m.group('scheme')}{REDACTED}@", text)
+    for secret in secrets:
+        if secret:
+            text = text.replace(secret, REDACTED)
+            text = text.replace(base64.b64encode(f"x-access-token:{secret}".encode()).decode(), REDACTED)
+    return text
+
+
+def resolve_url(url: str, root: Path) -> str:
+    """Make a relative local path absolute (against ``root``); leave URLs as they are."""
+    if url == "." or url.startswith(("./", "../")):
+        return str((root / url).resolve())
+    return url
+
+
+def _env(token: str | None) -> dict[str, str]:
+    env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/true"}
+    if token:
+        basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+        env.update(
+            GIT_CONFIG_COUNT="1",
+            GIT_CONFIG_KEY_0="http.extraHeader",
+            GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}",
+        )
+    return env
+
+
+def remote_heads(url: str, token: str | None = None) -> dict[str, str]:
+    """``{branch: commit}`` for every branch of the remote at ``url``."""
+    try:
+        out = Git().execute(["git", "ls-remote", "--heads", url], env=_env(token))
+    except GitCommandError as exc:
+        raise CloneError(f"cannot read the remote {redact(url, (token,))}: {redact(_stderr(exc), (token,))}") from None
+    heads = {}
+    for line in str(out).splitlines():
+        sha, _, ref = line.partition("\t")
+        if ref.startswith("refs/heads/"):
+            heads[ref.removeprefix("refs/heads/")] = sha
+    return heads
+
+
+def remote_head(url: str, branch: str, token: str | None = None) -> str:
+    """The commit at the head of ``branch``; CloneError naming the branches when missing."""
+    heads = remote_heads(url, token)
+    if branch not in heads:
+        known = ", ".join(sorted(heads)) or "none"
+        raise CloneError(
+            f"branch {branch!r} does not exist in {redact(url, (token,))} (branches there: {known}); "
+            "fix 'branch' in config.yml or BRANCH=..."
+        )
+    return heads[branch]
+
+
+def converge(url: str, branch: str, dest: Path, token: str | None = None) -> tuple[str, bool]:
+    """Make ``dest`` a clean checkout of ``branch``'s head; return ``(commit, changed)``."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(dest) + ".lock", timeout=600):
+        head = remote_head(url, branch, token)
+        repo = _existing(dest, url)
+        try:
+            if repo is not None:
+                if repo.head.is_valid() and repo.head.commit.hexsha == head and not repo.is_dirty(untracked_files=True):
+                    return head, False
+                with repo.git.custom_environment(**_env(token)):
+                    repo.git.fetch("--depth", "1", "origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
+                    repo.git.checkout("--force", "-B", branch, f"refs/remotes/origin/{branch}")
+                    repo.git.clean("-ffd")
+            else:
+                repo = _fresh_clone(url, branch, dest, token)
+            return repo.head.commit.hexsha, True
+        except GitCommandError as exc:
+            raise CloneError(
+                f"git {exc.command[1] if len(exc.command) > 1 else ''} failed for {redact(url, (token,))} "
+                f"branch {branch!r}: {redact(_stderr(exc), (token,))}"
+            ) from None
+
+
+def _existing(dest: Path, url: str) -> Repo | None:
+    """The checkout at ``dest`` if it is a git checkout of ``url``; otherwise clear it."""
+    try:
+        repo = Repo(dest)
+        if repo.remotes and repo.remotes.origin.url == url:
+            return repo
+    except (InvalidGitRepositoryError, NoSuchPathError, ValueError, AttributeError):
+        pass
+    if dest.exists():
+        shutil.rmtree(dest)
+    return None
+
+
+def _fresh_clone(url: str, branch: str, dest: Path, token: str | None) -> Repo:
+    """Clone into a temporary sibling, then move it into place (never half a checkout)."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
+    try:
+        Repo.clone_from(url, tmp, env=_env(token), branch=branch, single_branch=True, depth=1, no_tags=True)
+        tmp.rename(dest)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return Repo(dest)
+
+
+def _stderr(exc: GitCommandError) -> str:
+    text = (exc.stderr or "").strip() or str(exc)
+    return " ".join(line.strip() for line in text.splitlines() if line.strip())[-800:]

@@ -1,0 +1,129 @@
+"""The location entry point: loads a repo's own definitions inside its code server.
+
+The deployer never edits a repo's code. Instead each location is served
+through this wrapper, which
+
+- sets the location's environment: the spec's ``environment`` plus the
+  injected ``META_DEPLOYER_REPO``, ``META_DEPLOYER_PREFIX`` and storage
+  settings (``dagster dev`` has no per-location environment, so the dev
+  platform needs this route);
+- copies the code server's output into the repo's log file (``repo-logs``);
+- loads the repo's definitions from its code source and, where the repo sets
+  no ``io_manager`` of its own, gives it the prefix-enforcing one
+  (``meta_deployer.io``).
+
+It runs inside the repo's own environment, so it imports only dagster and the
+standard library at module level.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+import traceback
+from pathlib import Path
+from typing import Any, TextIO
+
+LOCATION_CONFIG_ENV = "META_DEPLOYER_LOCATION_CONFIG"
+CODE_SOURCE_ENV = "META_DEPLOYER_CODE_SOURCE"  # "<kind>:<value>", e.g. "module_name:my_project.definitions"
+
+
+class _Tee:
+    """Write to the original stream and to the repo's log file."""
+
+    def __init__(self, stream: TextIO, copy: TextIO):
+        self._stream, self._copy = stream, copy
+
+    def write(self, text: str) -> int:
+        self._copy.write(text)
+        self._copy.flush()
+        return self._stream.write(text)
+
+    def flush(self) -> None:
+        self._stream.flush()
+        self._copy.flush()
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+def _capture_output(log_file: str) -> None:
+    if isinstance(sys.stderr, _Tee):
+        return
+    Path(log_file).parent.mkdir(parents=True, exist_ok=True)
+    copy = open(log_file, "a", buffering=1)  # noqa: SIM115 - lives as long as the process
+    sys.stdout = _Tee(sys.stdout, copy)  # type: ignore[assignment]
+    sys.stderr = _Tee(sys.stderr, copy)  # type: ignore[assignment]
+    handler = logging.StreamHandler(copy)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s - %(message)s"))
+    logging.getLogger().addHandler(handler)
+    logging.getLogger("dagster").addHandler(handler)
+
+
+def _load_targets(kind: str, value: str, working_directory: str | None) -> dict[str, Any]:
+    from dagster._core.workspace import autodiscovery
+
+    if working_directory and working_directory not in sys.path:
+        sys.path.insert(0, working_directory)
+    if kind == "python_file":
+        path = os.path.join(working_directory or os.getcwd(), value)
+        targets = autodiscovery.loadable_targets_from_python_file(path, working_directory)
+    elif kind == "module_name":
+        targets = autodiscovery.loadable_targets_from_python_module(value, working_directory)
+    elif kind == "package_name":
+        targets = autodiscovery.loadable_targets_from_python_package(value, working_directory)
+    else:
+        raise ValueError(f"unknown code source kind {kind!r}")
+    return {target.attribute: target.target_definition for target in targets}
+
+
+def _wrap(targets: dict[str, Any]) -> dict[str, Any]:
+    from dagster import Definitions
+
+    from meta_deployer.io import inject_io_manager
+
+    return {attr: inject_io_manager(t) if isinstance(t, Definitions) else t for attr, t in targets.items()}
+
+
+def load(config: dict[str, Any]) -> dict[str, Any]:
+    """Apply a location config and return the repo's loadable targets, wrapped."""
+    for key, value in (config.get("environment") or {}).items():
+        os.environ[key] = value
+    if config.get("log_file"):
+        _capture_output(config["log_file"])
+    name = config.get("name", "?")
+    working_directory = config.get("working_directory")
+    if working_directory:
+        os.chdir(working_directory)
+    kind, value = config["code_source"]["kind"], config["code_source"]["value"]
+    logging.getLogger("meta_deployer").info(
+        "loading location %s from %s=%s (commit %s)", name, kind, value, config.get("commit", "?")
+    )
+    try:
+        return _wrap(_load_targets(kind, value, working_directory))
+    except BaseException:
+        sys.stderr.write(f"meta_deployer: location {name} failed to load:\n{traceback.format_exc()}")
+        raise
+
+
+def load_file(config_path: str) -> dict[str, Any]:
+    """Load a location from its JSON config file (dev platform)."""
+    return load(json.loads(Path(config_path).read_text()))
+
+
+def load_from_env() -> dict[str, Any]:
+    """Load a location described by environment variables (container platforms)."""
+    if os.environ.get(LOCATION_CONFIG_ENV):
+        return load_file(os.environ[LOCATION_CONFIG_ENV])
+    kind, _, value = os.environ.get(CODE_SOURCE_ENV, "").partition(":")
+    if not value:
+        raise RuntimeError(f"set {CODE_SOURCE_ENV}=<python_file|module_name|package_name>:<value>")
+    return load(
+        {
+            "name": os.environ.get("META_DEPLOYER_REPO", "?"),
+            "code_source": {"kind": kind, "value": value},
+            "working_directory": os.getcwd(),
+        }
+    )

@@ -1,0 +1,313 @@
+"""The deploy pipeline as plain step functions; the Dagster ops only adapt them.
+
+    checkout -> build -> publish -> serve -> switch (workspace.yaml) -> reload
+
+``Deployer.checkout`` converges the git checkout, completes the spec (a code
+source is detected when config.yml names none, and written back to
+config.yml), and computes the deploy fingerprint: the commit, the spec and the
+platform's settings. When the deployed record has the same fingerprint and
+still serves, every later step is a no-op, so a second run changes nothing
+and is fast. A failure in any step before ``switch`` leaves the workspace,
+and so the version that serves, exactly as it was.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import asdict, dataclass, replace
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+
+import meta_deployer
+from meta_deployer import gitops, naming
+from meta_deployer import workspace as ws
+from meta_deployer.detect import detect_code_source
+from meta_deployer.errors import DetectionError, NotDeployedError, SpecError
+from meta_deployer.platforms import get_platform
+from meta_deployer.platforms.base import Artifact, Checkout, Log, Platform, Published, Served
+from meta_deployer.settings import Settings
+from meta_deployer.spec import RepoSpec, config_path, dump_spec, load_spec, parse_spec
+from meta_deployer.state import Deployment, StateStore
+from meta_deployer.webserver import ReloadResult, reload_workspace
+
+
+def _print(message: str) -> None:
+    print(message, flush=True)
+
+
+@dataclass(frozen=True)
+class DeployState:
+    """What one deploy run knows so far; each step returns it with one more field set."""
+
+    spec: RepoSpec
+    checkout: Checkout
+    fingerprint: str
+    unchanged: bool
+    started_at: float
+    artifact: Artifact | None = None
+    published: Published | None = None
+    served: Served | None = None
+    record: Deployment | None = None
+    workspace_changed: bool = False
+
+
+@dataclass(frozen=True)
+class RemoveResult:
+    name: str
+    removed: bool
+    workspace_changed: bool
+
+
+class Deployer:
+    """Runs the deploy steps for one settings/platform pair."""
+
+    def __init__(self, settings: Settings | None = None, platform: Platform | None = None):
+        self.settings = settings or Settings.from_env()
+        self.platform = platform or get_platform(self.settings)
+        self.store = StateStore(self.settings.state_dir)
+
+    # -- spec ----------------------------------------------------------------
+    def spec_from_file(self, name: str) -> RepoSpec:
+        path = config_path(self.settings.repos_dir, name)
+        if not path.is_file():
+            raise NotDeployedError(f"{path} does not exist; add the repo first (make add-repo REPO_URL=... REPO_NAME={name})")
+        return load_spec(path)
+
+    def _write_config(self, spec: RepoSpec, log: Log) -> None:
+        """Write config.yml when it is missing or says something else (atomic; comments kept otherwise)."""
+        path = config_path(self.settings.repos_dir, spec.name)
+        if path.is_file():
+            try:
+                if load_spec(path) == spec:
+                    return
+            except SpecError:
+                pass
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, prefix=".config-", suffix=".tmp") as tmp:
+            tmp.write(dump_spec(spec))
+        os.replace(tmp.name, path)
+        log(f"wrote {path.relative_to(self.settings.root) if path.is_relative_to(self.settings.root) else path}")
+
+    def fingerprint(self, spec: RepoSpec, commit: str) -> str:
+        data = "|".join(
+            [commit, spec.content_hash(), self.platform.name, self.platform.settings_fingerprint(spec), meta_deployer.__version__]
+        )
+        return hashlib.sha256(data.encode()).hexdigest()[:16]
+
+    # -- steps ---------------------------------------------------------------
+    def checkout(self, spec: RepoSpec, log: Log = _print) -> DeployState:
+        """Converge the checkout, complete the spec, and decide whether anything must change."""
+        started = time.time()
+        token = self.settings.git_token()
+        url = gitops.resolve_url(spec.git_url, self.settings.root)
+        commit, changed = gitops.converge(url, spec.branch, self.settings.checkout_path(spec.name), token)
+        shown_url = gitops.redact(spec.git_url, (token,))
+        log(f"{spec.name}: {shown_url} {spec.branch} is at {commit[:12]}" + ("" if changed else " (checkout unchanged)"))
+        path = self.settings.checkout_path(spec.name)
+        if spec.code_source is None:
+            try:
+                found = detect_code_source(path / (spec.working_directory or "."))
+            except DetectionError as exc:
+                raise DetectionError(f"{spec.name}: {exc}") from None
+            if spec.working_directory and "working_directory" in found:
+                found["working_directory"] = f"{spec.working_directory}/{found['working_directory']}"
+            elif spec.working_directory:
+                found["working_directory"] = spec.working_directory
+            log(f"{spec.name}: detected code source {found}")
+            spec = parse_spec({**spec.to_config(), **found}, f"{spec.name} (detected code source)")
+        self._check_code_source_exists(spec, path)
+        self._write_config(spec, log)
+        checkout = Checkout(spec.name, path, commit, spec.branch, shown_url, changed)
+        fingerprint = self.fingerprint(spec, commit)
+        record = self.store.get(spec.name)
+        unchanged = (
+            record is not None
+            and record.fingerprint == fingerprint
+            and self.platform.is_serving(spec.name, asdict(record))
+        )
+        if unchanged:
+            log(f"{spec.name}: {commit[:12]} with this spec already serves on {self.platform.name}; nothing to do")
+        return DeployState(spec, checkout, fingerprint, unchanged, started)
+
+    def _check_code_source_exists(self, spec: RepoSpec, path: Path) -> None:
+        wd = path / (spec.working_directory or ".")
+        field = "working_directory" if spec.working_directory else None
+        if not wd.is_dir():
+            raise SpecError(f"repos/{spec.name}/config.yml", [(field or "working_directory", f"{spec.working_directory!r} is not a folder in the repository")])
+        if spec.python_file and not (wd / spec.python_file).is_file():
+            raise SpecError(
+                f"repos/{spec.name}/config.yml",
+                [("python_file", f"{spec.python_file!r} does not exist in the repository (relative to {spec.working_directory or 'the repository root'})")],
+            )
+
+    def build(self, state: DeployState, log: Log = _print) -> DeployState:
+        if state.unchanged:
+            return state
+        return replace(state, artifact=self.platform.build(state.spec, state.checkout, log))
+
+    def publish(self, state: DeployState, log: Log = _print) -> DeployState:
+        if state.unchanged:
+            return state
+        assert state.artifact is not None
+        return replace(state, published=self.platform.publish(state.spec, state.artifact, log))
+
+    def serve(self, state: DeployState, log: Log = _print) -> DeployState:
+        if state.unchanged:
+            return state
+        assert state.published is not None
+        return replace(state, served=self.platform.serve(state.spec, state.published, state.checkout, log))
+
+    def switch(self, state: DeployState, log: Log = _print) -> DeployState:
+        """Point workspace.yaml at the new version, record it, then retire the old version."""
+        record = self.store.get(state.spec.name)
+        if not state.unchanged:
+            assert state.served is not None and state.published is not None and state.artifact is not None
+            record = Deployment(
+                name=state.spec.name,
+                git_url=state.checkout.git_url,
+                branch=state.spec.branch,
+                commit=state.checkout.commit,
+                platform=self.platform.name,
+                artifact=state.published.ref,
+                digest=state.published.digest,
+                endpoint=state.served.endpoint,
+                workspace_entry=state.served.workspace_entry,
+                fingerprint=state.fingerprint,
+                spec_hash=state.spec.content_hash(),
+                deployed_at=time.time(),
+                duration_s=round(time.time() - state.started_at, 3),
+                metadata={**state.artifact.metadata, **state.published.metadata, **state.served.metadata},
+            )
+        assert record is not None
+        changed = self._update_workspace(put=record)
+        if not state.unchanged:
+            assert state.served is not None
+            self.platform.after_switch(state.spec, state.served, log)
+        log(f"workspace.yaml {'updated' if changed else 'unchanged'}")
+        return replace(state, record=record, workspace_changed=changed)
+
+    def _update_workspace(self, put: Deployment | None = None, delete: str | None = None) -> bool:
+        path = self.settings.workspace
+        with ws.lock_for(path):
+            records = self.store.all()
+            if put is not None:
+                records[put.name] = put
+            if delete is not None:
+                records.pop(delete, None)
+            changed = ws.write_if_changed(path, ws.render({n: r.workspace_entry for n, r in records.items()}))
+            if put is not None:
+                self.store.put(put)
+            if delete is not None:
+                self.store.delete(delete)
+            return changed
+
+    def render_workspace(self) -> bool:
+        """Re-render workspace.yaml from the records (``make dev`` does this first)."""
+        return self._update_workspace()
+
+    def reload(self, changed: bool, log: Log = _print) -> ReloadResult | None:
+        """Reload the webserver when the workspace changed; no webserver is a warning only."""
+        if not changed:
+            log("workspace unchanged; no reload needed")
+            return None
+        result = reload_workspace(self.settings.webserver_url, self.settings.reload_timeout_s)
+        log(result.message)
+        for name, status in result.locations.items():
+            if status.startswith("ERROR"):
+                log(f"warning: location {name} reports {status}")
+        return result
+
+    def deploy(self, spec: RepoSpec, log: Log = _print) -> DeployState:
+        """All steps in order (the CLI and benchmarks; the jobs run them as ops)."""
+        state = self.checkout(spec, log)
+        for step in (self.build, self.publish, self.serve, self.switch):
+            state = step(state, log)
+        self.reload(state.workspace_changed, log)
+        return state
+
+    def remove(self, name: str, purge: bool = False, log: Log = _print) -> RemoveResult:
+        """Stop serving ``name``, drop it from the workspace, delete its checkout and config.
+
+        Data (storage, logs, and on AWS log groups and images) is kept unless ``purge``.
+        """
+        naming.validate_name(name)
+        record = self.store.get(name)
+        self.platform.stop(name, purge, log)
+        changed = self._update_workspace(delete=name)
+        checkout = self.settings.checkout_path(name)
+        with FileLock(str(checkout) + ".lock", timeout=600):
+            if checkout.exists():
+                shutil.rmtree(checkout)
+                log(f"deleted checkout {checkout}")
+        path = config_path(self.settings.repos_dir, name)
+        if path.is_file():
+            path.unlink()
+            try:
+                path.parent.rmdir()
+            except OSError:
+                pass
+            log(f"deleted {path}")
+        removed = record is not None or changed
+        log(f"{name}: removed" if removed else f"{name}: nothing was deployed; nothing to do")
+        return RemoveResult(name, removed, changed)
+
+    # -- sync ------------------------------------------------------------------
+    def moved(self, log: Log = _print) -> tuple[list[RepoSpec], list[str]]:
+        """Specs whose branch head, spec or platform differ from what is deployed; and the problems."""
+        from meta_deployer.scan import scan_repo_configs
+
+        token = self.settings.git_token()
+        moved, problems = [], []
+        for name, scanned in sorted(scan_repo_configs(self.settings.repos_dir).items()):
+            if scanned.error:
+                problems.append(scanned.error)
+                log(f"skipped: {scanned.error}")
+                continue
+            spec = scanned.spec
+            assert spec is not None
+            record = self.store.get(name)
+            try:
+                head = gitops.remote_head(gitops.resolve_url(spec.git_url, self.settings.root), spec.branch, token)
+            except Exception as exc:  # one unreachable remote must not stop the others
+                problems.append(f"{name}: {exc}")
+                log(f"skipped {name}: {exc}")
+                continue
+            reason = None
+            if record is None:
+                reason = "not deployed"
+            elif record.commit != head:
+                reason = f"{record.commit[:12]} -> {head[:12]}"
+            elif record.spec_hash != spec.content_hash() or record.platform != self.platform.name:
+                reason = "config.yml or platform changed"
+            elif not self.platform.is_serving(name, asdict(record)):
+                reason = "no longer serving"
+            if reason:
+                log(f"{name}: {reason}")
+                moved.append(spec)
+            else:
+                log(f"{name}: up to date at {head[:12]}")
+        for name in sorted(set(self.store.all()) - set(scan_repo_configs(self.settings.repos_dir))):
+            log(f"{name}: deployed but has no config.yml; run remove-repo REPO_NAME={name} to remove it")
+        return moved, problems
+
+
+def deployment_summary(record: Deployment | None) -> dict[str, Any]:
+    """Materialization metadata for a deploy: commit, platform, artifact, endpoint, duration."""
+    if record is None:
+        return {}
+    return {
+        "commit": record.commit,
+        "branch": record.branch,
+        "git_url": record.git_url,
+        "platform": record.platform,
+        "artifact": record.artifact,
+        "digest": record.digest or "",
+        "endpoint": record.endpoint,
+        "duration_s": record.duration_s,
+    }

@@ -1,0 +1,107 @@
+"""The Dagster webserver, over GraphQL: reload the workspace, read location status.
+
+``DagsterGraphQLClient`` has no reload-workspace method, so the mutation is
+sent directly. ``reloadWorkspace`` re-reads workspace.yaml, so it picks up
+added and removed locations (``reloadRepositoryLocation`` cannot add one).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import requests
+
+RELOAD_WORKSPACE = """
+mutation ReloadWorkspace {
+  reloadWorkspace {
+    __typename
+    ... on Workspace {
+      locationEntries {
+        name
+        loadStatus
+        locationOrLoadError { __typename ... on PythonError { message } }
+      }
+    }
+    ... on PythonError { message }
+    ... on UnauthorizedError { message }
+  }
+}
+"""
+
+LOCATION_STATUSES = """
+query LocationStatuses {
+  workspaceOrError {
+    __typename
+    ... on Workspace {
+      locationEntries {
+        name
+        loadStatus
+        locationOrLoadError {
+          __typename
+          ... on PythonError { message }
+          ... on RepositoryLocation { repositories { name assetNodes { assetKey { path } } } }
+        }
+      }
+    }
+  }
+}
+"""
+
+
+@dataclass(frozen=True)
+class ReloadResult:
+    """What a reload did: ``reached`` is False when no webserver answered."""
+
+    reached: bool
+    message: str
+    locations: dict[str, str] = field(default_factory=dict)  # name -> "LOADED" or the load error
+
+
+def graphql(url: str, query: str, variables: dict | None = None, timeout: float = 60.0) -> dict:
+    """POST one GraphQL query to ``<url>/graphql`` and return its ``data``."""
+    response = requests.post(f"{url}/graphql", json={"query": query, "variables": variables or {}}, timeout=timeout)
+    response.raise_for_status()
+    body = response.json()
+    if body.get("errors"):
+        raise RuntimeError(f"GraphQL errors from {url}: {body['errors']}")
+    return body["data"]
+
+
+def _entries(entries: list[dict]) -> dict[str, str]:
+    result = {}
+    for entry in entries:
+        loc = entry.get("locationOrLoadError") or {}
+        if loc.get("__typename") == "PythonError":
+            result[entry["name"]] = f"ERROR: {loc.get('message', '').strip()}"
+        else:
+            result[entry["name"]] = entry.get("loadStatus", "")
+    return result
+
+
+def reload_workspace(url: str, timeout: float = 120.0) -> ReloadResult:
+    """Ask the webserver to re-read workspace.yaml; unreachable is reported, not raised."""
+    try:
+        data = graphql(url, RELOAD_WORKSPACE, timeout=timeout)
+    except requests.RequestException as exc:
+        return ReloadResult(False, f"no webserver answered at {url} ({type(exc).__name__}); it will read workspace.yaml when it starts")
+    result = data["reloadWorkspace"]
+    if result["__typename"] != "Workspace":
+        return ReloadResult(True, f"reload failed: {result.get('message', result['__typename'])}")
+    locations = _entries(result["locationEntries"])
+    return ReloadResult(True, "workspace reloaded", locations)
+
+
+def location_statuses(url: str, timeout: float = 30.0) -> dict[str, dict]:
+    """``{location: {"status": ..., "assets": [...]}}`` as the webserver sees them now."""
+    data = graphql(url, LOCATION_STATUSES, timeout=timeout)["workspaceOrError"]
+    result = {}
+    for entry in data.get("locationEntries", []):
+        loc = entry.get("locationOrLoadError") or {}
+        assets = sorted(
+            "/".join(node["assetKey"]["path"])
+            for repo in loc.get("repositories", []) or []
+            for node in repo.get("assetNodes", [])
+        )
+        status = f"ERROR: {loc.get('message', '')}" if loc.get("__typename") == "PythonError" else entry["loadStatus"]
+        result[entry["name"]] = {"status": status, "assets": assets}
+    return result
