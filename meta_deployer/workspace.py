@@ -41,9 +41,16 @@ def location_name(entry: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _sorted(value: Any) -> Any:
+    """Nested mappings with sorted keys, so a re-read record renders the same text."""
+    if isinstance(value, Mapping):
+        return {k: _sorted(value[k]) for k in sorted(value)}
+    return value
+
+
 def render(entries: Mapping[str, Mapping[str, Any]]) -> str:
     """Render workspace.yaml text for ``{repo name: load_from entry}``."""
-    load_from = [SELF_ENTRY] + [dict(entries[name]) for name in sorted(entries)]
+    load_from = [SELF_ENTRY] + [_sorted(entries[name]) for name in sorted(entries)]
     for name in sorted(entries):
         if location_name(entries[name]) != name:
             raise WorkspaceError(f"workspace entry for {name!r} has location_name {location_name(entries[name])!r}")

@@ -89,10 +89,13 @@ class DevPlatform:
 
     # -- build: virtualenv + validated location ----------------------------
     def _dependency_roots(self, spec: RepoSpec, checkout: Checkout) -> list[Path]:
-        roots = [checkout.path]
-        if spec.working_directory and spec.working_directory != ".":
-            roots.append(checkout.path / spec.working_directory)
-        return roots
+        """The folder whose dependency files count: the working directory if it has any
+        (a project inside a monorepo), else the repository root."""
+        candidates = [checkout.path / (spec.working_directory or "."), checkout.path]
+        for folder in candidates:
+            if any((folder / f).is_file() for f in DEPENDENCY_FILES):
+                return [folder]
+        return []
 
     def _deps_hash(self, spec: RepoSpec, checkout: Checkout) -> str:
         digest = hashlib.sha256()
