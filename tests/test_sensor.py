@@ -1,0 +1,90 @@
+"""repos_sensor with build_sensor_context: new, changed, deleted and invalid files."""
+
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance, build_sensor_context, validate_run_config
+
+from meta_deployer import definitions as d
+
+GOOD = "name: {name}\ngit_url: https://example.com/{name}.git\npython_file: defs.py\n"
+
+
+@pytest.fixture
+def repos(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "repos"
+    path.mkdir()
+    monkeypatch.setenv("META_DEPLOYER_ROOT", str(tmp_path))
+    monkeypatch.setenv("META_DEPLOYER_REPOS_DIR", str(path))
+    return path
+
+
+def write(repos: Path, name: str, text: str | None = None) -> None:
+    (repos / name).mkdir(exist_ok=True)
+    (repos / name / "config.yml").write_text(text if text is not None else GOOD.format(name=name))
+
+
+def tick(cursor=None):
+    with DagsterInstance.ephemeral() as instance:
+        result = d.repos_sensor(build_sensor_context(instance=instance, cursor=cursor))
+    return result
+
+
+def jobs(result):
+    return sorted((r.job_name, r.tags["meta_deployer/repo"]) for r in result.run_requests)
+
+
+def test_new_changed_deleted(repos):
+    write(repos, "alpha")
+    write(repos, "beta")
+    first = tick()
+    assert jobs(first) == [("add_repo", "alpha"), ("add_repo", "beta")]
+    for request in first.run_requests:
+        assert validate_run_config(d.add_repo, request.run_config)
+    assert tick(first.cursor).run_requests == []  # nothing changed: nothing launched
+
+    write(repos, "alpha", GOOD.format(name="alpha") + "branch: release\n")
+    (repos / "beta" / "config.yml").unlink()
+    second = tick(first.cursor)
+    assert jobs(second) == [("remove_repo", "beta"), ("update_repo", "alpha")]
+    remove = next(r for r in second.run_requests if r.job_name == "remove_repo")
+    assert validate_run_config(d.remove_repo, remove.run_config)
+    assert tick(second.cursor).run_requests == []
+
+
+def test_run_keys_are_content_keyed_so_a_change_is_never_launched_twice(repos):
+    write(repos, "alpha")
+    a, b = tick(), tick()  # the same content, e.g. after a lost cursor
+    assert [r.run_key for r in a.run_requests] == [r.run_key for r in b.run_requests]
+    write(repos, "alpha", GOOD.format(name="alpha") + "branch: dev\n")
+    c = tick(a.cursor)
+    assert c.run_requests[0].run_key != a.run_requests[0].run_key
+    write(repos, "alpha")  # back to the first content: a new deploy is still due
+    assert tick(c.cursor).run_requests[0].job_name == "update_repo"
+
+
+def test_invalid_file_is_reported_and_skipped_while_others_deploy(repos):
+    write(repos, "alpha")
+    write(repos, "broken", "name: broken\ngit_url: https://example.com/b.git\nbrnch: main\n")
+    write(repos, "Bad_Name")
+    result = tick()
+    assert jobs(result) == [("add_repo", "alpha")]
+    assert "broken" not in result.cursor and "Bad_Name" not in result.cursor
+
+
+def test_a_deployed_repo_whose_file_turns_invalid_keeps_serving(repos):
+    write(repos, "alpha")
+    first = tick()
+    write(repos, "alpha", "name: alpha\ngit_url: -oops\n")
+    second = tick(first.cursor)
+    assert second.run_requests == []  # no removal, no update
+    assert "git_url" in second.skip_reason.skip_message
+    assert '"alpha"' in second.cursor
+    write(repos, "alpha", GOOD.format(name="alpha") + "branch: fixed\n")
+    assert jobs(tick(second.cursor)) == [("update_repo", "alpha")]
+
+
+def test_definitions_load_and_default_configs_validate():
+    assert {j.name for j in d.defs.resolve_all_job_defs()} >= {"add_repo", "update_repo", "remove_repo", "sync_repos"}
+    assert validate_run_config(d.add_repo)  # the launchpad default: the example location
+    assert validate_run_config(d.remove_repo)
