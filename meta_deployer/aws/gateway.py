@@ -1,0 +1,567 @@
+"""The one module that talks to AWS: a typed facade over boto3 (side effects only).
+
+``AwsGateway`` is built from a boto3 ``Session``; its clients are created by
+its constructor (never at import time) with botocore's ``standard`` or
+``adaptive`` retry mode, so throttling and other transient errors are retried
+by botocore itself. boto3 reads ``AWS_ENDPOINT_URL`` and the region from the
+environment, which is how the tests reach a moto server over HTTP.
+
+Rules every method follows:
+
+- errors are classified by ``e.response["Error"]["Code"]``, never by text;
+- "already exists" on a create and "not found" on a delete are success;
+- a ``describe``/``get`` of something missing returns ``None``;
+- every other failure becomes :class:`AwsOperationError` (or
+  :class:`TransientAwsError`) naming the call and the resource.
+
+Every API call made through the gateway is recorded in ``calls`` (through a
+botocore ``before-call`` hook), which is how tests and the bench count
+mutating calls.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError
+
+from meta_deployer.errors import AwsOperationError, TransientAwsError
+
+SERVICES = ("ecs", "ecr", "iam", "logs", "servicediscovery", "elbv2", "sts", "s3", "secretsmanager")
+#: Operations that only read; everything else counts as mutating.
+READ_PREFIXES = ("Describe", "List", "Get", "Head", "Filter", "Discover")
+#: Error codes a retry (later, by the step's RetryPolicy) may fix; botocore already retried them.
+TRANSIENT_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "ServiceUnavailable",
+        "ServiceUnavailableException",
+        "InternalFailure",
+        "InternalError",
+        "ServerException",
+        "ResourceInUse",
+        "ResourceInUseException",
+        "ConcurrentModification",
+        "ConcurrentModificationException",
+        "OperationAborted",
+    }
+)
+_NAMESPACE_POLL_S = 1.0
+_NAMESPACE_TIMEOUT_S = 300.0
+
+
+@dataclass(frozen=True)
+class Call:
+    """One recorded API call."""
+
+    service: str
+    operation: str
+
+    @property
+    def mutating(self) -> bool:
+        return not self.operation.startswith(READ_PREFIXES)
+
+    def __str__(self) -> str:
+        return f"{self.service}.{self.operation}"
+
+
+def _tags_list(tags: Mapping[str, str], key: str = "Key", value: str = "Value") -> list[dict[str, str]]:
+    return [{key: k, value: v} for k, v in sorted(tags.items())]
+
+
+def _tags_dict(tags: list[dict[str, str]] | None) -> dict[str, str]:
+    result = {}
+    for tag in tags or []:
+        k = tag.get("Key", tag.get("key"))
+        v = tag.get("Value", tag.get("value", ""))
+        if k is not None:
+            result[k] = v
+    return result
+
+
+class AwsGateway:
+    """Typed facade over the AWS APIs the deployer uses; the only boto3 user."""
+
+    def __init__(
+        self,
+        session: boto3.Session | None = None,
+        *,
+        retry_mode: str = "standard",
+        max_attempts: int = 8,
+    ):
+        self.session = session or boto3.Session()
+        self.calls: list[Call] = []
+        config = Config(retries={"mode": retry_mode, "max_attempts": max_attempts}, user_agent_extra="meta-deployer")
+        self.ecs = self._client("ecs", config)
+        self.ecr = self._client("ecr", config)
+        self.iam = self._client("iam", config)
+        self.logs = self._client("logs", config)
+        self.servicediscovery = self._client("servicediscovery", config)
+        self.elbv2 = self._client("elbv2", config)
+        self.sts = self._client("sts", config)
+        self.s3 = self._client("s3", config)
+        self.secretsmanager = self._client("secretsmanager", config)
+        self._identity: tuple[str, str] | None = None
+
+    def _client(self, service: str, config: Config) -> Any:
+        client = self.session.client(service, config=config)
+
+        def record(model: Any, **_: Any) -> None:
+            self.calls.append(Call(service, model.name))
+
+        client.meta.events.register("before-call", record)
+        return client
+
+    # -- bookkeeping -------------------------------------------------------
+    @property
+    def region(self) -> str:
+        return self.ecs.meta.region_name
+
+    def mutating_calls(self, since: int = 0) -> list[Call]:
+        """Mutating calls recorded from index ``since`` on."""
+        return [c for c in self.calls[since:] if c.mutating]
+
+    def _pages(self, client: Any, operation: str, resource: str, *, ok: tuple[str, ...] = (), **kwargs: Any) -> list[dict[str, Any]]:
+        """Every page of a paginated ``operation``; an ``ok`` error code gives no pages."""
+        paginator = client.get_paginator(operation)
+        pages = self._call(lambda: list(paginator.paginate(**kwargs)), resource, ok=ok, _operation=operation)
+        return pages or []
+
+    def _call(
+        self, fn: Callable[..., Any], resource: str, *, ok: tuple[str, ...] = (), _operation: str | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        """Call ``fn(**kwargs)``; return None for an ``ok`` error code; wrap the rest."""
+        operation = _operation or getattr(fn, "__name__", "call")
+        try:
+            return fn(**kwargs)
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = error.get("Code", "Unknown")
+            if code in ok:
+                return None
+            cls = TransientAwsError if code in TRANSIENT_CODES else AwsOperationError
+            raise cls(f"AWS {operation} on {resource} failed: {code}: {error.get('Message', '')}".rstrip(": ")) from exc
+        except BotoConnectionError as exc:
+            raise TransientAwsError(f"AWS {operation} on {resource} could not reach the endpoint: {exc}") from exc
+        except BotoCoreError as exc:
+            raise AwsOperationError(f"AWS {operation} on {resource} failed: {exc}") from exc
+
+    # -- STS ---------------------------------------------------------------
+    def identity(self) -> tuple[str, str]:
+        """``(account_id, partition)`` of the caller (cached)."""
+        if self._identity is None:
+            arn = self._call(self.sts.get_caller_identity, "caller identity")["Arn"]
+            parts = arn.split(":")
+            self._identity = (parts[4], parts[1])
+        return self._identity
+
+    # -- IAM ---------------------------------------------------------------
+    def get_role(self, name: str) -> dict[str, Any] | None:
+        """The role with its decoded trust policy and tags, or None."""
+        result = self._call(self.iam.get_role, f"IAM role {name}", ok=("NoSuchEntity",), RoleName=name)
+        if result is None:
+            return None
+        role = result["Role"]
+        doc = role.get("AssumeRolePolicyDocument")
+        if isinstance(doc, str):
+            role["AssumeRolePolicyDocument"] = json.loads(doc)
+        role["TagsDict"] = _tags_dict(role.get("Tags"))
+        return role
+
+    def get_role_policy(self, role: str, policy: str) -> dict[str, Any] | None:
+        """The decoded inline policy document, or None."""
+        result = self._call(
+            self.iam.get_role_policy, f"inline policy {policy} of IAM role {role}", ok=("NoSuchEntity",),
+            RoleName=role, PolicyName=policy,
+        )
+        if result is None:
+            return None
+        doc = result["PolicyDocument"]
+        return json.loads(doc) if isinstance(doc, str) else doc
+
+    def list_role_policies(self, role: str) -> list[str]:
+        result = self._call(self.iam.list_role_policies, f"IAM role {role}", ok=("NoSuchEntity",), RoleName=role)
+        return list(result["PolicyNames"]) if result else []
+
+    def list_attached_role_policies(self, role: str) -> list[str]:
+        result = self._call(
+            self.iam.list_attached_role_policies, f"IAM role {role}", ok=("NoSuchEntity",), RoleName=role
+        )
+        return [p["PolicyArn"] for p in result["AttachedPolicies"]] if result else []
+
+    def create_role(self, name: str, trust_policy: str, tags: Mapping[str, str], description: str) -> None:
+        self._call(
+            self.iam.create_role, f"IAM role {name}", ok=("EntityAlreadyExists",),
+            RoleName=name, AssumeRolePolicyDocument=trust_policy, Tags=_tags_list(tags), Description=description,
+        )
+
+    def update_trust_policy(self, name: str, trust_policy: str) -> None:
+        self._call(self.iam.update_assume_role_policy, f"IAM role {name}", RoleName=name, PolicyDocument=trust_policy)
+
+    def put_role_policy(self, role: str, policy: str, document: str) -> None:
+        self._call(
+            self.iam.put_role_policy, f"inline policy {policy} of IAM role {role}",
+            RoleName=role, PolicyName=policy, PolicyDocument=document,
+        )
+
+    def attach_role_policy(self, role: str, policy_arn: str) -> None:
+        self._call(self.iam.attach_role_policy, f"IAM role {role}", RoleName=role, PolicyArn=policy_arn)
+
+    def delete_role_policy(self, role: str, policy: str) -> None:
+        self._call(
+            self.iam.delete_role_policy, f"inline policy {policy} of IAM role {role}", ok=("NoSuchEntity",),
+            RoleName=role, PolicyName=policy,
+        )
+
+    def delete_role(self, name: str) -> None:
+        self._call(self.iam.delete_role, f"IAM role {name}", ok=("NoSuchEntity",), RoleName=name)
+
+    # -- CloudWatch Logs -----------------------------------------------------
+    def get_log_group(self, name: str) -> dict[str, Any] | None:
+        result = self._call(self.logs.describe_log_groups, f"log group {name}", logGroupNamePrefix=name)
+        return next((g for g in result.get("logGroups", []) if g["logGroupName"] == name), None)
+
+    def create_log_group(self, name: str, tags: Mapping[str, str]) -> None:
+        self._call(
+            self.logs.create_log_group, f"log group {name}", ok=("ResourceAlreadyExistsException",),
+            logGroupName=name, tags=dict(tags),
+        )
+
+    def put_retention(self, name: str, days: int) -> None:
+        self._call(self.logs.put_retention_policy, f"log group {name}", logGroupName=name, retentionInDays=days)
+
+    def delete_log_group(self, name: str) -> None:
+        self._call(self.logs.delete_log_group, f"log group {name}", ok=("ResourceNotFoundException",), logGroupName=name)
+
+    def log_events(self, group: str, start_ms: int | None = None, limit: int = 10000) -> list[dict[str, Any]]:
+        """Events of every stream in ``group`` (oldest first); empty when the group is missing."""
+        events: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"logGroupName": group, "limit": min(limit, 10000)}
+        if start_ms is not None:
+            kwargs["startTime"] = start_ms
+        while True:
+            result = self._call(
+                self.logs.filter_log_events, f"log group {group}", ok=("ResourceNotFoundException",), **kwargs
+            )
+            if result is None:
+                return []
+            events.extend(result.get("events", []))
+            token = result.get("nextToken")
+            if not token or len(events) >= limit or token == kwargs.get("nextToken"):
+                break
+            kwargs["nextToken"] = token
+        events.sort(key=lambda e: (e.get("timestamp", 0), e.get("ingestionTime", 0)))
+        return events
+
+    # -- Cloud Map -----------------------------------------------------------
+    def find_namespace(self, name: str) -> dict[str, Any] | None:
+        pages = self._pages(self.servicediscovery, "list_namespaces", f"Cloud Map namespace {name}")
+        for page in pages:
+            for ns in page.get("Namespaces", []):
+                if ns["Name"] == name and ns.get("Type") == "DNS_PRIVATE":
+                    return ns
+        return None
+
+    def create_private_namespace(self, name: str, vpc_id: str, tags: Mapping[str, str]) -> str:
+        """Create the namespace and wait for the operation; return its id."""
+        result = self._call(
+            self.servicediscovery.create_private_dns_namespace, f"Cloud Map namespace {name}",
+            ok=("NamespaceAlreadyExists", "ConflictingDomainExists"),
+            Name=name, Vpc=vpc_id, Tags=_tags_list(tags), CreatorRequestId=f"meta-deployer-{name}-{vpc_id}"[:64],
+        )
+        if result is not None:
+            deadline = time.monotonic() + _NAMESPACE_TIMEOUT_S
+            while time.monotonic() < deadline:
+                op = self._call(
+                    self.servicediscovery.get_operation, f"Cloud Map namespace {name}", OperationId=result["OperationId"]
+                )["Operation"]
+                if op["Status"] == "SUCCESS":
+                    break
+                if op["Status"] == "FAIL":
+                    raise AwsOperationError(f"creating Cloud Map namespace {name} failed: {op.get('ErrorMessage')}")
+                time.sleep(_NAMESPACE_POLL_S)
+        ns = self.find_namespace(name)
+        if ns is None:
+            raise AwsOperationError(f"Cloud Map namespace {name} was created but cannot be found")
+        return ns["Id"]
+
+    def find_discovery_service(self, namespace_id: str, name: str) -> dict[str, Any] | None:
+        pages = self._pages(
+            self.servicediscovery, "list_services", f"Cloud Map service {name}",
+            Filters=[{"Name": "NAMESPACE_ID", "Values": [namespace_id], "Condition": "EQ"}],
+        )
+        for page in pages:
+            for svc in page.get("Services", []):
+                if svc["Name"] == name:
+                    return svc
+        return None
+
+    def create_discovery_service(self, namespace_id: str, name: str, ttl: int, tags: Mapping[str, str]) -> dict[str, Any]:
+        result = self._call(
+            self.servicediscovery.create_service, f"Cloud Map service {name}", ok=("ServiceAlreadyExists",),
+            Name=name, NamespaceId=namespace_id, CreatorRequestId=f"meta-deployer-{name}"[:64],
+            DnsConfig={"RoutingPolicy": "MULTIVALUE", "DnsRecords": [{"Type": "A", "TTL": ttl}]},
+            HealthCheckCustomConfig={"FailureThreshold": 1},
+            Tags=_tags_list(tags),
+        )
+        if result is None:
+            found = self.find_discovery_service(namespace_id, name)
+            if found is None:
+                raise AwsOperationError(f"Cloud Map service {name} exists but cannot be found")
+            return found
+        return result["Service"]
+
+    def update_discovery_ttl(self, service_id: str, name: str, ttl: int) -> None:
+        self._call(
+            self.servicediscovery.update_service, f"Cloud Map service {name}",
+            Id=service_id, Service={"DnsConfig": {"DnsRecords": [{"Type": "A", "TTL": ttl}]}},
+        )
+
+    def delete_discovery_service(self, service_id: str, name: str) -> None:
+        self._call(self.servicediscovery.delete_service, f"Cloud Map service {name}", ok=("ServiceNotFound",), Id=service_id)
+
+    # -- ELBv2 ---------------------------------------------------------------
+    def find_target_group(self, name: str) -> dict[str, Any] | None:
+        result = self._call(
+            self.elbv2.describe_target_groups, f"target group {name}", ok=("TargetGroupNotFound",), Names=[name]
+        )
+        groups = result.get("TargetGroups", []) if result else []
+        return groups[0] if groups else None
+
+    def create_target_group(self, name: str, vpc_id: str, port: int, tags: Mapping[str, str]) -> str:
+        """Create a gRPC target group (ip targets, gRPC health check); return its ARN."""
+        result = self._call(
+            self.elbv2.create_target_group, f"target group {name}",
+            Name=name, Protocol="HTTP", ProtocolVersion="GRPC", Port=port, VpcId=vpc_id, TargetType="ip",
+            HealthCheckEnabled=True, HealthCheckProtocol="HTTP", HealthCheckPath="/grpc.health.v1.Health/Check",
+            Matcher={"GrpcCode": "0"}, Tags=_tags_list(tags),
+        )
+        return result["TargetGroups"][0]["TargetGroupArn"]
+
+    def delete_target_group(self, arn: str, name: str) -> None:
+        self._call(self.elbv2.delete_target_group, f"target group {name}", ok=("TargetGroupNotFound",), TargetGroupArn=arn)
+
+    def find_rule(self, listener_arn: str, target_group_arn: str) -> dict[str, Any] | None:
+        """The listener rule forwarding to ``target_group_arn``, or None."""
+        result = self._call(
+            self.elbv2.describe_rules, f"rules of listener {listener_arn}", ok=("ListenerNotFound",),
+            ListenerArn=listener_arn,
+        )
+        for rule in result.get("Rules", []) if result else []:
+            for action in rule.get("Actions", []):
+                if action.get("TargetGroupArn") == target_group_arn:
+                    return rule
+        return None
+
+    def create_rule(self, listener_arn: str, priority: int, host: str, target_group_arn: str, tags: Mapping[str, str]) -> str:
+        result = self._call(
+            self.elbv2.create_rule, f"listener rule for {host}",
+            ListenerArn=listener_arn, Priority=priority,
+            Conditions=[{"Field": "host-header", "HostHeaderConfig": {"Values": [host]}}],
+            Actions=[{"Type": "forward", "TargetGroupArn": target_group_arn}], Tags=_tags_list(tags),
+        )
+        return result["Rules"][0]["RuleArn"]
+
+    def delete_rule(self, arn: str) -> None:
+        self._call(self.elbv2.delete_rule, f"listener rule {arn}", ok=("RuleNotFound",), RuleArn=arn)
+
+    # -- ECS -----------------------------------------------------------------
+    def get_cluster(self, name: str) -> dict[str, Any] | None:
+        result = self._call(self.ecs.describe_clusters, f"ECS cluster {name}", clusters=[name])
+        active = [c for c in result.get("clusters", []) if c.get("status") == "ACTIVE"]
+        return active[0] if active else None
+
+    def create_cluster(self, name: str, tags: Mapping[str, str]) -> None:
+        self._call(
+            self.ecs.create_cluster, f"ECS cluster {name}", clusterName=name, tags=_tags_list(tags, "key", "value"),
+            settings=[{"name": "containerInsights", "value": "enabled"}],
+        )
+
+    def latest_task_definition(self, family: str) -> dict[str, Any] | None:
+        """The latest ACTIVE revision of ``family`` with its tags under ``tagsDict``, or None."""
+        result = self._call(
+            self.ecs.describe_task_definition, f"task definition {family}", ok=("ClientException",),
+            taskDefinition=family, include=["TAGS"],
+        )
+        if result is None:
+            return None
+        definition = result["taskDefinition"]
+        if definition.get("status") != "ACTIVE":
+            return None
+        definition["tagsDict"] = _tags_dict(result.get("tags"))
+        return definition
+
+    def task_definition_arns(self, family: str, status: str = "ACTIVE") -> list[str]:
+        """ARNs of ``family``'s revisions with ``status``, oldest first."""
+        pages = self._pages(
+            self.ecs, "list_task_definitions", f"task definition {family}", familyPrefix=family, status=status, sort="ASC"
+        )
+        arns = [arn for page in pages for arn in page.get("taskDefinitionArns", [])]
+        mine = [a for a in arns if a.rsplit("/", 1)[-1].rsplit(":", 1)[0] == family]
+        return sorted(mine, key=lambda a: int(a.rsplit(":", 1)[-1]))
+
+    def register_task_definition(self, definition: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+        result = self._call(
+            self.ecs.register_task_definition, f"task definition {definition['family']}",
+            **definition, tags=_tags_list(tags, "key", "value"),
+        )
+        return result["taskDefinition"]["taskDefinitionArn"]
+
+    def deregister_task_definition(self, arn: str) -> None:
+        self._call(
+            self.ecs.deregister_task_definition, f"task definition {arn}", ok=("ClientException",), taskDefinition=arn
+        )
+
+    def delete_task_definitions(self, arns: list[str]) -> None:
+        for start in range(0, len(arns), 10):  # the API takes at most 10 at a time
+            self._call(
+                self.ecs.delete_task_definitions, f"task definitions {', '.join(arns[start:start + 10])}",
+                ok=("ClientException",), taskDefinitions=arns[start : start + 10],
+            )
+
+    def get_service(self, cluster: str, name: str) -> dict[str, Any] | None:
+        """The ACTIVE (or DRAINING) service with ``tagsDict``, or None when missing or INACTIVE."""
+        services = self.describe_services(cluster, [name])
+        return services[0] if services else None
+
+    def describe_services(self, cluster: str, names: list[str]) -> list[dict[str, Any]]:
+        found: list[dict[str, Any]] = []
+        for start in range(0, len(names), 10):  # DescribeServices takes at most 10 names
+            result = self._call(
+                self.ecs.describe_services, f"ECS services {', '.join(names[start:start + 10])} in cluster {cluster}",
+                ok=("ClusterNotFoundException",), cluster=cluster, services=names[start : start + 10], include=["TAGS"],
+            )
+            for svc in result.get("services", []) if result else []:
+                if svc.get("status") != "INACTIVE":
+                    svc["tagsDict"] = _tags_dict(svc.get("tags"))
+                    found.append(svc)
+        return found
+
+    def list_service_names(self, cluster: str) -> list[str]:
+        pages = self._pages(
+            self.ecs, "list_services", f"ECS cluster {cluster}", ok=("ClusterNotFoundException",), cluster=cluster
+        )
+        return sorted(arn.rsplit("/", 1)[-1] for page in pages for arn in page.get("serviceArns", []))
+
+    def create_service(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        result = self._call(
+            self.ecs.create_service, f"ECS service {request['serviceName']} in cluster {request['cluster']}", **request
+        )
+        return result["service"]
+
+    def update_service(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        result = self._call(
+            self.ecs.update_service, f"ECS service {request['service']} in cluster {request['cluster']}", **request
+        )
+        return result["service"]
+
+    def delete_service(self, cluster: str, name: str) -> None:
+        self._call(
+            self.ecs.delete_service, f"ECS service {name} in cluster {cluster}",
+            ok=("ServiceNotFoundException", "ServiceNotActiveException", "ClusterNotFoundException"),
+            cluster=cluster, service=name,
+        )
+
+    def tag_ecs_resource(self, arn: str, tags: Mapping[str, str]) -> None:
+        self._call(self.ecs.tag_resource, f"ECS resource {arn}", resourceArn=arn, tags=_tags_list(tags, "key", "value"))
+
+    def stopped_tasks(self, cluster: str, service: str, limit: int = 5) -> list[dict[str, Any]]:
+        """The service's most recently stopped tasks (with stoppedReason)."""
+        result = self._call(
+            self.ecs.list_tasks, f"tasks of ECS service {service}", ok=("ServiceNotFoundException", "ClusterNotFoundException"),
+            cluster=cluster, serviceName=service, desiredStatus="STOPPED",
+        )
+        arns = (result or {}).get("taskArns", [])[:limit]
+        if not arns:
+            return []
+        described = self._call(self.ecs.describe_tasks, f"tasks of ECS service {service}", cluster=cluster, tasks=arns)
+        return described.get("tasks", [])
+
+    # -- ECR -----------------------------------------------------------------
+    def delete_ecr_repository(self, name: str) -> None:
+        self._call(
+            self.ecr.delete_repository, f"ECR repository {name}", ok=("RepositoryNotFoundException",),
+            repositoryName=name, force=True,
+        )
+
+    def ecr_repository_exists(self, name: str) -> bool:
+        result = self._call(
+            self.ecr.describe_repositories, f"ECR repository {name}", ok=("RepositoryNotFoundException",),
+            repositoryNames=[name],
+        )
+        return bool(result and result.get("repositories"))
+
+    # -- S3 ------------------------------------------------------------------
+    def bucket_exists(self, bucket: str) -> bool:
+        result = self._call(
+            self.s3.head_bucket, f"S3 bucket {bucket}", ok=("404", "NoSuchBucket", "NotFound"), Bucket=bucket
+        )
+        return result is not None
+
+    def create_bucket(self, bucket: str) -> None:
+        kwargs: dict[str, Any] = {"Bucket": bucket}
+        if self.s3.meta.region_name != "us-east-1":  # us-east-1 rejects an explicit LocationConstraint
+            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.s3.meta.region_name}
+        self._call(self.s3.create_bucket, f"S3 bucket {bucket}", ok=("BucketAlreadyOwnedByYou",), **kwargs)
+
+    def existing_keys(self, bucket: str, keys: list[str]) -> set[str]:
+        """Which of ``keys`` exist (one listing per distinct top-level folder)."""
+        found: set[str] = set()
+        for top in sorted({k.split("/", 1)[0] + "/" for k in keys}):
+            result = self._call(
+                self.s3.list_objects_v2, f"s3://{bucket}/{top}", ok=("NoSuchBucket",), Bucket=bucket, Prefix=top,
+                MaxKeys=1000,
+            )
+            found.update(o["Key"] for o in (result or {}).get("Contents", []))
+        return found & set(keys)
+
+    def has_objects(self, bucket: str, prefix: str) -> bool:
+        """True when at least one object exists under ``prefix``."""
+        result = self._call(
+            self.s3.list_objects_v2, f"s3://{bucket}/{prefix}", ok=("NoSuchBucket",), Bucket=bucket, Prefix=prefix, MaxKeys=1
+        )
+        return bool((result or {}).get("KeyCount") or (result or {}).get("Contents"))
+
+    def put_marker(self, bucket: str, key: str) -> None:
+        self._call(self.s3.put_object, f"s3://{bucket}/{key}", Bucket=bucket, Key=key, Body=b"")
+
+    def get_lifecycle_rules(self, bucket: str) -> list[dict[str, Any]]:
+        result = self._call(
+            self.s3.get_bucket_lifecycle_configuration, f"lifecycle of S3 bucket {bucket}",
+            ok=("NoSuchLifecycleConfiguration", "NoSuchBucket"), Bucket=bucket,
+        )
+        return (result or {}).get("Rules", [])
+
+    def put_lifecycle_rules(self, bucket: str, rules: list[dict[str, Any]]) -> None:
+        self._call(
+            self.s3.put_bucket_lifecycle_configuration, f"lifecycle of S3 bucket {bucket}",
+            Bucket=bucket, LifecycleConfiguration={"Rules": rules},
+        )
+
+    def delete_prefix(self, bucket: str, prefix: str) -> int:
+        """Delete every object under ``prefix`` (must end with '/'); return how many."""
+        if not prefix.endswith("/"):
+            raise ValueError(f"refusing to delete {prefix!r}: a prefix must end with '/'")
+        pages = self._pages(self.s3, "list_objects_v2", f"s3://{bucket}/{prefix}", ok=("NoSuchBucket",), Bucket=bucket, Prefix=prefix)
+        keys = [o["Key"] for page in pages for o in page.get("Contents", [])]
+        for start in range(0, len(keys), 1000):
+            self._call(
+                self.s3.delete_objects, f"s3://{bucket}/{prefix}", Bucket=bucket,
+                Delete={"Objects": [{"Key": k} for k in keys[start : start + 1000]], "Quiet": True},
+            )
+        return len(keys)
+
+
+def iter_calls(calls: list[Call]) -> Iterator[str]:
+    """``service.Operation`` strings, for reports."""
+    return (str(c) for c in calls)

@@ -1,0 +1,239 @@
+"""The ``ecs`` platform: each repo runs as its own ECS Fargate service, isolated by its own IAM role.
+
+The stages (see ``meta_deployer.platforms.base`` for the contract):
+
+- ``build`` and ``publish`` delegate to ``meta_deployer.images``: the image is
+  built once, pushed to ECR (``dagster/<name>``), and referenced **by digest**.
+- ``serve`` computes the desired resources (``aws.plan.desired_repo``), reads
+  the live ones (``aws.apply.observe_repo``), plans the difference and applies
+  it: log group, task role and inline policy, Cloud Map service, optional
+  target group and listener rule, a task definition revision only when the
+  rendered definition differs, and the ECS service. It then waits until the
+  rollout is stable and records the deployment as tags on the service. An
+  unchanged deploy makes no mutating AWS call.
+- ``stop`` removes what serves a repo; its logs, images and data stay unless
+  ``purge``.
+- ``observe`` reads every repo back from the tags on the cluster's services,
+  so that a restarted deployer adopts what exists.
+- ``plan_for`` and ``plan_removal`` are the dry runs: the same plans,
+  printed and not applied.
+
+Every name comes from ``meta_deployer.naming``; every AWS call goes through
+``meta_deployer.aws.gateway.AwsGateway``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator
+from functools import cached_property
+from typing import Any
+
+from meta_deployer import naming
+from meta_deployer.aws import plan as aws_plan
+from meta_deployer.aws.apply import apply, observe_repo, status_line
+from meta_deployer.aws.gateway import AwsGateway
+from meta_deployer.aws.settings import EcsSettings
+from meta_deployer.platforms.base import Artifact, Checkout, Log, Observed, Published, Served
+from meta_deployer.settings import Settings
+from meta_deployer.spec import RepoSpec
+
+PLATFORM_NAME = "ecs"
+#: Bumped when the rendered resources change shape, so every repo redeploys once.
+RENDER_VERSION = "1"
+#: Follow mode: how often ``logs(follow=True)`` polls CloudWatch.
+LOG_FOLLOW_POLL_S = 2.0
+
+__all__ = ["EcsPlatform", "EcsSettings"]
+
+
+class EcsPlatform:
+    """Deploys code locations as ECS services; see the module docstring."""
+
+    name = PLATFORM_NAME
+
+    def __init__(self, settings: Settings, *, gateway: AwsGateway | None = None, ecs_settings: EcsSettings | None = None):
+        self.settings = settings
+        self.ecs = ecs_settings or EcsSettings.from_env(settings.env, bucket=settings.bucket)
+        self._gateway = gateway
+
+    @cached_property
+    def gateway(self) -> AwsGateway:
+        """The AWS gateway, created on first use (never at import time)."""
+        return self._gateway or AwsGateway(retry_mode=self.ecs.retry_mode, max_attempts=self.ecs.max_attempts)
+
+    @cached_property
+    def context(self) -> aws_plan.AwsContext:
+        account, partition = self.gateway.identity()
+        return aws_plan.AwsContext(account_id=account, region=self.gateway.region, partition=partition)
+
+    @property
+    def registry(self) -> str:
+        """``META_DEPLOYER_REGISTRY``, or the account's ECR registry."""
+        if self.ecs.registry:
+            return self.ecs.registry
+        ctx = self.context
+        suffix = ".com.cn" if ctx.partition == "aws-cn" else ".com"
+        return f"{ctx.account_id}.dkr.ecr.{ctx.region}.amazonaws{suffix}"
+
+    # -- the Platform interface ----------------------------------------------
+    def settings_fingerprint(self, spec: RepoSpec) -> str:
+        """Hash of every ECS setting that changes what is deployed for ``spec``."""
+        raw = f"{RENDER_VERSION}:{self.ecs.deploy_fingerprint()}:{spec.name}"
+        return hashlib.sha256(raw.encode()).hexdigest()[:16]
+
+    def build(self, spec: RepoSpec, checkout: Checkout, log: Log) -> Artifact:
+        """Build (or reuse) the repo's image; see ``meta_deployer.images``."""
+        from meta_deployer import images  # the images engineer's module; imported on use
+
+        return images.build_image(spec, checkout, self.settings, log)
+
+    def publish(self, spec: RepoSpec, artifact: Artifact, log: Log) -> Published:
+        """Push the image to ECR (or ``META_DEPLOYER_REGISTRY``) and return it by digest."""
+        from meta_deployer import images
+
+        return images.push_image(spec, artifact, self.registry, log)
+
+    def desired(self, spec: RepoSpec, published: Published, checkout: Checkout) -> aws_plan.DesiredRepo:
+        """The desired AWS resources for ``spec`` at ``checkout`` running ``published``."""
+        self.ecs.require_network()
+        return aws_plan.desired_repo(
+            spec, published.ref, published.digest, checkout.commit, checkout.branch, self.ecs, self.context
+        )
+
+    def _observe(self, name: str, *, for_removal: bool = False, purge: bool = False) -> aws_plan.ObservedRepo:
+        return observe_repo(
+            self.gateway,
+            name,
+            cluster=self.ecs.cluster,
+            namespace=self.ecs.namespace,
+            policy_name=aws_plan.TASK_POLICY_NAME,
+            lb_listener_arn=self.ecs.lb_listener_arn,
+            for_removal=for_removal,
+            purge=purge,
+            bucket=self.ecs.bucket,
+        )
+
+    def plan_for(self, spec: RepoSpec, published: Published, checkout: Checkout) -> aws_plan.Plan:
+        """Dry run of add/update: the actions ``serve`` would take (read calls only)."""
+        return aws_plan.plan(self.desired(spec, published, checkout), self._observe(spec.name))
+
+    def serve(self, spec: RepoSpec, published: Published, checkout: Checkout, log: Log) -> Served:
+        """Converge the repo's resources and wait until the service is stable on them."""
+        desired = self.desired(spec, published, checkout)
+        observed = self._observe(spec.name)
+        the_plan = aws_plan.plan(desired, observed)
+        log(the_plan.render())
+        results = apply(the_plan, self.gateway, log, self.ecs.poll_interval_s)
+        revision = results.get("task_definition") or aws_plan.revision_of(
+            (observed.task_definition or {}).get("taskDefinitionArn", "")
+        )
+        return Served(
+            endpoint=aws_plan.endpoint(spec.name, self.ecs.namespace),
+            workspace_entry=aws_plan.workspace_entry(spec.name, self.ecs.namespace),
+            changed=bool(the_plan.mutating),
+            metadata={
+                "platform": PLATFORM_NAME,
+                "image": desired.record[aws_plan.TAG_IMAGE],
+                "task_definition": revision,
+                "actions": [a.describe() for a in the_plan.actions],
+                "cluster": self.ecs.cluster,
+                "service": desired.service.name,
+                "log_group": desired.log_group.name,
+                "task_role": desired.role.name,
+            },
+        )
+
+    def _last_service(self, name: str) -> dict[str, Any] | None:
+        return self.gateway.get_service(self.ecs.cluster, naming.ecs_service(name))
+
+    def after_switch(self, spec: RepoSpec, served: Served, log: Log) -> None:
+        """Nothing to retire: the ECS rolling update already replaced the old tasks."""
+
+    def is_serving(self, name: str, record: dict[str, Any]) -> bool:
+        """True when the service is stable and its tags record the commit (and image) of ``record``."""
+        service = self._last_service(name)
+        if service is None or not aws_plan.service_is_stable(service):
+            return False
+        tags = service.get("tagsDict") or {}
+        if record.get("commit") and tags.get(aws_plan.TAG_COMMIT) != record["commit"]:
+            return False
+        image = record.get("artifact") or ""
+        return not ("@sha256:" in image and tags.get(aws_plan.TAG_IMAGE) != image)
+
+    def plan_removal(self, name: str, purge: bool) -> aws_plan.Plan:
+        """Dry run of remove: the actions ``stop`` would take."""
+        naming.validate_name(name)
+        observed = self._observe(name, for_removal=True, purge=purge)
+        return aws_plan.plan_removal(name, observed, self.ecs.cluster, purge, self.ecs.bucket, self.ecs.stability_timeout_s)
+
+    def stop(self, name: str, purge: bool, log: Log) -> None:
+        """Remove the repo's service, Cloud Map service, target group, role and revisions (and data with ``purge``)."""
+        the_plan = self.plan_removal(name, purge)
+        log(the_plan.render())
+        apply(the_plan, self.gateway, log, self.ecs.poll_interval_s)
+
+    def observe(self) -> dict[str, Observed]:
+        """Every repo deployed in the cluster, read back from the tags on its ECS service."""
+        names = self.gateway.list_service_names(self.ecs.cluster)
+        result: dict[str, Observed] = {}
+        for service in self.gateway.describe_services(self.ecs.cluster, names):
+            tags = service.get("tagsDict") or {}
+            repo = tags.get(naming.REPO_TAG_KEY)
+            if not repo or naming.name_problem(repo):
+                continue
+            stable = aws_plan.service_is_stable(service)
+            deployments = service.get("deployments") or []
+            primary = next((d for d in deployments if d.get("status") == "PRIMARY"), {})
+            running, desired = service.get("runningCount", 0), service.get("desiredCount", 0)
+            status = "running" if stable and desired > 0 else f"{'rolling out' if len(deployments) > 1 else 'pending'} {running}/{desired}"
+            if aws_plan.rollout_failed(service):
+                status = f"rolled back {running}/{desired}"
+            image = tags.get(aws_plan.TAG_IMAGE)
+            result[repo] = Observed(
+                name=repo,
+                status=status,
+                endpoint=tags.get(aws_plan.TAG_ENDPOINT) or aws_plan.endpoint(repo, self.ecs.namespace),
+                commit=tags.get(aws_plan.TAG_COMMIT),
+                artifact=image,
+                workspace_entry=aws_plan.workspace_entry(repo, self.ecs.namespace) if tags.get(aws_plan.TAG_COMMIT) else None,
+                details={
+                    "running": running,
+                    "desired": desired,
+                    "rollout": primary.get("rolloutState"),
+                    "summary": status_line(service),
+                    "digest": image.split("@", 1)[1] if image and "@" in image else None,
+                    "branch": tags.get(aws_plan.TAG_BRANCH),
+                    "spec_hash": tags.get(aws_plan.TAG_SPEC_HASH),
+                    "settings": tags.get(aws_plan.TAG_SETTINGS),
+                    "task_definition": aws_plan.revision_of(service.get("taskDefinition", "")),
+                    "service_arn": service.get("serviceArn"),
+                },
+            )
+        return result
+
+    def logs(self, name: str, follow: bool = False, tail: int = 100) -> Iterator[str]:
+        """The last ``tail`` lines of the repo's log group, newest last; ``follow`` keeps polling."""
+        group = naming.log_group(name)
+        events = self.gateway.log_events(group)
+        for event in events[-tail:] if tail > 0 else events:
+            yield _format_event(event)
+        if not follow:
+            return
+        seen = {e.get("eventId") for e in events}
+        start = events[-1]["timestamp"] if events else int(time.time() * 1000)
+        while True:
+            time.sleep(LOG_FOLLOW_POLL_S)
+            for event in self.gateway.log_events(group, start_ms=start):
+                if event.get("eventId") in seen:
+                    continue
+                seen.add(event.get("eventId"))
+                start = max(start, event.get("timestamp", start))
+                yield _format_event(event)
+
+
+def _format_event(event: dict[str, Any]) -> str:
+    stamp = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(event.get("timestamp", 0) / 1000))
+    stream = event.get("logStreamName", "").rsplit("/", 1)[-1][:12]
+    return f"{stamp} {stream} {event.get('message', '').rstrip()}"
