@@ -1,0 +1,795 @@
+"""Images: build, validate and push a repo's code-location image (the build and publish steps).
+
+Shared by the ``docker`` and ``ecs`` platforms::
+
+    build_image(spec, checkout, settings, log) -> Artifact(kind="image")
+        plan the build (the repo's own Dockerfile, or our template)
+        -> immutable tag <registry>/dagster/<name>:<commit12>-<hash12>
+        -> the registry (or, with no registry, the engine) has it already? done: the no-op fast path
+        -> build through the engine, streaming every line to ``log``
+        -> validate: load the definitions in a throw-away container
+        -> only then tag it with its immutable tag
+    push_image(spec, artifact, registry, log) -> Published (with the pushed digest)
+
+The tag's hash covers everything that goes into the image besides the commit:
+the Dockerfile text (ours, rendered, or the repo's), the generated
+dependency list, the base image and the template version. An image carries
+its final tag only once its definitions loaded, so "the tag exists" means
+"built and validated"; that is what makes skipping the build and the push safe.
+
+Whichever Dockerfile built it, a container serves the location named by the
+spec through :func:`grpc_command` (code source paths are relative to the
+image's ``WORKDIR``, which is the repository root for our template and, by
+convention, for a repo's own Dockerfile).
+
+Settings (environment, see :func:`image_settings_from_env`):
+
+- ``META_DEPLOYER_REGISTRY``: where images are pushed, e.g. ``127.0.0.1:5000``
+  or ``123456789012.dkr.ecr.us-east-1.amazonaws.com``. Unset: images stay on
+  the local engine (docker platform) or go to the account's ECR (ecs platform).
+- ``META_DEPLOYER_BASE_IMAGE``: base of the template (default ``python:3.12-slim``).
+- ``META_DEPLOYER_BUILD_TIMEOUT`` / ``META_DEPLOYER_VALIDATE_TIMEOUT``: seconds.
+- ``DOCKER_HOST``: the engine (the docker SDK's own setting).
+
+This is the one module besides ``platforms/docker.py`` that talks to the
+Docker engine; boto3 (ECR only) is imported and its client made on use.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+import os
+import posixpath
+import re
+import subprocess
+import tempfile
+import time
+import tomllib
+from collections import deque
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from meta_deployer import naming
+from meta_deployer.errors import (
+    AwsOperationError,
+    ImageBuildError,
+    MetaDeployerError,
+    PublishError,
+    Retryable,
+    ValidationFailed,
+)
+from meta_deployer.platforms.base import Artifact, Checkout, Log, Published
+from meta_deployer.spec import RepoSpec
+
+if TYPE_CHECKING:
+    import docker
+
+    from meta_deployer.settings import Settings
+
+DEFAULT_BASE_IMAGE = "python:3.12-slim"
+#: Port the code server listens on inside a container (bridge networking, ECS).
+CONTAINER_PORT = 4000
+#: Installed into templated images when the repo's own dependencies name no dagster.
+DAGSTER_REQUIREMENT = "dagster==1.13.27"
+#: Bump when the template or the context layout changes: it is part of every tag's hash.
+TEMPLATE_VERSION = "1"
+DEFAULT_BUILD_TIMEOUT_S = 1800.0
+DEFAULT_VALIDATE_TIMEOUT_S = 300.0
+#: Read timeout of one engine API call; builds stream, so this bounds silence, not duration.
+ENGINE_TIMEOUT_S = 900
+TAIL_LINES = 30
+TEMPLATE_PATH = Path(__file__).resolve().parent / "templates" / "Dockerfile"
+CONTEXT_DIR = ".meta_deployer"
+LABEL_PREFIX = "meta-deployer."
+VALIDATE_DAGSTER_HOME = "/tmp/meta-deployer-validate"
+
+_ECR_HOST = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr(-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
+_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+#: Legacy-builder bookkeeping lines, left out of the run log.
+_NOISE = (" ---> ", "Removing intermediate container")
+_REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")
+
+
+class EngineUnavailable(MetaDeployerError, Retryable):
+    """The Docker engine did not answer (not started, or DOCKER_HOST points elsewhere)."""
+
+
+# -- settings ------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ImageSettings:
+    """Image settings, read by :func:`image_settings_from_env`."""
+
+    registry: str | None = None
+    base_image: str = DEFAULT_BASE_IMAGE
+    ecr: bool = False  # push to ECR: an ECR host, or no registry on the ecs platform
+    build_timeout_s: float = DEFAULT_BUILD_TIMEOUT_S
+    validate_timeout_s: float = DEFAULT_VALIDATE_TIMEOUT_S
+    env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+
+def is_ecr(registry: str | None) -> bool:
+    """True when ``registry`` is an ECR host (``<account>.dkr.ecr.<region>.amazonaws.com``)."""
+    return bool(registry) and bool(_ECR_HOST.match(str(registry).split("/")[0]))
+
+
+def image_settings_from_env(env: Mapping[str, str] | None = None, platform: str | None = None) -> ImageSettings:
+    """Read the image settings from ``env`` (default ``os.environ``); see the module docstring."""
+    from meta_deployer.errors import SettingsError
+
+    env = dict(os.environ if env is None else env)
+    platform = platform or env.get("META_DEPLOYER_PLATFORM") or "dev"
+    registry = (env.get("META_DEPLOYER_REGISTRY") or "").strip().rstrip("/") or None
+    if registry and ("://" in registry or " " in registry):
+        raise SettingsError(
+            f"META_DEPLOYER_REGISTRY={registry!r} must be a registry host[:port][/path] without a scheme, "
+            "e.g. 127.0.0.1:5000 or 123456789012.dkr.ecr.us-east-1.amazonaws.com"
+        )
+
+    def seconds(var: str, default: float) -> float:
+        try:
+            value = float(env.get(var) or default)
+        except ValueError:
+            raise SettingsError(f"{var} must be a number of seconds, got {env.get(var)!r}") from None
+        if value <= 0:
+            raise SettingsError(f"{var} must be positive, got {value}")
+        return value
+
+    return ImageSettings(
+        registry=registry,
+        base_image=env.get("META_DEPLOYER_BASE_IMAGE") or DEFAULT_BASE_IMAGE,
+        ecr=is_ecr(registry) or (registry is None and platform == "ecs"),
+        build_timeout_s=seconds("META_DEPLOYER_BUILD_TIMEOUT", DEFAULT_BUILD_TIMEOUT_S),
+        validate_timeout_s=seconds("META_DEPLOYER_VALIDATE_TIMEOUT", DEFAULT_VALIDATE_TIMEOUT_S),
+        env=env,
+    )
+
+
+def _as_image_settings(settings: ImageSettings | Settings) -> ImageSettings:
+    if isinstance(settings, ImageSettings):
+        return settings
+    return image_settings_from_env(settings.env, settings.platform)
+
+
+# -- the engine ----------------------------------------------------------------
+
+
+def docker_client(env: Mapping[str, str] | None = None) -> docker.DockerClient:
+    """A client of the engine named by ``DOCKER_HOST`` in ``env``; raises EngineUnavailable if it does not answer."""
+    import docker
+    import requests
+
+    env = dict(os.environ if env is None else env)
+    where = env.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    try:
+        client = docker.from_env(environment=env, timeout=ENGINE_TIMEOUT_S)
+        client.ping()
+    except (docker.errors.DockerException, requests.exceptions.RequestException) as exc:
+        raise EngineUnavailable(
+            f"the Docker engine at {where} does not answer ({exc.__class__.__name__}): start it "
+            "(in CI and here: `source .ci/services.sh`) or set DOCKER_HOST to a running engine"
+        ) from exc
+    return client
+
+
+def tail(lines: Iterable[str], count: int = TAIL_LINES) -> str:
+    """The last ``count`` non-empty lines, joined."""
+    kept = [line for line in lines if line.strip()]
+    return "\n".join(kept[-count:])
+
+
+# -- commands a container runs -------------------------------------------------
+
+
+def location_args(spec: RepoSpec) -> list[str]:
+    """``dagster`` CLI arguments naming the spec's code source, relative to the image's WORKDIR."""
+    source = spec.code_source
+    if source is None:
+        raise ImageBuildError(
+            f"{spec.name}: the spec names no code source; set python_file, module_name or package_name "
+            f"in repos/{spec.name}/config.yml"
+        )
+    kind, value = source
+    wd = spec.working_directory or "."
+    if kind == "python_file":
+        return ["--python-file", posixpath.normpath(posixpath.join(wd, value)), "--working-directory", wd]
+    if kind == "module_name":
+        return ["--module-name", value, "--working-directory", wd]
+    return ["--package-name", value, "--working-directory", wd]
+
+
+def grpc_command(spec: RepoSpec, host: str = "0.0.0.0", port: int = CONTAINER_PORT) -> list[str]:
+    """The container command serving the spec's location: ``dagster api grpc --host H --port P ...``."""
+    return ["dagster", "api", "grpc", "--host", host, "--port", str(port), *location_args(spec)]
+
+
+def health_command(port: int = CONTAINER_PORT) -> list[str]:
+    """The container health check: ``dagster api grpc-health-check -p <port>``."""
+    return ["dagster", "api", "grpc-health-check", "-p", str(port)]
+
+
+def validate_command(spec: RepoSpec) -> list[str]:
+    """Loads the spec's definitions and exits non-zero when they fail to load."""
+    return ["dagster", "definitions", "validate", *location_args(spec)]
+
+
+def injected_env(spec: RepoSpec, bucket: str) -> dict[str, str]:
+    """The spec's environment plus what the deployer injects (repo, bucket, prefix)."""
+    env = {e.name: e.value for e in spec.environment}
+    env.update(
+        {
+            "META_DEPLOYER_REPO": spec.name,
+            "META_DEPLOYER_BUCKET": bucket,
+            "META_DEPLOYER_PREFIX": spec.prefix,
+        }
+    )
+    if spec.access.read:
+        env["META_DEPLOYER_READ_ACCESS"] = ",".join(spec.access.read)
+    return env
+
+
+# -- planning a build (reads the checkout; no engine) ----------------------------
+
+
+@dataclass(frozen=True)
+class BuildPlan:
+    """What goes into an image besides the commit; its hash is half of the tag."""
+
+    own_dockerfile: bool
+    dockerfile: str  # path inside the build context
+    dockerfile_text: str
+    extra_files: tuple[tuple[str, str], ...]  # generated files added to the context
+    files: tuple[str, ...]  # files of the checkout sent as context
+    base_image: str | None
+    notes: tuple[str, ...] = ()
+
+    def content_hash(self, base_image_id: str | None = None) -> str:
+        data = {
+            "template_version": TEMPLATE_VERSION,
+            "dockerfile": self.dockerfile,
+            "dockerfile_text": self.dockerfile_text,
+            "extra_files": list(self.extra_files),
+            "base_image": self.base_image,
+            "base_image_id": base_image_id,
+        }
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
+
+
+def _tracked_files(root: Path) -> list[str]:
+    """The files of the checked-out commit (``git ls-files``): no .git, no untracked leftovers."""
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(root), "ls-files", "-z", "--cached"],
+            check=True, capture_output=True, timeout=120,
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise ImageBuildError(f"cannot list the files of the checkout {root}: {exc}") from exc
+    return [f for f in out.decode().split("\0") if f and (root / f).exists()]
+
+
+def _context_files(root: Path) -> list[str]:
+    from docker.utils.build import exclude_paths
+
+    tracked = _tracked_files(root)
+    ignore_file = root / ".dockerignore"
+    patterns = [".git"]
+    if ignore_file.is_file():
+        patterns += [
+            line.strip() for line in ignore_file.read_text().splitlines() if line.strip() and not line.startswith("#")
+        ]
+    kept = set(exclude_paths(str(root), patterns))
+    return sorted(f for f in tracked if f in kept)
+
+
+def _requirements_lines(path: Path, notes: list[str]) -> list[str]:
+    lines = []
+    for raw in path.read_text().splitlines():
+        line = raw.split(" #", 1)[0].strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith(("-e", "--editable", "-r", "--requirement", "-c", "--constraint", ".", "/", "file:")):
+            notes.append(f"{path.name}: {line!r} refers to local files; it is installed with the code, not in the dependency layer")
+            continue
+        lines.append(line)
+    return lines
+
+
+def _pyproject(path: Path) -> dict[str, Any]:
+    try:
+        return tomllib.loads(path.read_text())
+    except (OSError, tomllib.TOMLDecodeError) as exc:
+        raise ImageBuildError(f"{path.name} is not valid TOML: {exc}") from None
+
+
+def _dependency_plan(spec: RepoSpec, root: Path) -> tuple[list[str], str, list[str]]:
+    """(requirement lines for the dependency layer, the command installing the code, notes)."""
+    notes: list[str] = []
+    dirs = ["."]
+    if spec.working_directory and spec.working_directory != ".":
+        dirs.append(spec.working_directory)
+    reqs: list[str] = []
+    install = "true"
+    for rel in dirs:
+        folder = root / rel
+        if (folder / "requirements.txt").is_file():
+            reqs += _requirements_lines(folder / "requirements.txt", notes)
+        pyproject = folder / "pyproject.toml"
+        project = _pyproject(pyproject) if pyproject.is_file() else {}
+        static = "project" in project and "dependencies" not in project["project"].get("dynamic", [])
+        if static:
+            reqs += list(project["project"].get("dependencies", []))
+            build_requires = project.get("build-system", {}).get("requires") or ["setuptools>=64", "wheel"]
+            reqs += list(build_requires)
+            install = f"pip install --no-deps --no-build-isolation -e {rel}"
+        elif pyproject.is_file() or (folder / "setup.py").is_file():
+            notes.append(f"{rel}: dependencies are not static in pyproject.toml; they install with the code")
+            install = f"pip install -e {rel}"
+    names = {m.group(1).lower().replace("_", "-") for m in map(_REQ_NAME.match, reqs) if m}
+    if "dagster" not in names:
+        reqs.insert(0, DAGSTER_REQUIREMENT)
+    seen: set[str] = set()
+    unique = [r for r in reqs if not (r in seen or seen.add(r))]
+    return unique, install, notes
+
+
+def plan_build(spec: RepoSpec, checkout: Checkout, settings: ImageSettings | Settings) -> BuildPlan:
+    """Decide the Dockerfile and the context for ``spec`` at ``checkout`` (reads files only)."""
+    settings = _as_image_settings(settings)
+    root = checkout.path
+    files = _context_files(root)
+    if (root / "Dockerfile").is_file():
+        return BuildPlan(
+            own_dockerfile=True,
+            dockerfile="Dockerfile",
+            dockerfile_text=(root / "Dockerfile").read_text(),
+            extra_files=(),
+            files=tuple(f for f in files if f != "Dockerfile"),
+            base_image=None,
+        )
+    reqs, install, notes = _dependency_plan(spec, root)
+    text = (
+        TEMPLATE_PATH.read_text()
+        .replace("{{base_image}}", settings.base_image)
+        .replace("{{install_code}}", install)
+        .replace("{{command}}", json.dumps(grpc_command(spec)))
+    )
+    requirements = "# Generated by meta_deployer from the repo's dependency files.\n" + "\n".join(reqs) + "\n"
+    return BuildPlan(
+        own_dockerfile=False,
+        dockerfile=f"{CONTEXT_DIR}/Dockerfile",
+        dockerfile_text=text,
+        extra_files=(
+            (f"{CONTEXT_DIR}/Dockerfile", text),
+            (f"{CONTEXT_DIR}/requirements.txt", requirements),
+        ),
+        files=tuple(f for f in files if not f.startswith(f"{CONTEXT_DIR}/")),
+        base_image=settings.base_image,
+        notes=tuple(notes),
+    )
+
+
+def image_repository(name: str, registry: str | None) -> str:
+    """``<registry>/dagster/<name>``, or ``dagster/<name>`` with no registry."""
+    repo = naming.ecr_repository(name)
+    return f"{registry}/{repo}" if registry else repo
+
+
+def image_tag(commit: str, content_hash: str) -> str:
+    """The immutable tag: ``<commit12>-<hash12>``."""
+    return f"{commit[:12]}-{content_hash[:12]}"
+
+
+def split_ref(ref: str) -> tuple[str, str]:
+    """``repo:tag`` -> (repo, tag); the registry port's colon is not a tag separator."""
+    repo, _, tag = ref.rpartition(":")
+    if not repo or "/" in tag:
+        return ref, "latest"
+    return repo, tag
+
+
+# -- registries ------------------------------------------------------------------
+
+
+def ecr_client(region: str | None = None, env: Mapping[str, str] | None = None):
+    """A boto3 ECR client (honours AWS_ENDPOINT_URL). Made on use, never at import."""
+    import boto3
+
+    env = os.environ if env is None else env
+    return boto3.client("ecr", region_name=region or env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION"))
+
+
+_ecr_tokens: dict[str, tuple[float, str, dict[str, str]]] = {}
+
+
+def ecr_login(registry: str | None, env: Mapping[str, str] | None = None, client=None) -> tuple[str, dict[str, str]]:
+    """Log in to ECR with ``get_authorization_token``: (registry host, docker auth_config).
+
+    With no ``registry`` the account's default registry is used (the ecs platform).
+    Tokens are cached for the process until shortly before they expire.
+    """
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    key = registry or ""
+    cached = _ecr_tokens.get(key)
+    if cached and cached[0] > time.time():
+        return cached[1], cached[2]
+    region = None
+    match = _ECR_HOST.match((registry or "").split("/")[0])
+    if match:
+        region = match.group("region")
+    client = client or ecr_client(region, env)
+    try:
+        data = client.get_authorization_token()["authorizationData"][0]
+    except ClientError as exc:
+        raise AwsOperationError(
+            f"ecr:GetAuthorizationToken failed ({exc.response['Error']['Code']}): the deployer's role needs "
+            "ecr:GetAuthorizationToken to push images"
+        ) from exc
+    except BotoCoreError as exc:
+        raise AwsOperationError(f"ecr:GetAuthorizationToken failed: {exc}") from exc
+    user, _, password = base64.b64decode(data["authorizationToken"]).decode().partition(":")
+    endpoint = data["proxyEndpoint"]
+    host = registry or endpoint.split("://", 1)[-1].rstrip("/")
+    auth = {"username": user, "password": password, "serveraddress": endpoint}
+    expires = data.get("expiresAt")
+    until = expires.timestamp() - 300 if hasattr(expires, "timestamp") else time.time() + 3600
+    _ecr_tokens[key] = (until, host, auth)
+    return host, auth
+
+
+def ensure_ecr_repository(name: str, registry: str | None, env: Mapping[str, str] | None = None, client=None) -> str:
+    """Create the repo's ECR repository if it is missing ("already exists" is success); returns its name."""
+    from botocore.exceptions import ClientError
+
+    repository = naming.ecr_repository(name)
+    match = _ECR_HOST.match((registry or "").split("/")[0])
+    client = client or ecr_client(match.group("region") if match else None, env)
+    try:
+        client.create_repository(
+            repositoryName=repository,
+            imageTagMutability="IMMUTABLE",
+            imageScanningConfiguration={"scanOnPush": True},
+            tags=[{"Key": naming.REPO_TAG_KEY, "Value": name}],
+        )
+    except ClientError as exc:
+        if exc.response["Error"]["Code"] != "RepositoryAlreadyExistsException":
+            raise AwsOperationError(
+                f"ecr:CreateRepository {repository} failed ({exc.response['Error']['Code']}): "
+                f"{exc.response['Error'].get('Message', '')}"
+            ) from exc
+    return repository
+
+
+def resolve_registry(settings: ImageSettings) -> tuple[str | None, dict[str, str] | None]:
+    """The registry images go to and the auth to use there (None, None: the local engine only)."""
+    if settings.ecr:
+        return ecr_login(settings.registry, settings.env)
+    return settings.registry, None
+
+
+def registry_digest(client: docker.DockerClient, ref: str, auth: dict[str, str] | None) -> str | None:
+    """The digest of ``ref`` in its registry, or None when the registry does not have it."""
+    import docker
+
+    try:
+        return client.api.inspect_distribution(ref, auth_config=auth)["Descriptor"]["digest"]
+    except docker.errors.APIError as exc:
+        # 404 manifest unknown; 401/403 from registries that hide missing repositories.
+        if exc.status_code in (401, 403, 404) or exc.status_code is None:
+            return None
+        if exc.status_code >= 500:
+            return None  # an unreachable registry: build, and let the push report it
+        raise
+
+
+def local_image_id(client: docker.DockerClient, ref: str) -> str | None:
+    """The engine's image id for ``ref``, or None."""
+    import docker
+
+    try:
+        return client.api.inspect_image(ref)["Id"]
+    except docker.errors.ImageNotFound:
+        return None
+
+
+def pull_image(client: docker.DockerClient, ref: str, auth: dict[str, str] | None, log: Log) -> str:
+    """Pull ``ref`` to the engine (no-op when present); returns the image id."""
+    image_id = local_image_id(client, ref)
+    if image_id:
+        return image_id
+    repo, tag = split_ref(ref)
+    log(f"pulling {ref}")
+    last = ""
+    for chunk in client.api.pull(repo, tag, stream=True, decode=True, auth_config=auth):
+        if "error" in chunk:
+            raise PublishError(f"pulling {ref} failed: {chunk['error']}")
+        last = chunk.get("status", last)
+    image_id = local_image_id(client, ref)
+    if not image_id:
+        raise PublishError(f"pulling {ref} finished ({last}) but the engine does not have it")
+    return image_id
+
+
+# -- build -------------------------------------------------------------------------
+
+
+class _Lines:
+    """Split a stream of text chunks into lines, passing each to ``log`` and keeping the tail."""
+
+    def __init__(self, log: Log, prefix: str = ""):
+        self.log, self.prefix = log, prefix
+        self.partial = ""
+        self.tail: deque[str] = deque(maxlen=TAIL_LINES)
+        self.step = ""
+
+    def feed(self, text: str) -> None:
+        self.partial += text
+        *lines, self.partial = self.partial.split("\n")
+        for line in lines:
+            self._line(line)
+
+    def flush(self) -> None:
+        if self.partial:
+            self._line(self.partial)
+            self.partial = ""
+
+    def _line(self, line: str) -> None:
+        line = line.rstrip("\r")
+        if not line.strip():
+            return
+        if _STEP.match(line):
+            self.step = line
+        elif line.startswith(_NOISE):
+            return
+        self.tail.append(line)
+        self.log(f"{self.prefix}{line}")
+
+
+def _context_tar(root: Path, plan: BuildPlan):
+    from docker.utils.build import create_archive
+
+    extra = list(plan.extra_files)
+    if plan.own_dockerfile:
+        # Sent even when the repo's .dockerignore lists it, as `docker build` does.
+        extra.append((plan.dockerfile, plan.dockerfile_text))
+    fileobj = tempfile.TemporaryFile()
+    return create_archive(root=str(root), files=list(plan.files), fileobj=fileobj, extra_files=extra)
+
+
+def _build(
+    client: docker.DockerClient,
+    spec: RepoSpec,
+    checkout: Checkout,
+    plan: BuildPlan,
+    tag: str,
+    labels: dict[str, str],
+    settings: ImageSettings,
+    log: Log,
+    nocache: bool = False,
+) -> str:
+    import docker
+
+    started = time.monotonic()
+    lines = _Lines(log)
+    image_id = None
+    context = _context_tar(checkout.path, plan)
+    try:
+        stream = client.api.build(
+            fileobj=context,
+            custom_context=True,
+            dockerfile=plan.dockerfile,
+            tag=tag,
+            labels=labels,
+            network_mode="host",  # the CI engine has no bridge (DESIGN.md)
+            rm=True,
+            forcerm=True,
+            pull=False,
+            nocache=nocache,
+            decode=True,
+        )
+        for chunk in stream:
+            if "stream" in chunk:
+                lines.feed(chunk["stream"])
+            elif "aux" in chunk and isinstance(chunk["aux"], dict) and "ID" in chunk["aux"]:
+                image_id = chunk["aux"]["ID"]
+            elif "error" in chunk or "errorDetail" in chunk:
+                lines.flush()
+                detail = chunk.get("errorDetail") or {}
+                message = detail.get("message") or chunk.get("error") or "unknown error"
+                raise ImageBuildError(
+                    f"building the image of {spec.name} at {checkout.short_commit} failed at "
+                    f"{lines.step or 'the start'}: {message.strip()}\n"
+                    f"Last lines of the build:\n{tail(lines.tail)}\n"
+                    f"Fix the {'Dockerfile' if plan.own_dockerfile else 'dependencies (requirements.txt / pyproject.toml)'} "
+                    "and push a new commit; nothing was deployed."
+                )
+            if time.monotonic() - started > settings.build_timeout_s:
+                raise ImageBuildError(
+                    f"building the image of {spec.name} took over {settings.build_timeout_s:.0f}s "
+                    f"(META_DEPLOYER_BUILD_TIMEOUT); it was at {lines.step}\n{tail(lines.tail)}"
+                )
+        lines.flush()
+    except docker.errors.APIError as exc:
+        raise ImageBuildError(
+            f"the engine refused to build the image of {spec.name}: {exc.explanation or exc}"
+        ) from exc
+    finally:
+        context.close()
+    image_id = image_id or local_image_id(client, tag)
+    if not image_id:
+        raise ImageBuildError(f"the build of {spec.name} ended without an image:\n{tail(lines.tail)}")
+    return image_id
+
+
+def validate_image(
+    client: docker.DockerClient,
+    spec: RepoSpec,
+    image: str,
+    settings: ImageSettings,
+    log: Log,
+    bucket: str = "",
+) -> None:
+    """Load the spec's definitions inside ``image`` in a throw-away container; ValidationFailed when they fail."""
+    import docker
+
+    env = injected_env(spec, bucket or settings.env.get("META_DEPLOYER_BUCKET", ""))
+    env["META_DEPLOYER_VALIDATING"] = "1"
+    # A throw-away instance on a tmpfs: the image's user may not write to its WORKDIR.
+    env["DAGSTER_HOME"] = VALIDATE_DAGSTER_HOME
+    log(f"validating: {' '.join(validate_command(spec))}")
+    container = client.containers.create(
+        image,
+        command=validate_command(spec),
+        environment=env,
+        network_mode="host",
+        tmpfs={VALIDATE_DAGSTER_HOME: "mode=1777"},
+        labels={f"{LABEL_PREFIX}validate": spec.name},
+    )
+    try:
+        container.start()
+        try:
+            result = container.wait(timeout=settings.validate_timeout_s)
+        except Exception as exc:  # requests' ReadTimeout: the wait outlived the setting
+            raise ValidationFailed(
+                f"loading the definitions of {spec.name} took over {settings.validate_timeout_s:.0f}s "
+                f"(META_DEPLOYER_VALIDATE_TIMEOUT); this version was not deployed"
+            ) from exc
+        output = container.logs(stdout=True, stderr=True).decode(errors="replace").splitlines()
+        code = result.get("StatusCode", 1)
+        if code != 0:
+            raise ValidationFailed(
+                f"the definitions of {spec.name} failed to load in the new image (exit {code}), so this "
+                f"version was not deployed; the previous version, if any, keeps serving. "
+                f"Fix the code and push a new commit.\n{tail(output)}"
+            )
+        for line in output[-5:]:
+            log(f"validate: {line}")
+    finally:
+        try:
+            container.remove(force=True)
+        except docker.errors.APIError:
+            pass
+
+
+def build_image(spec: RepoSpec, checkout: Checkout, settings: ImageSettings | Settings, log: Log) -> Artifact:
+    """Build, validate and tag the repo's image, or find it already built: see the module docstring.
+
+    Returns an ``Artifact(kind="image")`` whose ``ref`` is the immutable tag. ``built`` is False
+    on the fast path; ``metadata["in_registry"]`` is True when the registry already has it.
+    """
+    settings = _as_image_settings(settings)
+    client = docker_client(settings.env)
+    registry, auth = resolve_registry(settings)
+    plan = plan_build(spec, checkout, settings)
+    for note in plan.notes:
+        log(f"note: {note}")
+    base_id = local_image_id(client, plan.base_image) if plan.base_image else None
+    content_hash = plan.content_hash(base_id)
+    repository = image_repository(spec.name, registry)
+    tag = image_tag(checkout.commit, content_hash)
+    ref = f"{repository}:{tag}"
+    metadata: dict[str, Any] = {
+        "image": ref,
+        "registry": registry or "",
+        "dockerfile": "repo" if plan.own_dockerfile else "template",
+        "command": grpc_command(spec),
+        "commit": checkout.commit,
+    }
+    if registry:
+        digest = registry_digest(client, ref, auth)
+        if digest:
+            log(f"{ref} is already in the registry (built and validated before): no build, no push")
+            return Artifact("image", ref, content_hash, built=False, metadata={**metadata, "in_registry": True, "digest": digest})
+    existing = local_image_id(client, ref)
+    if existing:
+        log(f"{ref} was already built and validated on this engine: no build")
+        return Artifact("image", ref, content_hash, built=False, metadata={**metadata, "image_id": existing})
+
+    started = time.monotonic()
+    candidate = f"{repository}:candidate-{tag}"
+    log(f"building {ref} from {'the repo' if plan.own_dockerfile else 'the template'} Dockerfile")
+    labels = {
+        f"{LABEL_PREFIX}repo": spec.name,
+        f"{LABEL_PREFIX}commit": checkout.commit,
+        f"{LABEL_PREFIX}content-hash": content_hash,
+    }
+    image_id = _build(client, spec, checkout, plan, candidate, labels, settings, log)
+    build_s = time.monotonic() - started
+    try:
+        validate_image(client, spec, candidate, settings, log)
+        repo, tag_part = split_ref(ref)
+        client.api.tag(image_id, repo, tag_part)
+    finally:
+        try:
+            client.api.remove_image(candidate, noprune=True)
+        except Exception:  # the candidate tag is only a name; losing it is harmless
+            pass
+    log(f"built {ref} in {build_s:.1f}s and validated it in {time.monotonic() - started - build_s:.1f}s")
+    return Artifact(
+        "image",
+        ref,
+        content_hash,
+        built=True,
+        metadata={**metadata, "image_id": image_id, "build_s": round(build_s, 2)},
+    )
+
+
+# -- push ----------------------------------------------------------------------------
+
+
+def push_image(spec: RepoSpec, artifact: Artifact, registry: str | None, log: Log, env: Mapping[str, str] | None = None) -> Published:
+    """Push the image to ``registry`` (creating the ECR repository and logging in when it is ECR).
+
+    No-op when the registry already had the tag, or when no registry is set (the
+    image then stays on the local engine; the digest is its image id).
+    """
+    env = dict(os.environ if env is None else env)
+    if artifact.metadata.get("in_registry"):
+        return Published(artifact.ref, digest=artifact.metadata.get("digest"), pushed=False, metadata={"digest": artifact.metadata.get("digest")})
+    registry = registry or artifact.metadata.get("registry") or None
+    client = docker_client(env)
+    if not registry:
+        image_id = local_image_id(client, artifact.ref)
+        log(f"no registry set (META_DEPLOYER_REGISTRY): {artifact.ref} stays on this engine")
+        return Published(artifact.ref, digest=image_id, pushed=False, metadata={"digest": image_id or ""})
+    auth = None
+    if is_ecr(registry):
+        ensure_ecr_repository(spec.name, registry, env)
+        _, auth = ecr_login(registry, env)
+    repo, tag = split_ref(artifact.ref)
+    target_repo = image_repository(spec.name, registry)
+    if target_repo != repo:
+        client.api.tag(artifact.ref, target_repo, tag)
+    ref = f"{target_repo}:{tag}"
+    started = time.monotonic()
+    log(f"pushing {ref}")
+    digest = None
+    try:
+        for chunk in client.api.push(target_repo, tag, stream=True, decode=True, auth_config=auth):
+            if "error" in chunk or "errorDetail" in chunk:
+                message = (chunk.get("errorDetail") or {}).get("message") or chunk.get("error")
+                raise PublishError(
+                    f"pushing {ref} failed: {message}. Check that the registry {registry} is reachable "
+                    "and that the deployer may push there (META_DEPLOYER_REGISTRY)"
+                )
+            aux = chunk.get("aux")
+            if isinstance(aux, dict) and aux.get("Digest"):
+                digest = aux["Digest"]
+            elif chunk.get("status") in ("Pushed", "Layer already exists", "Mounted from"):
+                log(f"push: {chunk.get('id', '')} {chunk['status']}")
+    except Exception as exc:
+        import docker
+        import requests
+
+        if isinstance(exc, (docker.errors.APIError, requests.exceptions.RequestException)):
+            raise PublishError(f"pushing {ref} failed: {exc}") from exc
+        raise
+    if not digest:
+        raise PublishError(f"pushing {ref} reported no digest; the registry {registry} may have refused it")
+    log(f"pushed {ref} ({digest}) in {time.monotonic() - started:.1f}s")
+    return Published(ref, digest=digest, pushed=True, metadata={"digest": digest, "pinned": f"{target_repo}@{digest}"})
