@@ -184,8 +184,12 @@ def execution_role_arn(settings: EcsSettings, ctx: AwsContext) -> str:
     return settings.execution_role_arn or ctx.role_arn(DEFAULT_EXECUTION_ROLE_NAME)
 
 
-def grpc_command(spec: RepoSpec) -> list[str]:
-    """``dagster api grpc`` for the spec's code source, listening on every interface."""
+def location_args(spec: RepoSpec) -> list[str]:
+    """CLI arguments naming the spec's code source, relative to the image's WORKDIR.
+
+    Kept identical to ``meta_deployer.images.location_args`` (a test checks it),
+    so the ECS task serves exactly what the image was validated with.
+    """
     source = spec.code_source
     if source is None:
         raise PlanError(
@@ -193,17 +197,26 @@ def grpc_command(spec: RepoSpec) -> list[str]:
             "detect it (the pipeline writes it into config.yml) before deploying to ECS"
         )
     kind, value = source
-    command = ["dagster", "api", "grpc", "--host", "0.0.0.0", "--port", str(GRPC_PORT)]
-    wd = spec.working_directory
+    wd = spec.working_directory or "."
     if kind == "python_file":
-        command += ["-f", posixpath.join(wd, value) if wd else value]
-    elif kind == "module_name":
-        command += ["-m", value]
-    else:
-        command += ["--package-name", value]
-    if wd:
-        command += ["-d", wd]
-    return command
+        return ["--python-file", posixpath.normpath(posixpath.join(wd, value)), "--working-directory", wd]
+    if kind == "module_name":
+        return ["--module-name", value, "--working-directory", wd]
+    return ["--package-name", value, "--working-directory", wd]
+
+
+def grpc_command(spec: RepoSpec) -> list[str]:
+    """``dagster api grpc`` for the spec's code source, listening on every interface."""
+    return ["dagster", "api", "grpc", "--host", "0.0.0.0", "--port", str(GRPC_PORT), *location_args(spec)]
+
+
+def injected_env(spec: RepoSpec, bucket: str) -> dict[str, str]:
+    """The spec's environment plus the location name, bucket and prefix (as on every platform)."""
+    env = {e.name: e.value for e in spec.environment}
+    env.update({"META_DEPLOYER_REPO": spec.name, "META_DEPLOYER_BUCKET": bucket, "META_DEPLOYER_PREFIX": spec.prefix})
+    if spec.access.read:
+        env["META_DEPLOYER_READ_ACCESS"] = ",".join(spec.access.read)
+    return env
 
 
 def container_context(spec: RepoSpec, settings: EcsSettings, ctx: AwsContext, env: Mapping[str, str]) -> dict[str, Any]:
@@ -232,14 +245,7 @@ def container_context(spec: RepoSpec, settings: EcsSettings, ctx: AwsContext, en
 def task_definition(spec: RepoSpec, image: str, settings: EcsSettings, ctx: AwsContext) -> dict[str, Any]:
     """The ``RegisterTaskDefinition`` request (without tags) for the repo's code server."""
     log_group = naming.log_group(spec.name)
-    env = {e.name: e.value for e in spec.environment}
-    env.update(
-        {
-            "META_DEPLOYER_REPO": spec.name,
-            "META_DEPLOYER_BUCKET": settings.bucket,
-            "META_DEPLOYER_PREFIX": spec.prefix,
-        }
-    )
+    env = injected_env(spec, settings.bucket)
     full_env = {
         **env,
         "DAGSTER_CURRENT_IMAGE": image,

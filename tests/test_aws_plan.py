@@ -1,0 +1,333 @@
+"""Pure tests of the ECS planner: desired resources, the IAM policy, normalisation, plans."""
+
+from __future__ import annotations
+
+import copy
+import json
+
+import pytest
+from dagster_aws.ecs.container_context import EcsContainerContext
+
+from meta_deployer import images, naming
+from meta_deployer.aws import plan as p
+from meta_deployer.aws.settings import EcsSettings
+from meta_deployer.errors import SettingsError
+from meta_deployer.spec import parse_spec
+
+CTX = p.AwsContext(account_id="123456789012", region="eu-west-1")
+SETTINGS = EcsSettings(subnets=("subnet-1", "subnet-2"), security_groups=("sg-1",), vpc_id="vpc-1", bucket="bkt")
+DIGEST = "sha256:" + "ab" * 32
+IMAGE = f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/dagster/sales:abc123-def"
+
+
+def spec(name: str = "sales", **fields):
+    data = {"name": name, "git_url": "https://example.com/x.git", "python_file": "defs.py", **fields}
+    return parse_spec(data, "config.yml")
+
+
+def desired(s=None, settings=SETTINGS, image=IMAGE, digest=DIGEST, commit="c" * 40):
+    return p.desired_repo(s or spec(), image, digest, commit, "main", settings, CTX)
+
+
+# -- IAM ---------------------------------------------------------------------
+
+
+def _statements(policy):
+    return {s["Sid"]: s for s in policy["Statement"]}
+
+
+def test_policy_grants_own_prefix_read_write_and_nothing_broader():
+    policy = p.task_role_policy("bkt", "a")
+    st = _statements(policy)
+    assert st["OwnPrefixReadWrite"]["Resource"] == ["arn:aws:s3:::bkt/repos/a/*"]
+    assert set(st["OwnPrefixReadWrite"]["Action"]) >= {"s3:GetObject", "s3:PutObject", "s3:DeleteObject"}
+    assert st["SharedAndGrantedPrefixesReadOnly"]["Action"] == ["s3:GetObject"]
+    assert st["SharedAndGrantedPrefixesReadOnly"]["Resource"] == ["arn:aws:s3:::bkt/repos/shared/*"]
+    listing = st["ListOnlyReadablePrefixes"]
+    assert listing["Action"] == ["s3:ListBucket"] and listing["Resource"] == ["arn:aws:s3:::bkt"]
+    assert listing["Condition"] == {"StringLike": {"s3:prefix": ["repos/a/*", "repos/shared/*"]}}
+    text = json.dumps(policy)
+    assert '"*"' not in text and "s3:*" not in text
+
+
+def test_every_prefix_ends_with_a_slash():
+    policy = p.task_role_policy("bkt", "a", read=("b", "c"))
+    for statement in policy["Statement"]:
+        for resource in statement["Resource"]:
+            if resource != "arn:aws:s3:::bkt":
+                assert resource.endswith("/*"), resource
+        for value in statement.get("Condition", {}).get("StringLike", {}).get("s3:prefix", []):
+            assert value.endswith("/*"), value
+
+
+def test_access_read_grants_read_only_on_listed_repos():
+    st = _statements(p.task_role_policy("bkt", "a", read=("b",)))
+    assert "arn:aws:s3:::bkt/repos/b/*" in st["SharedAndGrantedPrefixesReadOnly"]["Resource"]
+    assert "arn:aws:s3:::bkt/repos/b/*" not in st["OwnPrefixReadWrite"]["Resource"]
+    assert "repos/b/*" in st["ListOnlyReadablePrefixes"]["Condition"]["StringLike"]["s3:prefix"]
+
+
+def test_trust_policy_only_ecs_tasks():
+    trust = p.trust_policy()
+    assert trust["Statement"] == [
+        {"Effect": "Allow", "Principal": {"Service": "ecs-tasks.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    ]
+
+
+# -- task definition ---------------------------------------------------------------
+
+
+def test_task_definition_fields():
+    s = spec(
+        environment=[{"name": "FOO", "value": "1"}],
+        secrets=[{"name": "DB_PASSWORD", "valueFrom": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:dagster/db"}],
+        resources={"cpu": 512, "memory": 2048},
+    )
+    td = desired(s).task_definition
+    assert td["family"] == "dagster-repo-sales"
+    assert td["networkMode"] == "awsvpc" and td["requiresCompatibilities"] == ["FARGATE"]
+    assert (td["cpu"], td["memory"]) == ("512", "2048")
+    assert td["taskRoleArn"] == "arn:aws:iam::123456789012:role/dagster-repo-sales"
+    assert td["executionRoleArn"] == "arn:aws:iam::123456789012:role/dagster-ecs-execution"
+    (c,) = td["containerDefinitions"]
+    assert c["image"] == f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/dagster/sales@{DIGEST}"
+    assert c["command"][:7] == ["dagster", "api", "grpc", "--host", "0.0.0.0", "--port", "4000"]
+    env = {e["name"]: e["value"] for e in c["environment"]}
+    assert env["FOO"] == "1"
+    assert env["META_DEPLOYER_REPO"] == "sales"
+    assert env["META_DEPLOYER_BUCKET"] == "bkt"
+    assert env["META_DEPLOYER_PREFIX"] == "repos/sales"
+    assert "DB_PASSWORD" not in env
+    assert c["secrets"] == [{"name": "DB_PASSWORD", "valueFrom": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:dagster/db"}]
+    assert c["logConfiguration"] == {
+        "logDriver": "awslogs",
+        "options": {"awslogs-group": "/dagster/repos/sales", "awslogs-region": "eu-west-1", "awslogs-stream-prefix": "dagster"},
+    }
+    assert c["healthCheck"]["command"] == ["CMD", "dagster", "api", "grpc-health-check", "-p", "4000"]
+    assert c["portMappings"] == [{"containerPort": 4000, "protocol": "tcp"}]
+
+
+@pytest.mark.parametrize(
+    "fields",
+    [
+        {"python_file": "defs.py"},
+        {"python_file": "defs.py", "working_directory": "src"},
+        {"python_file": None, "module_name": "pkg.defs"},
+        {"python_file": None, "package_name": "pkg", "working_directory": "src"},
+    ],
+)
+def test_command_matches_the_image_the_images_step_validated(fields):
+    s = spec(**{k: v for k, v in fields.items() if v is not None}) if fields.get("python_file") else parse_spec(
+        {"name": "sales", "git_url": "https://example.com/x.git", **{k: v for k, v in fields.items() if v is not None}},
+        "config.yml",
+    )
+    assert p.grpc_command(s) == images.grpc_command(s)
+    assert p.injected_env(s, "bkt") == images.injected_env(s, "bkt")
+
+
+def test_container_context_is_valid_for_dagster_aws_and_names_role_and_family():
+    s = spec(secrets=[{"name": "TOKEN_X", "valueFrom": "arn:aws:ssm:eu-west-1:123456789012:parameter/dagster/x"}])
+    (c,) = desired(s).task_definition["containerDefinitions"]
+    env = {e["name"]: e["value"] for e in c["environment"]}
+    context = json.loads(env["DAGSTER_CONTAINER_CONTEXT"])
+    parsed = EcsContainerContext.create_from_config(context)  # raises on unknown keys
+    assert parsed.task_role_arn == "arn:aws:iam::123456789012:role/dagster-repo-sales"
+    assert parsed.task_definition_arn == "dagster-repo-sales"
+    assert parsed.container_name == p.CONTAINER_NAME
+    assert parsed.run_resources == {"cpu": "256", "memory": "512"}
+    assert "META_DEPLOYER_REPO=sales" in parsed.env_vars
+    assert parsed.secrets == [{"name": "TOKEN_X", "valueFrom": "arn:aws:ssm:eu-west-1:123456789012:parameter/dagster/x"}]
+
+
+def test_image_is_referenced_by_digest():
+    assert p.image_by_digest("reg:5000/dagster/a:tag", DIGEST) == f"reg:5000/dagster/a@{DIGEST}"
+    assert p.image_by_digest(f"reg/dagster/a@{DIGEST}", None) == f"reg/dagster/a@{DIGEST}"
+    with pytest.raises(p.PlanError, match="digest"):
+        p.image_by_digest("reg/dagster/a:tag", None)
+    with pytest.raises(p.PlanError):
+        p.image_by_digest("reg/dagster/a:tag", "sha256:short")
+
+
+def test_missing_code_source_is_a_clear_error():
+    s = parse_spec({"name": "sales", "git_url": "https://example.com/x.git"}, "config.yml")
+    with pytest.raises(p.PlanError, match="python_file, module_name or package_name"):
+        desired(s)
+
+
+# -- normalisation -------------------------------------------------------------------
+
+
+def as_live(definition: dict, revision: int = 1) -> dict:
+    """What DescribeTaskDefinition returns for ``definition``: AWS-added fields, reordered lists."""
+    live = copy.deepcopy(definition)
+    live.update(
+        taskDefinitionArn=f"arn:aws:ecs:eu-west-1:123456789012:task-definition/{definition['family']}:{revision}",
+        revision=revision, status="ACTIVE", compatibilities=["EC2", "FARGATE"], volumes=[], placementConstraints=[],
+        requiresAttributes=[{"name": "com.amazonaws.ecs.capability.task-iam-role"}], registeredAt="2026-01-01",
+        registeredBy="arn:aws:iam::123456789012:root", tagsDict={naming.REPO_TAG_KEY: definition["family"]},
+    )
+    c = live["containerDefinitions"][0]
+    c.update(cpu=0, mountPoints=[], volumesFrom=[], systemControls=[])
+    c["environment"] = list(reversed(c["environment"]))
+    c["portMappings"] = [{**m, "hostPort": m["containerPort"]} for m in c["portMappings"]]
+    return live
+
+
+def test_unchanged_definition_matches_its_live_form():
+    td = desired().task_definition
+    assert p.task_definition_differences(td, as_live(td)) == []
+
+
+@pytest.mark.parametrize(
+    "change, path",
+    [
+        (lambda c: c.update(image="other@" + DIGEST), "containerDefinitions[0].image"),
+        (lambda c: c["environment"].append({"name": "NEW", "value": "x"}), "containerDefinitions[0].environment"),
+        (lambda c: c.update(secrets=[]), "containerDefinitions[0].secrets"),
+    ],
+)
+def test_any_field_we_set_that_differs_is_reported(change, path):
+    s = spec(secrets=[{"name": "DB_PASSWORD", "valueFrom": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:dagster/db"}])
+    td = desired(s).task_definition
+    live = as_live(td)
+    change(live["containerDefinitions"][0])
+    assert path in p.task_definition_differences(td, live)
+
+
+# -- plans ---------------------------------------------------------------------------
+
+
+def observed_after(d: p.DesiredRepo) -> p.ObservedRepo:
+    """What AWS would report after a successful apply of ``d``."""
+    td = as_live(d.task_definition, 1)
+    arn = td["taskDefinitionArn"]
+    return p.ObservedRepo(
+        role={"RoleName": d.role.name, "AssumeRolePolicyDocument": d.role.trust_policy},
+        role_policy=d.role.policy,
+        log_group={"logGroupName": d.log_group.name, "retentionInDays": d.log_group.retention_days},
+        namespace_id="ns-1",
+        discovery={"Id": "srv-1", "Arn": "arn:sd:srv-1", "Name": d.discovery.name, "DnsConfig": {"DnsRecords": [{"Type": "A", "TTL": 10}]}},
+        task_definition=td,
+        active_revisions=(arn,),
+        service={
+            "serviceName": d.service.name, "serviceArn": "arn:svc", "status": "ACTIVE", "taskDefinition": arn,
+            "desiredCount": 1, "runningCount": 1,
+            "deploymentConfiguration": {**p.DEPLOYMENT_CONFIGURATION, "alarms": {"enable": False}},
+            "healthCheckGracePeriodSeconds": SETTINGS.health_check_grace_s,
+            "networkConfiguration": {"awsvpcConfiguration": {"subnets": ["subnet-2", "subnet-1"], "securityGroups": ["sg-1"], "assignPublicIp": "DISABLED"}},
+            "serviceRegistries": [{"registryArn": "arn:sd:srv-1"}], "loadBalancers": [],
+            "deployments": [{"status": "PRIMARY", "rolloutState": "COMPLETED", "taskDefinition": arn}],
+            "tagsDict": dict(d.record),
+        },
+    )
+
+
+def kinds(plan):
+    return [type(a).__name__ for a in plan.actions]
+
+
+def test_first_deploy_plans_everything_in_order():
+    plan = p.plan(desired(), p.ObservedRepo(namespace_id="ns-1"))
+    assert kinds(plan) == [
+        "CreateLogGroup", "SetLogRetention", "CreateRole", "PutRolePolicy", "CreateDiscoveryService",
+        "RegisterTaskDefinition", "CreateService", "WaitStable", "TagService",
+    ]
+    assert "create ECS service sales" in plan.render()
+
+
+def test_planning_against_the_applied_state_is_empty():
+    d = desired()
+    assert p.plan(d, observed_after(d)).actions == ()
+    assert p.plan(d, observed_after(d)).render() == "sales: nothing to do"
+
+
+def test_code_change_registers_and_rolls_out_a_revision():
+    old = desired()
+    new = desired(digest="sha256:" + "cd" * 32, commit="d" * 40)
+    plan = p.plan(new, observed_after(old))
+    assert kinds(plan) == ["RegisterTaskDefinition", "UpdateService", "WaitStable", "TagService"]
+
+
+def test_commit_change_with_same_image_only_rewrites_the_record():
+    old = desired()
+    plan = p.plan(desired(commit="e" * 40), observed_after(old))
+    assert kinds(plan) == ["TagService"]
+
+
+def test_unstable_service_is_waited_for_before_the_record_is_written():
+    d = desired()
+    obs = observed_after(d)
+    service = dict(obs.service, runningCount=0, deployments=[{"status": "PRIMARY", "rolloutState": "IN_PROGRESS"}])
+    service["tagsDict"] = {naming.REPO_TAG_KEY: "sales"}
+    plan = p.plan(d, p.ObservedRepo(**{**obs.__dict__, "service": service}))
+    assert kinds(plan) == ["WaitStable", "TagService"]
+
+
+def test_old_revisions_beyond_the_kept_ones_are_deregistered_after_the_rollout():
+    d = desired()
+    obs = observed_after(d)
+    arns = tuple(f"arn:aws:ecs:eu-west-1:123456789012:task-definition/dagster-repo-sales:{i}" for i in range(1, 6))
+    live = as_live(d.task_definition, 5)
+    service = dict(obs.service, taskDefinition=arns[-1])
+    plan = p.plan(d, p.ObservedRepo(**{**obs.__dict__, "task_definition": live, "active_revisions": arns, "service": service}))
+    assert kinds(plan) == ["DeregisterTaskDefinitions"]
+    assert plan.actions[0].arns == arns[:2]  # keeps 3, the serving one included
+
+
+def test_missing_namespace_says_run_bootstrap():
+    with pytest.raises(p.PlanError, match="make bootstrap"):
+        p.plan(desired(), p.ObservedRepo())
+
+
+def test_load_balancer_adds_target_group_rule_and_registration():
+    settings = EcsSettings(**{**SETTINGS.__dict__, "lb_listener_arn": "arn:listener"})
+    plan = p.plan(desired(settings=settings), p.ObservedRepo(namespace_id="ns-1"))
+    assert "CreateTargetGroup" in kinds(plan) and "CreateListenerRule" in kinds(plan)
+    create = next(a for a in plan.actions if isinstance(a, p.CreateService))
+    assert isinstance(create.target_group, p.Ref)
+
+
+def test_removal_plan_order_and_purge():
+    obs = p.ObservedRepo(
+        service={"serviceName": "sales", "desiredCount": 1},
+        discovery={"Id": "srv-1", "Name": "sales-service"},
+        role={"RoleName": "dagster-repo-sales"},
+        role_policies=("repo-storage",),
+        active_revisions=("arn:td:1",),
+        log_group={"logGroupName": "/dagster/repos/sales"},
+        ecr_repository=True,
+        s3_objects=True,
+    )
+    keep = p.plan_removal("sales", obs, "dagster", purge=False, bucket="bkt", timeout_s=1)
+    assert kinds(keep) == [
+        "ScaleServiceToZero", "DeleteService", "DeleteDiscoveryService", "DeleteRolePolicy", "DeleteRole",
+        "DeregisterTaskDefinitions",
+    ]
+    purge = p.plan_removal("sales", obs, "dagster", purge=True, bucket="bkt", timeout_s=1)
+    assert kinds(purge)[-3:] == ["DeleteLogGroup", "DeleteEcrRepository", "DeleteS3Prefix"]
+    assert purge.actions[-1].prefix == "repos/sales/"
+    assert p.plan_removal("sales", p.ObservedRepo(), "dagster", purge=True, bucket="bkt", timeout_s=1).actions == ()
+
+
+# -- names and settings -------------------------------------------------------------
+
+
+def test_long_names_fit_aws_limits():
+    name = "a" * 40
+    assert len(naming.target_group(name)) <= 32
+    assert len(naming.task_role(name)) <= 64
+    assert naming.target_group(name) != naming.target_group("a" * 39 + "b")
+    assert 1 <= p.rule_priority(name) <= p.RULE_PRIORITY_RANGE
+
+
+def test_settings_from_env_defaults_and_errors():
+    s = EcsSettings.from_env({})
+    assert (s.cluster, s.namespace, s.bucket, s.log_retention_days, s.desired_count) == ("dagster", "local", "dagster-storage", 30, 1)
+    s = EcsSettings.from_env({"META_DEPLOYER_SUBNETS": "b, a,", "META_DEPLOYER_LOG_RETENTION_DAYS": "14"})
+    assert s.subnets == ("a", "b") and s.log_retention_days == 14
+    with pytest.raises(SettingsError, match="retention"):
+        EcsSettings.from_env({"META_DEPLOYER_LOG_RETENTION_DAYS": "31"})
+    with pytest.raises(SettingsError, match="META_DEPLOYER_SUBNETS"):
+        EcsSettings().require_network()
+    assert EcsSettings().deploy_fingerprint() == EcsSettings(stability_timeout_s=1).deploy_fingerprint()
+    assert EcsSettings().deploy_fingerprint() != EcsSettings(desired_count=2).deploy_fingerprint()
