@@ -544,7 +544,7 @@ class _Lines:
             return
         if _STEP.match(line):
             self.step = line
-        elif line.startswith(_NOISE):
+        elif line.startswith(_NOISE) and "Using cache" not in line:
             return
         self.tail.append(line)
         self.log(f"{self.prefix}{line}")

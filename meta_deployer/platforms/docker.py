@@ -1,0 +1,533 @@
+"""The ``docker`` platform: one container per repo on the local Docker engine.
+
+``build`` and ``publish`` are :mod:`meta_deployer.images` (build, validate,
+push). ``serve`` runs the image as a gRPC code server; the workspace entry is
+``grpc_server`` at ``localhost:<port>``.
+
+**Blue/green on a stable pair of ports.** Each repo owns two ports, ``p`` and
+``p+1``, derived from a hash of its name (collisions with other repos are
+probed past, and the pair is remembered in container labels). The live
+container, ``dagster-repo-<name>``, listens on one of them. An update starts
+the new version as ``dagster-repo-<name>-next`` on the *other* port and waits
+until its gRPC server answers; only then does the pipeline point
+workspace.yaml at it, and ``after_switch`` retires the old container (after
+letting its in-flight runs finish, up to a drain timeout) and renames the new
+one to ``dagster-repo-<name>``. If the new version never becomes healthy it is
+removed, the old one was never touched, and :class:`UnhealthyError` carries
+its last log lines. Restarting behind one fixed port would also be picked up
+by the webserver (it polls the server id every second), but it must stop the
+old server first, so a version that fails to start would leave the repo with
+nothing serving; blue/green never does.
+
+**Networking** (``META_DEPLOYER_DOCKER_NETWORK``): ``host`` (the default)
+runs the server in the host's network namespace listening on 127.0.0.1:<port>
+only. It is the default because the CI engine has no bridge (DESIGN.md) and
+because on Linux it needs no NAT and no iptables rules. ``bridge`` publishes
+container port 4000 on 127.0.0.1:<port> instead (Docker Desktop, where host
+networking does not reach the host).
+
+**Instance access.** Runs launched from the UI execute inside the container
+(the code server starts them), so the container mounts ``DAGSTER_HOME`` at the
+same path and sets ``DAGSTER_HOME``; it runs as the owner of that directory so
+the runs can write to the instance's storage. Without ``DAGSTER_HOME`` the
+image's own (non-root) user is kept.
+
+**Adoption.** Labels carry the repo, commit, image, digest, port and the port
+pair, so after a restart of the machine or of Dagster ``observe`` reports the
+running containers and the next deploy reuses them instead of starting
+duplicates (the restart policy brings them back with the engine).
+
+Settings (environment): ``META_DEPLOYER_DOCKER_NETWORK`` (host|bridge, default
+host), ``META_DEPLOYER_DOCKER_PORT_BASE`` (default 40000),
+``META_DEPLOYER_DOCKER_PORT_PAIRS`` (default 1000, so ports 40000-41999),
+``META_DEPLOYER_HEALTH_TIMEOUT`` (seconds, default 180),
+``META_DEPLOYER_DOCKER_POLL_INTERVAL`` (seconds, default 0.5),
+``META_DEPLOYER_DOCKER_DRAIN_TIMEOUT`` (seconds the old server's runs may
+take to finish, default 60), ``META_DEPLOYER_DOCKER_CONTAINER_CONTEXT`` (JSON
+passed as ``DAGSTER_CONTAINER_CONTEXT``), plus the image settings of
+:mod:`meta_deployer.images`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import socket
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from filelock import FileLock
+
+from meta_deployer import images, naming
+from meta_deployer.errors import SettingsError, UnhealthyError
+from meta_deployer.platforms.base import Artifact, Checkout, Log, Observed, Published, Served
+from meta_deployer.settings import Settings
+from meta_deployer.spec import RepoSpec
+
+if TYPE_CHECKING:
+    import docker
+    from docker.models.containers import Container
+
+NETWORK_MODES = ("host", "bridge")
+DEFAULT_NETWORK = "host"
+DEFAULT_PORT_BASE = 40000
+DEFAULT_PORT_PAIRS = 1000
+DEFAULT_HEALTH_TIMEOUT_S = 180.0
+DEFAULT_POLL_INTERVAL_S = 0.5
+DEFAULT_DRAIN_TIMEOUT_S = 60.0
+STOP_TIMEOUT_S = 20
+RESTART_POLICY = {"Name": "unless-stopped"}
+LOG_TAIL_LINES = 40
+NEXT_SUFFIX = "-next"
+
+L = images.LABEL_PREFIX
+LABEL_REPO = f"{L}repo"
+LABEL_COMMIT = f"{L}commit"
+LABEL_IMAGE = f"{L}image"
+LABEL_DIGEST = f"{L}digest"
+LABEL_PORT = f"{L}port"
+LABEL_PAIR = f"{L}port-pair"
+LABEL_FINGERPRINT = f"{L}fingerprint"
+LABEL_LOCATION = f"{L}location"
+
+
+@dataclass(frozen=True)
+class DockerSettings:
+    """Settings of the docker platform; see the module docstring."""
+
+    network: str = DEFAULT_NETWORK
+    port_base: int = DEFAULT_PORT_BASE
+    port_pairs: int = DEFAULT_PORT_PAIRS
+    health_timeout_s: float = DEFAULT_HEALTH_TIMEOUT_S
+    poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
+    drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S
+    dagster_home: Path | None = None
+    container_context: str | None = None
+
+
+def docker_settings_from_env(env: Mapping[str, str]) -> DockerSettings:
+    """Read :class:`DockerSettings` from ``env``; SettingsError names a bad variable."""
+    network = env.get("META_DEPLOYER_DOCKER_NETWORK") or DEFAULT_NETWORK
+    if network not in NETWORK_MODES:
+        raise SettingsError(f"META_DEPLOYER_DOCKER_NETWORK={network!r}: use host or bridge")
+
+    def number(var: str, default: float, kind: type = float) -> Any:
+        try:
+            value = kind(env.get(var) or default)
+        except ValueError:
+            raise SettingsError(f"{var} must be a {'whole ' if kind is int else ''}number, got {env.get(var)!r}") from None
+        if value < 0:
+            raise SettingsError(f"{var} must not be negative")
+        return value
+
+    base = number("META_DEPLOYER_DOCKER_PORT_BASE", DEFAULT_PORT_BASE, int)
+    pairs = number("META_DEPLOYER_DOCKER_PORT_PAIRS", DEFAULT_PORT_PAIRS, int)
+    if base < 1024 or base + 2 * pairs > 65535 or pairs < 1:
+        raise SettingsError(
+            f"ports {base}..{base + 2 * pairs - 1} (META_DEPLOYER_DOCKER_PORT_BASE/_PAIRS) must lie within 1024..65535"
+        )
+    context = env.get("META_DEPLOYER_DOCKER_CONTAINER_CONTEXT") or None
+    if context:
+        try:
+            json.loads(context)
+        except ValueError:
+            raise SettingsError("META_DEPLOYER_DOCKER_CONTAINER_CONTEXT must be JSON") from None
+    home = env.get("DAGSTER_HOME")
+    return DockerSettings(
+        network=network,
+        port_base=base,
+        port_pairs=pairs,
+        health_timeout_s=number("META_DEPLOYER_HEALTH_TIMEOUT", DEFAULT_HEALTH_TIMEOUT_S),
+        poll_interval_s=number("META_DEPLOYER_DOCKER_POLL_INTERVAL", DEFAULT_POLL_INTERVAL_S),
+        drain_timeout_s=number("META_DEPLOYER_DOCKER_DRAIN_TIMEOUT", DEFAULT_DRAIN_TIMEOUT_S),
+        dagster_home=Path(home).resolve() if home else None,
+        container_context=context,
+    )
+
+
+def preferred_pair(name: str, base: int = DEFAULT_PORT_BASE, pairs: int = DEFAULT_PORT_PAIRS) -> int:
+    """The first port of the pair a repo prefers (a hash of its name; pure)."""
+    index = int(hashlib.sha256(name.encode()).hexdigest()[:8], 16) % pairs
+    return base + 2 * index
+
+
+def pick_pair(name: str, taken: Mapping[int, str], base: int = DEFAULT_PORT_BASE, pairs: int = DEFAULT_PORT_PAIRS) -> int:
+    """The repo's pair: its preferred one, or the next one no other repo holds (pure)."""
+    start = (preferred_pair(name, base, pairs) - base) // 2
+    for i in range(pairs):
+        candidate = base + 2 * ((start + i) % pairs)
+        if taken.get(candidate, name) == name:
+            return candidate
+    raise SettingsError(
+        f"all {pairs} port pairs from {base} are taken; raise META_DEPLOYER_DOCKER_PORT_PAIRS"
+    )
+
+
+def workspace_entry(name: str, port: int) -> dict[str, Any]:
+    """The workspace.yaml entry of a repo served on ``localhost:<port>``."""
+    return {"grpc_server": {"host": "localhost", "port": port, "location_name": name}}
+
+
+def _port_free(port: int) -> bool:
+    for host in ("127.0.0.1", "0.0.0.0"):
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+            except OSError:
+                return False
+    return True
+
+
+def grpc_ready(port: int) -> bool:
+    """True when a Dagster gRPC server answers a ping on 127.0.0.1:<port>."""
+    from dagster._grpc.client import DagsterGrpcClient
+
+    try:
+        return DagsterGrpcClient(port=port, host="127.0.0.1").ping("meta-deployer").get("echo") == "meta-deployer"
+    except Exception:  # any failure to connect or answer means "not ready yet"
+        return False
+
+
+def current_runs(port: int) -> list[str] | None:
+    """Run ids executing under the code server on ``port``; None when it does not answer."""
+    from dagster._grpc.client import DagsterGrpcClient
+    from dagster._serdes import deserialize_value
+
+    try:
+        result = deserialize_value(DagsterGrpcClient(port=port, host="127.0.0.1").get_current_runs())
+        return list(result.current_runs)
+    except Exception:  # a server that is gone has no runs to wait for
+        return None
+
+
+class DockerPlatform:
+    """Runs each repo as a container on the local Docker engine."""
+
+    name = "docker"
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.docker = docker_settings_from_env(settings.env)
+        self.images = images.image_settings_from_env(settings.env, "docker")
+        self._client: docker.DockerClient | None = None
+
+    # -- helpers -----------------------------------------------------------
+    @property
+    def client(self) -> docker.DockerClient:
+        if self._client is None:
+            self._client = images.docker_client(self.settings.env)
+        return self._client
+
+    def _lock(self, name: str) -> FileLock:
+        self.settings.locks_dir.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.settings.locks_dir / f"docker-{name}.lock"), timeout=900)
+
+    def _ports_lock(self) -> FileLock:
+        self.settings.locks_dir.mkdir(parents=True, exist_ok=True)
+        return FileLock(str(self.settings.locks_dir / "docker-ports.lock"), timeout=900)
+
+    def _containers(self, name: str | None = None) -> list[Container]:
+        label = f"{LABEL_REPO}={name}" if name else LABEL_REPO
+        return self.client.containers.list(all=True, filters={"label": label})
+
+    def _by_name(self, name: str) -> dict[str, Container]:
+        return {c.name: c for c in self._containers(name)}
+
+    def storage_env(self, spec: RepoSpec) -> dict[str, str]:
+        """What a container gets besides the spec's environment (see the module docstring)."""
+        env = images.injected_env(spec, self.settings.bucket)
+        if not self.settings.env.get("META_DEPLOYER_BUCKET"):
+            # No bucket configured: the local storage folder, as on the dev platform (mounted).
+            env.pop("META_DEPLOYER_BUCKET", None)
+            env["META_DEPLOYER_STORAGE_DIR"] = str(self.settings.storage_dir)
+        elif self.settings.env.get("AWS_ENDPOINT_URL"):
+            env["AWS_ENDPOINT_URL"] = self.settings.env["AWS_ENDPOINT_URL"]
+        if self.docker.dagster_home:
+            env["DAGSTER_HOME"] = str(self.docker.dagster_home)
+        if self.docker.container_context:
+            env["DAGSTER_CONTAINER_CONTEXT"] = self.docker.container_context
+        return env
+
+    def _mounts(self) -> tuple[dict[str, dict[str, str]], str | None]:
+        """Bind mounts (same path inside) and the user to run as."""
+        volumes: dict[str, dict[str, str]] = {}
+        user = None
+        home = self.docker.dagster_home
+        if home:
+            home.mkdir(parents=True, exist_ok=True)
+            volumes[str(home)] = {"bind": str(home), "mode": "rw"}
+            st = home.stat()
+            user = f"{st.st_uid}:{st.st_gid}"
+        if not self.settings.env.get("META_DEPLOYER_BUCKET") and self.settings.storage_dir:
+            self.settings.storage_dir.mkdir(parents=True, exist_ok=True)
+            volumes[str(self.settings.storage_dir)] = {"bind": str(self.settings.storage_dir), "mode": "rw"}
+        return volumes, user
+
+    def settings_fingerprint(self, spec: RepoSpec) -> str:
+        data = {
+            "network": self.docker.network,
+            "ports": [self.docker.port_base, self.docker.port_pairs],
+            "registry": self.images.registry,
+            "base": self.images.base_image,
+            "env": self.storage_env(spec),
+            "template": images.TEMPLATE_VERSION,
+        }
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    def _container_fingerprint(self, spec: RepoSpec, published: Published) -> str:
+        data = [published.ref, spec.content_hash(), self.settings_fingerprint(spec)]
+        return hashlib.sha256(json.dumps(data).encode()).hexdigest()[:16]
+
+    def _pair(self, name: str) -> int:
+        """The repo's port pair: from its containers' labels, else the first free one."""
+        taken: dict[int, str] = {}
+        for c in self._containers():
+            try:
+                pair = int(c.labels.get(LABEL_PAIR, ""))
+            except ValueError:
+                continue
+            repo = c.labels.get(LABEL_REPO, "")
+            if repo == name:
+                return pair
+            taken[pair] = repo
+        return pick_pair(name, taken, self.docker.port_base, self.docker.port_pairs)
+
+    # -- build and publish: meta_deployer.images -----------------------------
+    def build(self, spec: RepoSpec, checkout: Checkout, log: Log) -> Artifact:
+        return images.build_image(spec, checkout, self.images, log)
+
+    def publish(self, spec: RepoSpec, artifact: Artifact, log: Log) -> Published:
+        return images.push_image(spec, artifact, self.images.registry, log, self.settings.env)
+
+    # -- serve -------------------------------------------------------------
+    def serve(self, spec: RepoSpec, published: Published, checkout: Checkout, log: Log) -> Served:
+        """Start the new version beside the old one and wait until it answers (see the module docstring)."""
+        live_name = naming.container_name(spec.name)
+        next_name = live_name + NEXT_SUFFIX
+        fingerprint = self._container_fingerprint(spec, published)
+        auth = images.ecr_login(self.images.registry, self.settings.env)[1] if images.is_ecr(self.images.registry) else None
+        images.pull_image(self.client, published.ref, auth, log)
+        with self._lock(spec.name):
+            existing = self._by_name(spec.name)
+            live, candidate = existing.get(live_name), existing.get(next_name)
+            for c in (live, candidate):
+                if c is not None and c.labels.get(LABEL_FINGERPRINT) == fingerprint and c.status == "running":
+                    port = int(c.labels[LABEL_PORT])
+                    if grpc_ready(port):
+                        log(f"{c.name} already serves {published.ref} on port {port}; adopting it")
+                        return self._served(spec, c, port, changed=c is not live)
+            if candidate is not None:
+                log(f"removing {next_name} left over from an earlier deploy")
+                candidate.remove(force=True)
+            with self._ports_lock():
+                pair = self._pair(spec.name)
+                old_port = int(live.labels.get(LABEL_PORT, 0)) if live is not None else None
+                port = pair + 1 if old_port == pair else pair
+                if not _port_free(port):
+                    raise UnhealthyError(
+                        f"port {port} (of {spec.name}'s pair {pair}/{pair + 1}) is in use by another process; "
+                        "stop it, or move the docker platform's ports with META_DEPLOYER_DOCKER_PORT_BASE"
+                    )
+                name = next_name if live is not None else live_name
+                container = self._create(spec, published, checkout, name, port, pair, fingerprint)
+            log(f"started {name} ({container.short_id}) from {published.ref} on port {port}; waiting until it answers")
+            self._wait_ready(spec, container, port, log)
+            return self._served(spec, container, port, changed=True)
+
+    def _create(
+        self, spec: RepoSpec, published: Published, checkout: Checkout, name: str, port: int, pair: int, fingerprint: str
+    ) -> Container:
+        volumes, user = self._mounts()
+        env = {**self.storage_env(spec)}
+        host_mode = self.docker.network == "host"
+        inner_port = port if host_mode else images.CONTAINER_PORT
+        labels = {
+            LABEL_REPO: spec.name,
+            LABEL_LOCATION: spec.name,
+            LABEL_COMMIT: checkout.commit,
+            LABEL_IMAGE: published.ref,
+            LABEL_DIGEST: published.digest or "",
+            LABEL_PORT: str(port),
+            LABEL_PAIR: str(pair),
+            LABEL_FINGERPRINT: fingerprint,
+        }
+        kwargs: dict[str, Any] = {
+            "name": name,
+            "command": images.grpc_command(spec, "127.0.0.1" if host_mode else "0.0.0.0", inner_port),
+            "environment": env,
+            "labels": labels,
+            "restart_policy": RESTART_POLICY,
+            "volumes": volumes,
+            "init": True,
+            "detach": True,
+            "healthcheck": {
+                "test": ["CMD", *images.health_command(inner_port)],
+                "interval": 30 * 10**9,
+                "timeout": 10 * 10**9,
+                "retries": 3,
+                "start_period": 60 * 10**9,
+            },
+        }
+        if user:
+            kwargs["user"] = user
+        if host_mode:
+            kwargs["network_mode"] = "host"
+        else:
+            kwargs["ports"] = {f"{images.CONTAINER_PORT}/tcp": ("127.0.0.1", port)}
+        return self.client.containers.run(published.ref, **kwargs)
+
+    def _wait_ready(self, spec: RepoSpec, container: Container, port: int, log: Log) -> None:
+        deadline = time.monotonic() + self.docker.health_timeout_s
+        reason = f"did not answer on port {port} within {self.docker.health_timeout_s:.0f}s (META_DEPLOYER_HEALTH_TIMEOUT)"
+        while True:
+            container.reload()
+            state = container.attrs.get("State", {})
+            if state.get("Status") in ("exited", "dead") or state.get("Restarting") or container.attrs.get("RestartCount", 0):
+                reason = f"exited with code {state.get('ExitCode')} before it served"
+                break
+            if grpc_ready(port):
+                log(f"{container.name} answers on port {port}")
+                return
+            if time.monotonic() > deadline:
+                break
+            time.sleep(self.docker.poll_interval_s)
+        output = self._tail_logs(container)
+        try:
+            container.remove(force=True)
+        except Exception:  # already gone: nothing left to clean
+            pass
+        raise UnhealthyError(
+            f"the new version of {spec.name} ({container.name}) {reason}; it was removed and the previous "
+            f"version, if any, keeps serving. Its last log lines:\n{output}"
+        )
+
+    def _tail_logs(self, container: Container) -> str:
+        try:
+            return images.tail(container.logs(tail=LOG_TAIL_LINES).decode(errors="replace").splitlines(), LOG_TAIL_LINES)
+        except Exception:  # the container may already be gone
+            return "(no logs: the container is gone)"
+
+    def _served(self, spec: RepoSpec, container: Container, port: int, changed: bool) -> Served:
+        return Served(
+            endpoint=f"localhost:{port}",
+            workspace_entry=workspace_entry(spec.name, port),
+            changed=changed,
+            metadata={"container": naming.container_name(spec.name), "container_id": container.id, "port": port},
+        )
+
+    def after_switch(self, spec: RepoSpec, served: Served, log: Log) -> None:
+        """The workspace points at the new container: drain and remove the old one, then rename the new."""
+        import docker
+
+        live_name = naming.container_name(spec.name)
+        keep = served.metadata.get("container_id")
+        with self._lock(spec.name):
+            for c in self._containers(spec.name):
+                if c.id == keep:
+                    continue
+                self._drain(c, log)
+                c.remove(force=True)
+                log(f"removed the previous container {c.name} ({c.short_id})")
+            try:
+                new = self.client.containers.get(keep)
+            except docker.errors.NotFound:
+                return
+            if new.name != live_name:
+                new.rename(live_name)
+                log(f"renamed {new.name} to {live_name}")
+
+    def _drain(self, container: Container, log: Log) -> None:
+        """Let runs that the old server started finish, up to the drain timeout; then stop it."""
+        try:
+            port = int(container.labels.get(LABEL_PORT, ""))
+        except ValueError:
+            port = None
+        deadline = time.monotonic() + self.docker.drain_timeout_s
+        runs = current_runs(port) if port and container.status == "running" else None
+        if runs:
+            log(f"{container.name} still executes run(s) {', '.join(runs)}; waiting up to {self.docker.drain_timeout_s:.0f}s")
+        while runs and time.monotonic() < deadline:
+            time.sleep(max(self.docker.poll_interval_s, 0.5))
+            runs = current_runs(port)
+        if runs:
+            log(f"warning: stopping {container.name} with run(s) still executing: {', '.join(runs)}")
+        try:
+            container.stop(timeout=STOP_TIMEOUT_S)
+        except Exception:  # already stopped
+            pass
+
+    # -- state -------------------------------------------------------------
+    def is_serving(self, name: str, record: dict[str, Any]) -> bool:
+        """The record's image runs as the live container on the record's port."""
+        import docker
+
+        try:
+            c = self.client.containers.get(naming.container_name(name))
+        except docker.errors.NotFound:
+            return False
+        entry = (record.get("workspace_entry") or {}).get("grpc_server") or {}
+        return (
+            c.status == "running"
+            and c.labels.get(LABEL_IMAGE) == record.get("artifact")
+            and str(entry.get("port")) == c.labels.get(LABEL_PORT)
+        )
+
+    def stop(self, name: str, purge: bool, log: Log) -> None:
+        """Remove every container of the repo; with ``purge`` also its local images."""
+        naming.validate_name(name)
+        with self._lock(name):
+            for c in self._containers(name):
+                c.remove(force=True)
+                log(f"removed container {c.name} ({c.short_id})")
+        if purge:
+            for image in self.client.images.list(filters={"label": f"{LABEL_REPO}={name}"}):
+                try:
+                    self.client.images.remove(image.id, force=True)
+                    log(f"removed image {', '.join(image.tags) or image.short_id}")
+                except Exception as exc:  # an image still used elsewhere is kept
+                    log(f"kept image {image.short_id}: {exc}")
+
+    def observe(self) -> dict[str, Observed]:
+        """The repos' live containers (``dagster-repo-<name>``, else a ``-next`` left by a crash)."""
+        found: dict[str, Observed] = {}
+        for c in sorted(self._containers(), key=lambda c: c.name.endswith(NEXT_SUFFIX)):
+            name = c.labels.get(LABEL_REPO, "")
+            if naming.name_problem(name) or name in found:
+                continue
+            try:
+                port = int(c.labels.get(LABEL_PORT, ""))
+            except ValueError:
+                continue
+            health = (c.attrs.get("State", {}).get("Health") or {}).get("Status")
+            found[name] = Observed(
+                name=name,
+                status=c.status + (f" ({health})" if health else ""),
+                endpoint=f"localhost:{port}",
+                commit=c.labels.get(LABEL_COMMIT),
+                artifact=c.labels.get(LABEL_IMAGE),
+                workspace_entry=workspace_entry(name, port),
+                details={"container": c.name, "container_id": c.id, "digest": c.labels.get(LABEL_DIGEST, "")},
+            )
+        return found
+
+    def logs(self, name: str, follow: bool, tail: int) -> Iterator[str]:
+        """The code server's output; ``follow`` keeps streaming new lines."""
+        import docker
+
+        try:
+            c = self.client.containers.get(naming.container_name(name))
+        except docker.errors.NotFound:
+            yield f"(no container {naming.container_name(name)}: {name} is not deployed on the docker platform)"
+            return
+        stream = c.logs(stream=True, follow=follow, tail=tail if tail else "all")
+        partial = ""
+        for chunk in stream:
+            partial += chunk.decode(errors="replace")
+            *lines, partial = partial.split("\n")
+            yield from lines
+        if partial:
+            yield partial
