@@ -1,0 +1,385 @@
+"""The ecs platform against a real moto server over HTTP: add, update, remove, adopt, fail.
+
+Each test starts from a reset moto server, creates a VPC, runs ``bootstrap``
+and then drives :class:`EcsPlatform` the way the pipeline does. Assertions
+read the resulting AWS state back with plain boto3 clients.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+
+import boto3
+import pytest
+
+from meta_deployer import naming
+from meta_deployer.aws import plan as aws_plan
+from meta_deployer.aws.gateway import AwsGateway
+from meta_deployer.bootstrap import BUCKET_LAYOUT, TEMP_RULE_ID, bootstrap
+from meta_deployer.errors import AwsOperationError, UnhealthyError
+from meta_deployer.platforms.ecs import EcsPlatform
+from test_ecs_support import CallCounter, checkout_for, make_network, published_for, settings_for, spec_for
+
+LOG: list[str] = []
+
+
+def log(line: str) -> None:
+    LOG.append(line)
+
+
+@pytest.fixture
+def env(moto):
+    return make_network()
+
+
+@pytest.fixture
+def settings(env, tmp_path):
+    s = settings_for(tmp_path, env)
+    bootstrap(s, log=log)
+    return s
+
+
+@pytest.fixture
+def platform(settings):
+    return EcsPlatform(settings)
+
+
+def deploy(platform, tmp_path, spec=None, seed="v1", commit="c1"):
+    spec = spec or spec_for("sales")
+    return platform.serve(spec, published_for(spec.name, seed), checkout_for(spec.name, tmp_path, commit), log)
+
+
+def td_env(td):
+    return {e["name"]: e["value"] for e in td["containerDefinitions"][0]["environment"]}
+
+
+def active_revisions(family="dagster-repo-sales"):
+    return boto3.client("ecs").list_task_definitions(familyPrefix=family, status="ACTIVE")["taskDefinitionArns"]
+
+
+# -- add --------------------------------------------------------------------------
+
+
+def test_add_creates_every_resource_tagged(platform, settings, tmp_path):
+    spec = spec_for(
+        "sales",
+        environment=[{"name": "FOO", "value": "bar"}],
+        secrets=[{"name": "DB_PASSWORD", "valueFrom": "arn:aws:secretsmanager:us-east-1:123456789012:secret:dagster/db"}],
+        access={"read": ["marketing"]},
+    )
+    served = deploy(platform, tmp_path, spec)
+    assert served.endpoint == "sales-service.local:4000"
+    assert served.workspace_entry == {"grpc_server": {"host": "sales-service.local", "port": 4000, "location_name": "sales"}}
+    assert served.changed
+
+    ecs, iam, logs, sd = (boto3.client(s) for s in ("ecs", "iam", "logs", "servicediscovery"))
+    tag = {"key": naming.REPO_TAG_KEY, "value": "sales"}
+
+    # Task definition
+    described = ecs.describe_task_definition(taskDefinition="dagster-repo-sales", include=["TAGS"])
+    td = described["taskDefinition"]
+    assert tag in described["tags"]
+    assert td["revision"] == 1 and td["cpu"] == "256" and td["memory"] == "512"
+    assert td["networkMode"] == "awsvpc" and td["requiresCompatibilities"] == ["FARGATE"]
+    assert td["taskRoleArn"] == "arn:aws:iam::123456789012:role/dagster-repo-sales"
+    assert td["executionRoleArn"] == "arn:aws:iam::123456789012:role/dagster-ecs-execution"
+    container = td["containerDefinitions"][0]
+    assert container["image"] == published_for("sales").ref.rsplit(":", 1)[0] + "@" + published_for("sales").digest
+    assert container["command"] == [
+        "dagster", "api", "grpc", "--host", "0.0.0.0", "--port", "4000", "--python-file", "definitions.py",
+        "--working-directory", ".",
+    ]
+    env = td_env(td)
+    assert env["FOO"] == "bar" and env["META_DEPLOYER_REPO"] == "sales"
+    assert env["META_DEPLOYER_BUCKET"] == "dagster-storage" and env["META_DEPLOYER_PREFIX"] == "repos/sales"
+    assert container["secrets"] == [{"name": "DB_PASSWORD", "valueFrom": "arn:aws:secretsmanager:us-east-1:123456789012:secret:dagster/db"}]
+    assert container["logConfiguration"]["options"]["awslogs-group"] == "/dagster/repos/sales"
+    assert container["healthCheck"]["command"][1:] == ["dagster", "api", "grpc-health-check", "-p", "4000"]
+    context = json.loads(env["DAGSTER_CONTAINER_CONTEXT"])["ecs"]
+    assert context["task_role_arn"] == td["taskRoleArn"] and context["task_definition_arn"] == "dagster-repo-sales"
+
+    # Service
+    svc = ecs.describe_services(cluster="dagster", services=["sales"], include=["TAGS"])["services"][0]
+    assert svc["status"] == "ACTIVE" and svc["desiredCount"] == 1 and svc["launchType"] == "FARGATE"
+    assert svc["taskDefinition"].endswith("dagster-repo-sales:1")
+    assert svc["deploymentConfiguration"]["minimumHealthyPercent"] == 100
+    assert svc["deploymentConfiguration"]["maximumPercent"] == 200
+    assert svc["deploymentConfiguration"]["deploymentCircuitBreaker"] == {"enable": True, "rollback": True}
+    assert svc["healthCheckGracePeriodSeconds"] == 120
+    assert svc["networkConfiguration"]["awsvpcConfiguration"]["assignPublicIp"] == "DISABLED"
+    tags = {t["key"]: t["value"] for t in svc["tags"]}
+    assert tags[naming.REPO_TAG_KEY] == "sales"
+    assert tags[aws_plan.TAG_COMMIT] == checkout_for("sales", tmp_path).commit
+    assert tags[aws_plan.TAG_IMAGE] == container["image"]
+
+    # Cloud Map: the service registers into <name>-service.local with a low TTL
+    ns = next(n for n in sd.list_namespaces()["Namespaces"] if n["Name"] == "local")
+    (cm,) = [s for s in sd.list_services()["Services"] if s["Name"] == "sales-service"]
+    assert cm["DnsConfig"]["DnsRecords"] == [{"Type": "A", "TTL": 10}]
+    assert svc["serviceRegistries"] == [{"registryArn": cm["Arn"]}]
+    assert {"Key": naming.REPO_TAG_KEY, "Value": "sales"} in sd.list_tags_for_resource(ResourceARN=cm["Arn"])["Tags"]
+    assert ns["Type"] == "DNS_PRIVATE"
+
+    # IAM: trusted by ECS tasks, one inline policy for the repo's prefix (+ shared, + granted)
+    role = iam.get_role(RoleName="dagster-repo-sales")["Role"]
+    assert role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+    assert {"Key": naming.REPO_TAG_KEY, "Value": "sales"} in role["Tags"]
+    assert iam.list_role_policies(RoleName="dagster-repo-sales")["PolicyNames"] == ["repo-storage"]
+    doc = iam.get_role_policy(RoleName="dagster-repo-sales", PolicyName="repo-storage")["PolicyDocument"]
+    assert doc == aws_plan.task_role_policy("dagster-storage", "sales", ("marketing",))
+
+    # Logs
+    (group,) = logs.describe_log_groups(logGroupNamePrefix="/dagster/repos/sales")["logGroups"]
+    assert group["retentionInDays"] == 30
+    assert logs.list_tags_log_group(logGroupName="/dagster/repos/sales")["tags"] == {naming.REPO_TAG_KEY: "sales"}
+
+    # And nothing left to do
+    assert platform.plan_for(spec, published_for("sales"), checkout_for("sales", tmp_path)).actions == ()
+
+
+def test_dry_run_plans_without_changing_anything(platform, tmp_path):
+    calls = CallCounter(platform.gateway)
+    planned = platform.plan_for(spec_for("sales"), published_for("sales"), checkout_for("sales", tmp_path))
+    assert "create ECS service sales" in planned.render()
+    assert "register task definition dagster-repo-sales" in planned.render()
+    assert calls.mutating == []
+    assert boto3.client("ecs").list_task_definitions()["taskDefinitionArns"] == []
+
+
+# -- update -----------------------------------------------------------------------
+
+
+def test_no_change_makes_no_mutating_call(platform, tmp_path):
+    deploy(platform, tmp_path)
+    calls = CallCounter(platform.gateway)
+    served = deploy(platform, tmp_path)
+    assert calls.mutating == []
+    assert not served.changed
+    assert len(active_revisions()) == 1
+    assert len(calls.calls) <= 10, calls.calls
+
+
+def test_code_change_rolls_out_a_new_revision(platform, tmp_path):
+    deploy(platform, tmp_path)
+    calls = CallCounter(platform.gateway)
+    served = deploy(platform, tmp_path, seed="v2", commit="c2")
+    assert served.metadata["task_definition"] == "dagster-repo-sales:2"
+    assert "ecs.RegisterTaskDefinition" in calls.mutating and "ecs.UpdateService" in calls.mutating
+    svc = boto3.client("ecs").describe_services(cluster="dagster", services=["sales"], include=["TAGS"])["services"][0]
+    assert svc["taskDefinition"].endswith("dagster-repo-sales:2")
+    tags = {t["key"]: t["value"] for t in svc["tags"]}
+    assert tags[aws_plan.TAG_COMMIT] == checkout_for("sales", tmp_path, "c2").commit
+    assert tags[aws_plan.TAG_IMAGE].endswith(published_for("sales", "v2").digest)
+
+
+def test_env_only_change_registers_a_revision_with_the_same_image(platform, tmp_path):
+    deploy(platform, tmp_path)
+    calls = CallCounter(platform.gateway)
+    changed = spec_for("sales", environment=[{"name": "FOO", "value": "2"}])
+    deploy(platform, tmp_path, changed)  # same Published: nothing built or pushed
+    assert calls.mutating.count("ecs.RegisterTaskDefinition") == 1
+    assert not any(c.startswith(("ecr.", "s3.")) for c in calls.calls)
+    new = boto3.client("ecs").describe_task_definition(taskDefinition="dagster-repo-sales:2")["taskDefinition"]
+    old = boto3.client("ecs").describe_task_definition(taskDefinition="dagster-repo-sales:1")["taskDefinition"]
+    assert td_env(new)["FOO"] == "2"
+    assert new["containerDefinitions"][0]["image"] == old["containerDefinitions"][0]["image"]
+
+
+def test_only_the_last_revisions_are_kept(settings, tmp_path):
+    platform = EcsPlatform(settings, ecs_settings=None)
+    for i in range(5):
+        deploy(platform, tmp_path, seed=f"v{i}", commit=f"c{i}")
+    arns = active_revisions()
+    assert [a.rsplit(":", 1)[-1] for a in arns] == ["3", "4", "5"]
+
+
+def test_access_read_change_updates_the_policy_only(platform, tmp_path):
+    deploy(platform, tmp_path)
+    calls = CallCounter(platform.gateway)
+    deploy(platform, tmp_path, spec_for("sales", access={"read": ["other"]}))
+    assert "iam.PutRolePolicy" in calls.mutating
+    assert "ecs.RegisterTaskDefinition" in calls.mutating  # META_DEPLOYER_READ_ACCESS changed too
+    doc = boto3.client("iam").get_role_policy(RoleName="dagster-repo-sales", PolicyName="repo-storage")["PolicyDocument"]
+    assert "arn:aws:s3:::dagster-storage/repos/other/*" in json.dumps(doc)
+
+
+# -- remove -----------------------------------------------------------------------
+
+
+def test_remove_deletes_serving_resources_keeps_data_and_a_second_run_finds_nothing(platform, settings, tmp_path):
+    deploy(platform, tmp_path)
+    boto3.client("s3").put_object(Bucket="dagster-storage", Key="repos/sales/storage/x", Body=b"1")
+    platform.stop("sales", purge=False, log=log)
+
+    ecs, iam, logs, sd, s3 = (boto3.client(s) for s in ("ecs", "iam", "logs", "servicediscovery", "s3"))
+    services = ecs.describe_services(cluster="dagster", services=["sales"])["services"]
+    assert all(s["status"] == "INACTIVE" for s in services)
+    assert active_revisions() == []
+    assert [s for s in sd.list_services()["Services"] if s["Name"] == "sales-service"] == []
+    with pytest.raises(iam.exceptions.NoSuchEntityException):
+        iam.get_role(RoleName="dagster-repo-sales")
+    assert logs.describe_log_groups(logGroupNamePrefix="/dagster/repos/sales")["logGroups"]  # kept
+    assert s3.get_object(Bucket="dagster-storage", Key="repos/sales/storage/x")["Body"].read() == b"1"  # kept
+    assert "sales" not in platform.observe()
+
+    calls = CallCounter(platform.gateway)
+    assert platform.plan_removal("sales", purge=False).actions == ()
+    platform.stop("sales", purge=False, log=log)
+    assert calls.mutating == []
+
+
+def test_purge_also_deletes_logs_images_and_data(platform, tmp_path):
+    deploy(platform, tmp_path)
+    boto3.client("ecr").create_repository(repositoryName="dagster/sales")
+    s3 = boto3.client("s3")
+    s3.put_object(Bucket="dagster-storage", Key="repos/sales/storage/x", Body=b"1")
+    s3.put_object(Bucket="dagster-storage", Key="repos/sales-two/keep", Body=b"1")
+    platform.stop("sales", purge=True, log=log)
+    assert boto3.client("logs").describe_log_groups(logGroupNamePrefix="/dagster/repos/sales")["logGroups"] == []
+    assert boto3.client("ecr").describe_repositories()["repositories"] == []
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="dagster-storage", Prefix="repos/")["Contents"]]
+    assert "repos/sales/storage/x" not in keys and "repos/sales-two/keep" in keys
+    assert platform.plan_removal("sales", purge=True).actions == ()
+
+
+# -- adoption, observe, logs ---------------------------------------------------------
+
+
+def test_adoption_after_restart(settings, tmp_path):
+    first = EcsPlatform(settings)
+    deploy(first, tmp_path, spec_for("sales"))
+    deploy(first, tmp_path, spec_for("marketing"))
+
+    restarted = EcsPlatform(settings)  # a new process: no memory but AWS
+    seen = restarted.observe()
+    assert sorted(seen) == ["marketing", "sales"]
+    sales = seen["sales"]
+    assert sales.status == "running"
+    assert sales.commit == checkout_for("sales", tmp_path).commit
+    assert sales.artifact.endswith(published_for("sales").digest)
+    assert sales.details["digest"] == published_for("sales").digest
+    assert sales.details["running"] == 1 and sales.details["desired"] == 1 and sales.details["rollout"] == "COMPLETED"
+    assert sales.endpoint == "sales-service.local:4000"
+    assert sales.workspace_entry == {"grpc_server": {"host": "sales-service.local", "port": 4000, "location_name": "sales"}}
+    assert restarted.is_serving("sales", {"commit": sales.commit, "artifact": sales.artifact})
+    assert not restarted.is_serving("sales", {"commit": "0" * 40})
+
+    calls = CallCounter(restarted.gateway)
+    deploy(restarted, tmp_path, spec_for("sales"))
+    assert calls.mutating == []  # adopted, not redeployed
+
+
+def test_logs_newest_last(platform, tmp_path):
+    deploy(platform, tmp_path)
+    logs = boto3.client("logs")
+    logs.create_log_stream(logGroupName="/dagster/repos/sales", logStreamName="dagster/dagster/task1")
+    now = int(time.time() * 1000)
+    logs.put_log_events(
+        logGroupName="/dagster/repos/sales", logStreamName="dagster/dagster/task1",
+        logEvents=[{"timestamp": now + i, "message": f"line {i}"} for i in range(5)],
+    )
+    lines = list(platform.logs("sales", follow=False, tail=3))
+    assert [line.rsplit(" ", 2)[-2:] for line in lines] == [["line", "2"], ["line", "3"], ["line", "4"]]
+    assert list(platform.logs("nobody", follow=False, tail=3)) == []
+
+
+# -- failures ----------------------------------------------------------------------------
+
+
+def test_stability_timeout_keeps_state_and_says_why(moto_factory, monkeypatch, tmp_path):
+    server = moto_factory(MOTO_ECS_SERVICE_RUNNING="0")
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.url)
+    env = make_network()
+    settings = settings_for(tmp_path, env, META_DEPLOYER_ECS_STABILITY_TIMEOUT="0.3")
+    bootstrap(settings, log=log)
+    logs = boto3.client("logs")
+    logs.create_log_group(logGroupName="/dagster/repos/sales")
+    logs.create_log_stream(logGroupName="/dagster/repos/sales", logStreamName="dagster/dagster/t")
+    logs.put_log_events(
+        logGroupName="/dagster/repos/sales", logStreamName="dagster/dagster/t",
+        logEvents=[{"timestamp": int(time.time() * 1000), "message": "ModuleNotFoundError: No module named 'defs'"}],
+    )
+    platform = EcsPlatform(settings)
+    with pytest.raises(UnhealthyError) as info:
+        deploy(platform, tmp_path)
+    message = str(info.value)
+    assert "ECS service sales in cluster dagster: not stable within 0.3s (running 0/1, rollout IN_PROGRESS" in message
+    assert "keeps serving" in message and "workspace entry is unchanged" in message
+    assert "Stopped tasks" in message
+    assert "ModuleNotFoundError: No module named 'defs'" in message
+
+    # The deployment record was not written: observe reports it pending, with no commit.
+    seen = platform.observe()["sales"]
+    assert seen.status == "pending 0/1" and seen.commit is None and seen.workspace_entry is None
+    assert not platform.is_serving("sales", {"commit": checkout_for("sales", tmp_path).commit})
+    # The next plan still waits and then records: it does not redo the work.
+    again = platform.plan_for(spec_for("sales"), published_for("sales"), checkout_for("sales", tmp_path))
+    assert [type(a).__name__ for a in again.actions] == ["WaitStable", "TagService"]
+
+
+def test_aws_errors_name_the_call_and_the_resource(settings, tmp_path):
+    platform = EcsPlatform(
+        settings, ecs_settings=aws_settings_with(settings, subnets=("subnet-missing",))
+    )
+    with pytest.raises(AwsOperationError) as info:
+        deploy(platform, tmp_path)
+    assert "create_service on ECS service sales in cluster dagster failed" in str(info.value)
+    assert "subnet-missing" in str(info.value)
+
+
+def aws_settings_with(settings, **changes):
+    from dataclasses import replace
+
+    return replace(EcsPlatform(settings).ecs, **changes)
+
+
+def test_load_balancer_target_group_and_rule(env, settings, tmp_path):
+    elbv2 = boto3.client("elbv2")
+    subnets = env["META_DEPLOYER_SUBNETS"].split(",")
+    lb = elbv2.create_load_balancer(Name="dagster-internal", Subnets=subnets, Scheme="internal", Type="application")
+    lb_arn = lb["LoadBalancers"][0]["LoadBalancerArn"]
+    listener = elbv2.create_listener(
+        LoadBalancerArn=lb_arn, Protocol="HTTP", Port=80, DefaultActions=[{"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "404"}}]
+    )["Listeners"][0]["ListenerArn"]
+    platform = EcsPlatform(settings, ecs_settings=aws_settings_with(settings, lb_listener_arn=listener))
+    deploy(platform, tmp_path)
+    (tg,) = elbv2.describe_target_groups(Names=["dagster-sales"])["TargetGroups"]
+    assert tg["ProtocolVersion"] == "GRPC" and tg["TargetType"] == "ip" and tg["Port"] == 4000
+    rules = [r for r in elbv2.describe_rules(ListenerArn=listener)["Rules"] if not r["IsDefault"]]
+    assert rules[0]["Actions"][0]["TargetGroupArn"] == tg["TargetGroupArn"]
+    svc = boto3.client("ecs").describe_services(cluster="dagster", services=["sales"])["services"][0]
+    assert svc["loadBalancers"] == [{"targetGroupArn": tg["TargetGroupArn"], "containerName": "dagster", "containerPort": 4000}]
+    assert platform.plan_for(spec_for("sales"), published_for("sales"), checkout_for("sales", tmp_path)).actions == ()
+
+    platform.stop("sales", purge=False, log=log)
+    assert [r for r in elbv2.describe_rules(ListenerArn=listener)["Rules"] if not r["IsDefault"]] == []
+    assert elbv2.describe_target_groups()["TargetGroups"] == []
+
+
+# -- bootstrap ---------------------------------------------------------------------------
+
+
+def test_bootstrap_is_idempotent_and_dry_run_changes_nothing(env, tmp_path):
+    settings = settings_for(tmp_path, env)
+    gateway = AwsGateway()
+    dry = bootstrap(settings, dry_run=True, log=log, gateway=gateway)
+    assert not dry.applied and "create bucket s3://dagster-storage" in dry.render()
+    assert gateway.mutating_calls() == []
+    assert boto3.client("s3").list_buckets()["Buckets"] == []
+
+    done = bootstrap(settings, log=log, gateway=gateway)
+    assert done.applied and len(done.steps) == len(dry.steps)
+    s3 = boto3.client("s3")
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket="dagster-storage")["Contents"]}
+    assert keys == set(BUCKET_LAYOUT)
+    (rule,) = s3.get_bucket_lifecycle_configuration(Bucket="dagster-storage")["Rules"]
+    assert rule["ID"] == TEMP_RULE_ID and rule["Filter"]["Prefix"] == "temp/" and rule["Expiration"]["Days"] == 7
+    assert boto3.client("ecs").describe_clusters(clusters=["dagster"])["clusters"][0]["status"] == "ACTIVE"
+    assert [n["Name"] for n in boto3.client("servicediscovery").list_namespaces()["Namespaces"]] == ["local"]
+    assert boto3.client("iam").get_role(RoleName="dagster-ecs-execution")["Role"]
+
+    start = len(gateway.calls)
+    again = bootstrap(settings, log=log, gateway=gateway)
+    assert again.steps == () and "nothing to do" in again.render()
+    assert gateway.mutating_calls(start) == []
