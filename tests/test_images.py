@@ -1,0 +1,199 @@
+"""Images: planning (pure), and build / validate / push against a real engine and registry."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from dockerkit import (
+    BROKEN,
+    DEFINITIONS,
+    OWN_DOCKERFILE,
+    Collect,
+    checkout,
+    make_settings,
+    repo_names,  # noqa: F401 - fixture
+    spec_for,
+    unique_name,
+)
+
+from meta_deployer import images
+from meta_deployer.errors import ImageBuildError, SettingsError, ValidationFailed
+from meta_deployer.platforms.base import Checkout
+
+# -- pure: commands, settings, planning -------------------------------------------
+
+
+def test_location_args_are_relative_to_the_image_workdir():
+    spec = spec_for("a", "file:///x", python_file="defs.py", working_directory="pipelines")
+    assert images.location_args(spec) == ["--python-file", "pipelines/defs.py", "--working-directory", "pipelines"]
+    spec = spec_for("a", "file:///x", package_name="pkg", working_directory="src")
+    assert images.grpc_command(spec, "127.0.0.1", 4100) == [
+        "dagster", "api", "grpc", "--host", "127.0.0.1", "--port", "4100",
+        "--package-name", "pkg", "--working-directory", "src",
+    ]
+    assert images.location_args(spec_for("a", "file:///x", module_name="m.defs"))[:2] == ["--module-name", "m.defs"]
+    with pytest.raises(ImageBuildError):
+        images.location_args(spec_for("a", "file:///x"))
+
+
+def test_settings_choose_ecr_and_reject_bad_values():
+    assert images.image_settings_from_env({}, "docker").ecr is False
+    assert images.image_settings_from_env({}, "ecs").ecr is True
+    ecr = images.image_settings_from_env({"META_DEPLOYER_REGISTRY": "123456789012.dkr.ecr.eu-west-1.amazonaws.com"})
+    assert ecr.ecr and images.is_ecr(ecr.registry)
+    local = images.image_settings_from_env({"META_DEPLOYER_REGISTRY": "127.0.0.1:5000/"}, "ecs")
+    assert local.registry == "127.0.0.1:5000" and not local.ecr
+    for bad in ({"META_DEPLOYER_REGISTRY": "https://r.example"}, {"META_DEPLOYER_BUILD_TIMEOUT": "soon"}):
+        with pytest.raises(SettingsError):
+            images.image_settings_from_env(bad)
+
+
+def test_refs_and_tags():
+    assert images.split_ref("127.0.0.1:5000/dagster/a:abc-def") == ("127.0.0.1:5000/dagster/a", "abc-def")
+    assert images.split_ref("127.0.0.1:5000/dagster/a") == ("127.0.0.1:5000/dagster/a", "latest")
+    assert images.image_tag("0123456789abcdef", "f" * 64) == "0123456789ab-ffffffffffff"
+    assert images.image_repository("a", None) == "dagster/a"
+
+
+def _checkout(remote) -> Checkout:
+    return Checkout("a", remote.path, remote.head(), "main", remote.url, True)
+
+
+def test_template_plan_puts_dependencies_before_code(git_remote):
+    remote = git_remote(files={
+        "definitions.py": DEFINITIONS.format(asset="x", value=1),
+        "requirements.txt": "pandas>=2  # data\n-e .\n",
+        "ignored.txt": "x",
+        ".dockerignore": "ignored.txt\n",
+    })
+    spec = spec_for("a", remote.url, python_file="definitions.py")
+    settings = images.ImageSettings(base_image="python:3.12-slim")
+    plan = images.plan_build(spec, _checkout(remote), settings)
+    requirements = dict(plan.extra_files)[".meta_deployer/requirements.txt"]
+    assert images.DAGSTER_REQUIREMENT in requirements and "pandas>=2" in requirements
+    assert "-e ." not in requirements  # local references install with the code
+    assert "ignored.txt" not in plan.files and "definitions.py" in plan.files
+    assert not any(f.startswith(".git/") for f in plan.files)
+    text = plan.dockerfile_text
+    assert text.index("requirements.txt") < text.index("COPY . /app") < text.index("USER dagster")
+    assert "grpc-health-check" in text and '"--python-file", "definitions.py"' in text
+    # Same inputs, same hash; another base image, another hash.
+    assert plan.content_hash() == images.plan_build(spec, _checkout(remote), settings).content_hash()
+    other = images.plan_build(spec, _checkout(remote), images.ImageSettings(base_image="python:3.13-slim"))
+    assert other.content_hash() != plan.content_hash()
+
+
+def test_pyproject_dependencies_go_in_the_dependency_layer(git_remote):
+    remote = git_remote(files={k: v for k, v in OWN_DOCKERFILE.items() if k != "Dockerfile"})
+    spec = spec_for("a", remote.url, package_name="src_layout_project", working_directory="src")
+    plan = images.plan_build(spec, _checkout(remote), images.ImageSettings())
+    requirements = dict(plan.extra_files)[".meta_deployer/requirements.txt"]
+    assert "dagster==1.13.27" in requirements and "setuptools>=64" in requirements
+    assert "pip install --no-deps --no-build-isolation -e ." in plan.dockerfile_text
+
+
+# -- ECR, against a moto server ---------------------------------------------------------
+
+
+def test_ecr_repository_and_login(moto):
+    env = dict(os.environ)
+    assert images.ensure_ecr_repository("team-a", None, env) == "dagster/team-a"
+    assert images.ensure_ecr_repository("team-a", None, env) == "dagster/team-a"  # exists: success
+    images._ecr_tokens.clear()
+    host, auth = images.ecr_login(None, env)
+    assert images.is_ecr(host)
+    assert auth["username"] == "AWS" and auth["password"] and auth["serveraddress"].startswith("https://")
+
+
+# -- real engine and registry ---------------------------------------------------------------
+
+
+@pytest.mark.docker
+def test_templated_build_push_then_noop(tmp_path, git_remote, repo_names):
+    name = unique_name()
+    repo_names.append(name)
+    settings = make_settings(tmp_path)
+    image_settings = images.image_settings_from_env(settings.env, "docker")
+    remote = git_remote(files={"definitions.py": DEFINITIONS.format(asset="hello", value=1)})
+    spec = spec_for(name, remote.url, python_file="definitions.py")
+    co = checkout(settings, spec)
+
+    log = Collect()
+    artifact = images.build_image(spec, co, image_settings, log)
+    assert artifact.built and artifact.kind == "image"
+    assert artifact.ref.startswith(f"{image_settings.registry}/dagster/{name}:{co.commit[:12]}-")
+    assert any(line.startswith("Step ") for line in log.lines)  # build output reached the log
+    client = images.docker_client(settings.env)
+    config = client.api.inspect_image(artifact.ref)["Config"]
+    assert config["User"] == "dagster" and "grpc-health-check" in " ".join(config["Healthcheck"]["Test"])
+
+    published = images.push_image(spec, artifact, image_settings.registry, log)
+    assert published.pushed and published.digest and published.digest.startswith("sha256:")
+    assert images.registry_digest(client, artifact.ref, None) == published.digest
+
+    # Nothing changed: the registry has the tag, so no build and no push.
+    again = images.build_image(spec, co, image_settings, Collect())
+    assert not again.built and again.metadata["in_registry"] and again.ref == artifact.ref
+    republished = images.push_image(spec, again, image_settings.registry, Collect())
+    assert not republished.pushed and republished.digest == published.digest
+
+    # A code-only change reuses the dependency layer.
+    remote.commit({"definitions.py": DEFINITIONS.format(asset="hello", value=2)})
+    co2 = checkout(settings, spec)
+    log2 = Collect()
+    changed = images.build_image(spec, co2, image_settings, log2)
+    assert changed.built and changed.ref != artifact.ref
+    pip_step = next(i for i, line in enumerate(log2.lines) if "pip install" in line and line.startswith("Step "))
+    assert "Using cache" in log2.lines[pip_step + 1]
+
+
+@pytest.mark.docker
+def test_own_dockerfile_src_layout_package(tmp_path, git_remote, repo_names):
+    name = unique_name()
+    repo_names.append(name)
+    settings = make_settings(tmp_path)
+    image_settings = images.image_settings_from_env(settings.env, "docker")
+    remote = git_remote(files=OWN_DOCKERFILE)
+    spec = spec_for(name, remote.url, package_name="src_layout_project.definitions")
+    artifact = images.build_image(spec, checkout(settings, spec), image_settings, Collect())
+    assert artifact.built and artifact.metadata["dockerfile"] == "repo"
+    published = images.push_image(spec, artifact, image_settings.registry, Collect())
+    assert published.digest
+
+
+@pytest.mark.docker
+def test_broken_import_is_refused_and_nothing_is_tagged_or_pushed(tmp_path, git_remote, repo_names):
+    name = unique_name()
+    repo_names.append(name)
+    settings = make_settings(tmp_path)
+    image_settings = images.image_settings_from_env(settings.env, "docker")
+    remote = git_remote(files={"definitions.py": BROKEN})
+    spec = spec_for(name, remote.url, python_file="definitions.py")
+    co = checkout(settings, spec)
+    with pytest.raises(ValidationFailed):
+        images.build_image(spec, co, image_settings, Collect())
+    client = images.docker_client(settings.env)
+    plan = images.plan_build(spec, co, image_settings)
+    ref = (
+        f"{images.image_repository(name, image_settings.registry)}:"
+        f"{images.image_tag(co.commit, plan.content_hash(images.local_image_id(client, image_settings.base_image)))}"
+    )
+    assert images.local_image_id(client, ref) is None
+    assert images.registry_digest(client, ref, None) is None
+
+
+@pytest.mark.docker
+def test_failed_build_raises_image_build_error(tmp_path, git_remote, repo_names):
+    name = unique_name()
+    repo_names.append(name)
+    settings = make_settings(tmp_path)
+    remote = git_remote(files={
+        "Dockerfile": "FROM python:3.12-slim\nRUN echo about to fail && false\n",
+        "definitions.py": DEFINITIONS.format(asset="x", value=1),
+    })
+    spec = spec_for(name, remote.url, python_file="definitions.py")
+    log = Collect()
+    with pytest.raises(ImageBuildError):
+        images.build_image(spec, checkout(settings, spec), images.image_settings_from_env(settings.env, "docker"), log)
+    assert "about to fail" in "\n".join(log.lines)  # the failing step's output reached the run log
