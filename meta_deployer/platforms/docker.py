@@ -378,7 +378,19 @@ class DockerPlatform:
             kwargs["network_mode"] = "host"
         else:
             kwargs["ports"] = {f"{images.CONTAINER_PORT}/tcp": ("127.0.0.1", port)}
-        return self.client.containers.run(published.ref, **kwargs)
+        import docker
+
+        kwargs.pop("detach")
+        container = self.client.containers.create(published.ref, **kwargs)
+        try:
+            container.start()
+        except docker.errors.APIError as exc:
+            container.remove(force=True)
+            raise UnhealthyError(
+                f"the engine could not start {name} for {spec.name}: {exc.explanation or exc}"
+                + (" (no bridge network on this engine: use META_DEPLOYER_DOCKER_NETWORK=host)" if not host_mode else "")
+            ) from exc
+        return container
 
     def _wait_ready(self, spec: RepoSpec, container: Container, port: int, log: Log) -> None:
         deadline = time.monotonic() + self.docker.health_timeout_s
