@@ -26,6 +26,8 @@ def make_network() -> dict[str, str]:
     """A VPC with two private subnets and a security group; returns the env settings naming them."""
     ec2 = boto3.client("ec2")
     vpc = ec2.create_vpc(CidrBlock="10.40.0.0/16")["Vpc"]["VpcId"]
+    # Cloud Map private DNS needs DNS hostnames in the VPC (and moto's RunTask needs them for ENIs).
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
     subnets = [
         ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.40.{i}.0/24")["Subnet"]["SubnetId"] for i in (1, 2)
     ]

@@ -255,6 +255,9 @@ def task_definition(spec: RepoSpec, image: str, settings: EcsSettings, ctx: AwsC
         "name": CONTAINER_NAME,
         "image": image,
         "essential": True,
+        # A soft limit equal to the task's memory: harmless on Fargate, and emulators
+        # (moto's RunTask) need a container-level memory value to place the task.
+        "memoryReservation": spec.resources.memory,
         "command": grpc_command(spec),
         "portMappings": [{"containerPort": GRPC_PORT, "protocol": "tcp"}],
         "environment": [{"name": k, "value": v} for k, v in sorted(full_env.items())],
