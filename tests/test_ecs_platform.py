@@ -147,6 +147,20 @@ def test_dry_run_plans_without_changing_anything(platform, tmp_path):
     assert boto3.client("ecs").list_task_definitions()["taskDefinitionArns"] == []
 
 
+def test_dry_run_without_a_build(platform, tmp_path):
+    """DRY_RUN=1 builds nothing: the plan uses the deployed image, or a placeholder for a new commit."""
+    unbuilt = platform.plan_for(spec_for("sales"), None, checkout_for("sales", tmp_path))
+    assert "register task definition" in unbuilt.render()
+    deploy(platform, tmp_path)
+    calls = CallCounter(platform.gateway)
+    assert platform.plan_for(spec_for("sales"), None, checkout_for("sales", tmp_path)).actions == ()
+    env_change = platform.plan_for(spec_for("sales", environment=[{"name": "X", "value": "1"}]), None, checkout_for("sales", tmp_path))
+    assert [type(a).__name__ for a in env_change.actions][:2] == ["RegisterTaskDefinition", "UpdateService"]
+    new_commit = platform.plan_for(spec_for("sales"), None, checkout_for("sales", tmp_path, "c2"))
+    assert "RegisterTaskDefinition" in [type(a).__name__ for a in new_commit.actions]
+    assert calls.mutating == []
+
+
 # -- update -----------------------------------------------------------------------
 
 
@@ -263,6 +277,8 @@ def test_adoption_after_restart(settings, tmp_path):
     assert sales.endpoint == "sales-service.local:4000"
     assert sales.workspace_entry == {"grpc_server": {"host": "sales-service.local", "port": 4000, "location_name": "sales"}}
     assert restarted.is_serving("sales", {"commit": sales.commit, "artifact": sales.artifact})
+    assert restarted.is_serving("sales", {"commit": sales.commit, "digest": published_for("sales").digest})
+    assert not restarted.is_serving("sales", {"commit": sales.commit, "digest": published_for("sales", "v9").digest})
     assert not restarted.is_serving("sales", {"commit": "0" * 40})
 
     calls = CallCounter(restarted.gateway)

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import time
+import uuid
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -277,7 +278,7 @@ class AwsGateway:
         result = self._call(
             self.servicediscovery.create_private_dns_namespace, f"Cloud Map namespace {name}",
             ok=("NamespaceAlreadyExists", "ConflictingDomainExists"),
-            Name=name, Vpc=vpc_id, Tags=_tags_list(tags), CreatorRequestId=f"meta-deployer-{name}-{vpc_id}"[:64],
+            Name=name, Vpc=vpc_id, Tags=_tags_list(tags), CreatorRequestId=str(uuid.uuid4()),
         )
         if result is not None:
             deadline = time.monotonic() + _NAMESPACE_TIMEOUT_S
@@ -309,7 +310,9 @@ class AwsGateway:
     def create_discovery_service(self, namespace_id: str, name: str, ttl: int, tags: Mapping[str, str]) -> dict[str, Any]:
         result = self._call(
             self.servicediscovery.create_service, f"Cloud Map service {name}", ok=("ServiceAlreadyExists",),
-            Name=name, NamespaceId=namespace_id, CreatorRequestId=f"meta-deployer-{name}"[:64],
+            # A fresh token per call (botocore's retries resend the same one): a name-derived
+            # token would make a re-create after a delete return the deleted service.
+            Name=name, NamespaceId=namespace_id, CreatorRequestId=str(uuid.uuid4()),
             DnsConfig={"RoutingPolicy": "MULTIVALUE", "DnsRecords": [{"Type": "A", "TTL": ttl}]},
             HealthCheckCustomConfig={"FailureThreshold": 1},
             Tags=_tags_list(tags),

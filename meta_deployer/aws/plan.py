@@ -66,6 +66,9 @@ SHARED_PREFIX = "repos/shared/"
 #: Listener rule priorities are derived from the name inside this range.
 RULE_PRIORITY_RANGE = 49_000
 
+#: Stands for "the digest the build will produce" in a dry run that builds nothing.
+PENDING_DIGEST = "sha256:" + "0" * 64
+
 # Deployment record, written as tags on the ECS service after a stable rollout.
 TAG_COMMIT = "meta-deployer:commit"
 TAG_BRANCH = "meta-deployer:branch"

@@ -115,8 +115,21 @@ class EcsPlatform:
             bucket=self.ecs.bucket,
         )
 
-    def plan_for(self, spec: RepoSpec, published: Published, checkout: Checkout) -> aws_plan.Plan:
-        """Dry run of add/update: the actions ``serve`` would take (read calls only)."""
+    def plan_for(self, spec: RepoSpec, published: Published | None, checkout: Checkout) -> aws_plan.Plan:
+        """Dry run of add/update: the actions ``serve`` would take (read calls only).
+
+        With ``published=None`` (a dry run builds nothing) the image is the one
+        deployed now when the commit is unchanged, else a placeholder digest that
+        stands for the image the build would produce.
+        """
+        if published is None:
+            service = self._last_service(spec.name) or {}
+            tags = service.get("tagsDict") or {}
+            if tags.get(aws_plan.TAG_COMMIT) == checkout.commit and "@" in tags.get(aws_plan.TAG_IMAGE, ""):
+                published = Published(ref=tags[aws_plan.TAG_IMAGE])
+            else:
+                repo = f"{self.registry}/{naming.ecr_repository(spec.name)}"
+                published = Published(ref=f"{repo}:{checkout.short_commit}", digest=aws_plan.PENDING_DIGEST)
         return aws_plan.plan(self.desired(spec, published, checkout), self._observe(spec.name))
 
     def serve(self, spec: RepoSpec, published: Published, checkout: Checkout, log: Log) -> Served:
@@ -159,8 +172,11 @@ class EcsPlatform:
         tags = service.get("tagsDict") or {}
         if record.get("commit") and tags.get(aws_plan.TAG_COMMIT) != record["commit"]:
             return False
+        live_image = tags.get(aws_plan.TAG_IMAGE) or ""
+        if record.get("digest") and not live_image.endswith("@" + record["digest"]):
+            return False
         image = record.get("artifact") or ""
-        return not ("@sha256:" in image and tags.get(aws_plan.TAG_IMAGE) != image)
+        return not ("@sha256:" in image and live_image != image)
 
     def plan_removal(self, name: str, purge: bool) -> aws_plan.Plan:
         """Dry run of remove: the actions ``stop`` would take."""
