@@ -331,3 +331,31 @@ def test_settings_from_env_defaults_and_errors():
         EcsSettings().require_network()
     assert EcsSettings().deploy_fingerprint() == EcsSettings(stability_timeout_s=1).deploy_fingerprint()
     assert EcsSettings().deploy_fingerprint() != EcsSettings(desired_count=2).deploy_fingerprint()
+
+
+def test_rollout_failure_and_rollback_are_recognised():
+    new = "arn:aws:ecs:eu-west-1:1:task-definition/dagster-repo-sales:2"
+    old = "arn:aws:ecs:eu-west-1:1:task-definition/dagster-repo-sales:1"
+    failing = {
+        "status": "ACTIVE", "taskDefinition": new, "desiredCount": 1, "runningCount": 1,
+        "deployments": [
+            {"status": "PRIMARY", "taskDefinition": new, "rolloutState": "FAILED", "rolloutStateReason": "tasks failed to start"},
+            {"status": "ACTIVE", "taskDefinition": old, "rolloutState": "COMPLETED"},
+        ],
+    }
+    assert p.rollout_failed(failing, "dagster-repo-sales:2") == "tasks failed to start"
+    rolled_back = {
+        "status": "ACTIVE", "taskDefinition": old, "desiredCount": 1, "runningCount": 1,
+        "deployments": [{"status": "PRIMARY", "taskDefinition": old, "rolloutState": "COMPLETED"}],
+    }
+    assert p.rollout_failed(rolled_back, "dagster-repo-sales:2") == "rolled back to dagster-repo-sales:1"
+    assert not p.service_is_stable(rolled_back, "dagster-repo-sales:2")
+    in_progress = {
+        "status": "ACTIVE", "taskDefinition": new, "desiredCount": 1, "runningCount": 1,
+        "deployments": [
+            {"status": "PRIMARY", "taskDefinition": new, "rolloutState": "IN_PROGRESS"},
+            {"status": "ACTIVE", "taskDefinition": old, "rolloutState": "COMPLETED"},
+        ],
+    }
+    assert p.rollout_failed(in_progress, "dagster-repo-sales:2") is None
+    assert not p.service_is_stable(in_progress, "dagster-repo-sales:2")

@@ -399,3 +399,21 @@ def test_bootstrap_is_idempotent_and_dry_run_changes_nothing(env, tmp_path):
     again = bootstrap(settings, log=log, gateway=gateway)
     assert again.steps == () and "nothing to do" in again.render()
     assert gateway.mutating_calls(start) == []
+
+
+def test_missing_cluster_says_run_bootstrap(settings, tmp_path):
+    platform = EcsPlatform(settings, ecs_settings=aws_settings_with(settings, cluster="nowhere"))
+    with pytest.raises(AwsOperationError, match="make bootstrap"):
+        deploy(platform, tmp_path)
+
+
+def test_secrets_outside_the_execution_role_scope_are_warned_about(platform):
+    spec = spec_for(
+        "sales",
+        secrets=[
+            {"name": "OK_ONE", "valueFrom": "arn:aws:secretsmanager:us-east-1:123456789012:secret:dagster/db"},
+            {"name": "ELSEWHERE", "valueFrom": "arn:aws:secretsmanager:us-east-1:123456789012:secret:team/db"},
+        ],
+    )
+    (warning,) = platform.secret_warnings(spec)
+    assert "ELSEWHERE" in warning and "META_DEPLOYER_EXECUTION_ROLE_ARN" in warning

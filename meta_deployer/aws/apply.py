@@ -71,6 +71,8 @@ FAILURE_TASKS = 3
 FAILURE_LOG_LINES = 20
 #: Cloud Map refuses to delete a service while ECS still deregisters its instances.
 DISCOVERY_DELETE_POLL_S = 2.0
+#: How long a delete waits for AWS to release a resource still in use.
+DEFAULT_RELEASE_TIMEOUT_S = 300.0
 
 
 def observe_repo(
@@ -150,6 +152,18 @@ class Executor:
             body["loadBalancers"] = [{"targetGroupArn": tg, "containerName": CONTAINER_NAME, "containerPort": GRPC_PORT}]
         return body
 
+    def _until_released(self, call: Callable[[], None], timeout_s: float) -> None:
+        """Retry ``call`` while AWS reports the resource still in use, up to ``timeout_s``."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                call()
+                return
+            except TransientAwsError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(min(DISCOVERY_DELETE_POLL_S, max(self.poll_interval_s, 0.01)))
+
     def execute(self, action: Action) -> None:  # noqa: C901 - one branch per action type
         gw = self.gateway
         match action:
@@ -180,7 +194,12 @@ class Executor:
                 body = self._service_request(request, reg, tg, td)
                 body.update(serviceName=name, launchType="FARGATE", tags=[{"key": k, "value": v} for k, v in tags.items()],
                             propagateTags="SERVICE", enableECSManagedTags=True, schedulingStrategy="REPLICA")
-                service = gw.create_service(body)
+                try:
+                    service = gw.create_service(body)
+                except AwsOperationError as exc:
+                    if getattr(exc, "code", None) == "ClusterNotFoundException":
+                        raise AwsOperationError(f"{exc}. Run 'make bootstrap' to create the cluster, or set META_DEPLOYER_ECS_CLUSTER") from exc
+                    raise
                 self.refs[Ref("ecs-service", name)] = service["serviceArn"]
                 # Some ECS implementations (moto) drop deploymentConfiguration and the grace
                 # period on create; converge them now rather than on the next deploy.
@@ -216,19 +235,13 @@ class Executor:
             case DeleteService(cluster=cluster, name=name):
                 gw.delete_service(cluster, name)
             case DeleteDiscoveryService(name=name, service_id=sid, timeout_s=timeout):
-                deadline = time.monotonic() + timeout
-                while True:
-                    try:
-                        gw.delete_discovery_service(sid, name)
-                        break
-                    except TransientAwsError:  # ResourceInUse while ECS deregisters the instances
-                        if time.monotonic() > deadline:
-                            raise
-                        time.sleep(min(DISCOVERY_DELETE_POLL_S, max(self.poll_interval_s, 0.01)))
+                # Cloud Map says ResourceInUse until ECS has deregistered the stopped tasks.
+                self._until_released(lambda: gw.delete_discovery_service(sid, name), timeout)
             case DeleteListenerRule(arn=arn):
                 gw.delete_rule(arn)
             case DeleteTargetGroup(name=name, arn=arn):
-                gw.delete_target_group(arn, name)
+                # ResourceInUse while the deleted service still drains from it.
+                self._until_released(lambda: gw.delete_target_group(arn, name), DEFAULT_RELEASE_TIMEOUT_S)
             case DeleteRolePolicy(role=role, policy_name=policy):
                 gw.delete_role_policy(role, policy)
             case DeleteRole(name=name):
@@ -269,7 +282,7 @@ def wait_stable(
         if service_is_stable(service, task_definition):
             log(f"[{name}] stable: {service.get('runningCount')}/{service.get('desiredCount')} running on {revision_of(task_definition)}")
             return service
-        failed = rollout_failed(service)
+        failed = rollout_failed(service, task_definition)
         if failed:
             raise UnhealthyError(failure_report(gateway, service, cluster, name, log_group, f"the deployment circuit breaker failed the rollout: {failed}"))
         state = status_line(service)
@@ -321,7 +334,7 @@ def failure_report(
     else:
         lines.append("Stopped tasks: none reported.")
     try:
-        events_log = gateway.log_events(log_group)[-FAILURE_LOG_LINES:]
+        events_log = gateway.recent_log_events(log_group, FAILURE_LOG_LINES)
     except AwsOperationError as exc:
         events_log = []
         lines.append(f"(could not read log group {log_group}: {exc})")

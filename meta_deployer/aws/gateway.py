@@ -151,7 +151,9 @@ class AwsGateway:
             if code in ok:
                 return None
             cls = TransientAwsError if code in TRANSIENT_CODES else AwsOperationError
-            raise cls(f"AWS {operation} on {resource} failed: {code}: {error.get('Message', '')}".rstrip(": ")) from exc
+            wrapped = cls(f"AWS {operation} on {resource} failed: {code}: {error.get('Message', '')}".rstrip(": "))
+            wrapped.code = code  # type: ignore[attr-defined]  # lets callers add a hint by code
+            raise wrapped from exc
         except BotoConnectionError as exc:
             raise TransientAwsError(f"AWS {operation} on {resource} could not reach the endpoint: {exc}") from exc
         except BotoCoreError as exc:
@@ -244,8 +246,30 @@ class AwsGateway:
     def delete_log_group(self, name: str) -> None:
         self._call(self.logs.delete_log_group, f"log group {name}", ok=("ResourceNotFoundException",), logGroupName=name)
 
+    def recent_log_events(self, group: str, tail: int, streams: int = 10) -> list[dict[str, Any]]:
+        """The last ``tail`` events of ``group`` across its most recent streams, oldest first.
+
+        Reads backwards from the end of each stream, so the cost does not grow with
+        the size of the group; empty when the group is missing.
+        """
+        result = self._call(
+            self.logs.describe_log_streams, f"log group {group}", ok=("ResourceNotFoundException",),
+            logGroupName=group, orderBy="LastEventTime", descending=True, limit=streams,
+        )
+        events: list[dict[str, Any]] = []
+        for stream in (result or {}).get("logStreams", []):
+            page = self._call(
+                self.logs.get_log_events, f"log stream {stream['logStreamName']} of {group}",
+                ok=("ResourceNotFoundException",), logGroupName=group, logStreamName=stream["logStreamName"],
+                startFromHead=False, limit=max(1, min(tail, 10000)),
+            )
+            for event in (page or {}).get("events", []):
+                events.append({**event, "logStreamName": stream["logStreamName"]})
+        events.sort(key=lambda e: (e.get("timestamp", 0), e.get("ingestionTime", 0)))
+        return events[-tail:] if tail > 0 else events
+
     def log_events(self, group: str, start_ms: int | None = None, limit: int = 10000) -> list[dict[str, Any]]:
-        """Events of every stream in ``group`` (oldest first); empty when the group is missing."""
+        """Events of every stream in ``group`` from ``start_ms`` on (oldest first); empty when missing."""
         events: list[dict[str, Any]] = []
         kwargs: dict[str, Any] = {"logGroupName": group, "limit": min(limit, 10000)}
         if start_ms is not None:

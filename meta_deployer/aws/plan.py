@@ -874,11 +874,21 @@ def service_is_stable(service: Mapping[str, Any], task_definition: str | None = 
     return service.get("runningCount", 0) >= service.get("desiredCount", 0)
 
 
-def rollout_failed(service: Mapping[str, Any]) -> str | None:
-    """The reason when the circuit breaker failed the primary deployment, else None."""
-    for deployment in service.get("deployments") or []:
-        if deployment.get("status") == "PRIMARY" and deployment.get("rolloutState") == "FAILED":
+def rollout_failed(service: Mapping[str, Any], task_definition: str | None = None) -> str | None:
+    """Why the rollout of ``task_definition`` failed (circuit breaker, rollback), else None.
+
+    A deployment marked FAILED is reported; so is a service that no longer runs
+    ``task_definition`` in any deployment (the circuit breaker rolled it back).
+    """
+    deployments = service.get("deployments") or []
+    for deployment in deployments:
+        if deployment.get("rolloutState") == "FAILED" and (
+            task_definition is None or revision_of(deployment.get("taskDefinition") or task_definition) == revision_of(task_definition)
+        ):
             return deployment.get("rolloutStateReason") or "rollout FAILED"
+    if task_definition is not None and revision_of(service.get("taskDefinition") or "") != revision_of(task_definition):
+        if not any(revision_of(d.get("taskDefinition") or "") == revision_of(task_definition) for d in deployments):
+            return f"rolled back to {revision_of(service.get('taskDefinition') or '-')}"
     return None
 
 

@@ -35,6 +35,7 @@ from meta_deployer.aws import plan as aws_plan
 from meta_deployer.aws.apply import apply, observe_repo, status_line
 from meta_deployer.aws.gateway import AwsGateway
 from meta_deployer.aws.settings import EcsSettings
+from meta_deployer.bootstrap import SECRETS_PREFIX
 from meta_deployer.platforms.base import Artifact, Checkout, Log, Observed, Published, Served
 from meta_deployer.settings import Settings
 from meta_deployer.spec import RepoSpec
@@ -135,6 +136,8 @@ class EcsPlatform:
     def serve(self, spec: RepoSpec, published: Published, checkout: Checkout, log: Log) -> Served:
         """Converge the repo's resources and wait until the service is stable on them."""
         desired = self.desired(spec, published, checkout)
+        for warning in self.secret_warnings(spec):
+            log(f"warning: {warning}")
         observed = self._observe(spec.name)
         the_plan = aws_plan.plan(desired, observed)
         log(the_plan.render())
@@ -157,6 +160,18 @@ class EcsPlatform:
                 "task_role": desired.role.name,
             },
         )
+
+    def secret_warnings(self, spec: RepoSpec) -> list[str]:
+        """Secrets the bootstrap execution role cannot read (it reads only names under ``dagster/``)."""
+        if self.ecs.execution_role_arn:
+            return []
+        return [
+            f"secret {s.name} ({s.value_from}) is outside '{SECRETS_PREFIX}': the shared execution role "
+            f"cannot inject it and tasks will fail to start; store it under {SECRETS_PREFIX} or set "
+            "META_DEPLOYER_EXECUTION_ROLE_ARN to a role that can read it"
+            for s in spec.secrets
+            if f":secret:{SECRETS_PREFIX}" not in s.value_from and f":parameter/{SECRETS_PREFIX}" not in s.value_from
+        ]
 
     def _last_service(self, name: str) -> dict[str, Any] | None:
         return self.gateway.get_service(self.ecs.cluster, naming.ecs_service(name))
@@ -232,8 +247,8 @@ class EcsPlatform:
     def logs(self, name: str, follow: bool = False, tail: int = 100) -> Iterator[str]:
         """The last ``tail`` lines of the repo's log group, newest last; ``follow`` keeps polling."""
         group = naming.log_group(name)
-        events = self.gateway.log_events(group)
-        for event in events[-tail:] if tail > 0 else events:
+        events = self.gateway.recent_log_events(group, tail) if tail > 0 else self.gateway.log_events(group)
+        for event in events:
             yield _format_event(event)
         if not follow:
             return
