@@ -269,7 +269,7 @@ def test_adoption_after_restart(settings, tmp_path):
     seen = restarted.observe()
     assert sorted(seen) == ["marketing", "sales"]
     sales = seen["sales"]
-    assert sales.status == "running"
+    assert sales.status == "running 1/1 (COMPLETED)"
     assert sales.commit == checkout_for("sales", tmp_path).commit
     assert sales.artifact.endswith(published_for("sales").digest)
     assert sales.details["digest"] == published_for("sales").digest
@@ -327,7 +327,7 @@ def test_stability_timeout_keeps_state_and_says_why(moto_factory, monkeypatch, t
 
     # The deployment record was not written: observe reports it pending, with no commit.
     seen = platform.observe()["sales"]
-    assert seen.status == "pending 0/1" and seen.commit is None and seen.workspace_entry is None
+    assert seen.status == "pending 0/1 (IN_PROGRESS)" and seen.commit is None and seen.workspace_entry is None
     assert not platform.is_serving("sales", {"commit": checkout_for("sales", tmp_path).commit})
     # The next plan still waits and then records: it does not redo the work.
     again = platform.plan_for(spec_for("sales"), published_for("sales"), checkout_for("sales", tmp_path))

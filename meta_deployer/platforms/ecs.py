@@ -214,13 +214,10 @@ class EcsPlatform:
             repo = tags.get(naming.REPO_TAG_KEY)
             if not repo or naming.name_problem(repo):
                 continue
-            stable = aws_plan.service_is_stable(service)
             deployments = service.get("deployments") or []
             primary = next((d for d in deployments if d.get("status") == "PRIMARY"), {})
             running, desired = service.get("runningCount", 0), service.get("desiredCount", 0)
-            status = "running" if stable and desired > 0 else f"{'rolling out' if len(deployments) > 1 else 'pending'} {running}/{desired}"
-            if aws_plan.rollout_failed(service):
-                status = f"rolled back {running}/{desired}"
+            status = f"{observed_state(service)} {running}/{desired} ({primary.get('rolloutState') or 'no rollout state'})"
             image = tags.get(aws_plan.TAG_IMAGE)
             result[repo] = Observed(
                 name=repo,
@@ -262,6 +259,17 @@ class EcsPlatform:
                 seen.add(event.get("eventId"))
                 start = max(start, event.get("timestamp", start))
                 yield _format_event(event)
+
+
+def observed_state(service: dict[str, Any]) -> str:
+    """One word for list-repos: running, rolling-out, rolled-back, pending or stopped."""
+    if service.get("desiredCount", 0) == 0:
+        return "stopped"
+    if aws_plan.rollout_failed(service):
+        return "rolled-back"
+    if aws_plan.service_is_stable(service):
+        return "running"
+    return "rolling-out" if len(service.get("deployments") or []) > 1 else "pending"
 
 
 def _format_event(event: dict[str, Any]) -> str:
