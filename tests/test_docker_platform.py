@@ -16,7 +16,7 @@ from dockerkit import (
     unique_name,
 )
 
-from meta_deployer import images, naming
+from meta_deployer import naming
 from meta_deployer.errors import SettingsError, UnhealthyError
 from meta_deployer.platforms.docker import (
     LABEL_PORT,
@@ -149,20 +149,18 @@ def test_unhealthy_new_version_keeps_the_old_one_serving(tmp_path, git_remote, r
 
 
 @pytest.mark.docker
-def test_bridge_network_publishes_the_port_on_loopback(tmp_path, git_remote, repo_names):
-    """The CI engine has no bridge network, so this only checks the container's port settings."""
+def test_bridge_network_is_refused_clearly_on_an_engine_without_one(tmp_path, git_remote, repo_names):
+    """The CI engine has no bridge network (DESIGN.md): asking for one fails at once, leaving nothing."""
     name = unique_name()
     repo_names.append(name)
-    settings = make_settings(tmp_path, META_DEPLOYER_DOCKER_NETWORK="bridge")
+    settings = make_settings(tmp_path, META_DEPLOYER_DOCKER_NETWORK="bridge", META_DEPLOYER_REGISTRY="")
     platform = DockerPlatform(settings)
-    networks = {n.name for n in platform.client.networks.list()}
-    if "bridge" in networks:
+    if platform.client.networks.list(names=["bridge"]):
         pytest.skip("this engine has a bridge network; the host-network tests cover serving")
     remote = git_remote(files={"definitions.py": DEFINITIONS.format(asset="b", value=1)})
     spec = spec_for(name, remote.url, python_file="definitions.py")
     co = checkout(settings, spec)
     published = platform.publish(spec, platform.build(spec, co, Collect()), Collect())
-    with pytest.raises(UnhealthyError):  # no bridge to attach to: the engine refuses, nothing is left behind
+    with pytest.raises(SettingsError):
         platform.serve(spec, published, co, Collect())
     assert platform.client.containers.list(all=True, filters={"label": f"meta-deployer.repo={name}"}) == []
-    assert images.CONTAINER_PORT == 4000

@@ -311,6 +311,11 @@ class DockerPlatform:
         fingerprint = self._container_fingerprint(spec, published)
         auth = images.ecr_login(self.images.registry, self.settings.env)[1] if images.is_ecr(self.images.registry) else None
         images.pull_image(self.client, published.ref, auth, log)
+        if self.docker.network == "bridge" and not self.client.networks.list(names=["bridge"]):
+            raise SettingsError(
+                "META_DEPLOYER_DOCKER_NETWORK=bridge, but this engine has no bridge network "
+                "(dockerd runs with --bridge=none); use META_DEPLOYER_DOCKER_NETWORK=host"
+            )
         with self._lock(spec.name):
             existing = self._by_name(spec.name)
             live, candidate = existing.get(live_name), existing.get(next_name)
