@@ -215,10 +215,12 @@ class Executor:
                             "healthCheckGracePeriodSeconds": body["healthCheckGracePeriodSeconds"],
                         }
                     )
-            case UpdateService(request=request, name=name, task_definition=td, registry=reg, target_group=tg):
+            case UpdateService(request=request, name=name, task_definition=td, registry=reg, target_group=tg, fields=fields):
                 body = self._service_request(request, reg, tg, td)
-                body["service"] = name
-                gw.update_service(body)
+                if "loadBalancers" in fields and "loadBalancers" not in body:
+                    body["loadBalancers"] = []  # detach: the load balancer setting was removed
+                # Send only what differs: every UpdateService field can start a new deployment.
+                gw.update_service({"cluster": body["cluster"], "service": name, **{f: body[f] for f in fields}})
             case WaitStable(cluster=cluster, name=name, task_definition=td, log_group=log_group, timeout_s=timeout):
                 self.results["service"] = wait_stable(
                     gw, cluster, name, self.resolve(td), log_group, timeout, self.poll_interval_s, self.log

@@ -596,6 +596,7 @@ class UpdateService(Action):
     registry: str | Ref
     target_group: str | Ref | None
     reasons: tuple[str, ...]
+    fields: tuple[str, ...]  # UpdateService request keys to send: only what differs
 
     def describe(self) -> str:
         return f"update ECS service {self.name} in cluster {self.cluster} ({'; '.join(self.reasons)})"
@@ -830,35 +831,35 @@ def service_differences(
     task_definition: str,
     registry_arn: str,
     target_group_arn: str | None,
-) -> list[str]:
-    """Why the live service must be updated (empty: leave it alone).
+) -> list[tuple[str, str]]:
+    """``(UpdateService field, why)`` for each field of the live service to change (empty: leave it).
 
     Values not known yet (a :class:`Ref` rendered as text) never match a live
     ARN, so a resource created in the same plan always updates the service.
     """
-    reasons = []
+    diffs = []
     live_td = revision_of(live.get("taskDefinition") or "-")
     if live_td != revision_of(task_definition):
-        reasons.append(f"task definition {live_td} -> {revision_of(task_definition)}")
+        diffs.append(("taskDefinition", f"task definition {live_td} -> {revision_of(task_definition)}"))
     if live.get("desiredCount") != desired.desired_count:
-        reasons.append(f"desired count {live.get('desiredCount')} -> {desired.desired_count}")
+        diffs.append(("desiredCount", f"desired count {live.get('desiredCount')} -> {desired.desired_count}"))
     if projection_differences(DEPLOYMENT_CONFIGURATION, live.get("deploymentConfiguration") or {}):
-        reasons.append("deployment configuration")
+        diffs.append(("deploymentConfiguration", "deployment configuration"))
     if (live.get("healthCheckGracePeriodSeconds") or 0) != desired.health_check_grace_s:
-        reasons.append("health check grace period")
+        diffs.append(("healthCheckGracePeriodSeconds", "health check grace period"))
     net = (live.get("networkConfiguration") or {}).get("awsvpcConfiguration") or {}
     if (
         sorted(net.get("subnets") or []) != list(desired.subnets)
         or sorted(net.get("securityGroups") or []) != list(desired.security_groups)
         or net.get("assignPublicIp", "DISABLED") != "DISABLED"
     ):
-        reasons.append("network configuration")
+        diffs.append(("networkConfiguration", "network configuration"))
     if [r.get("registryArn") for r in live.get("serviceRegistries") or []] != [registry_arn]:
-        reasons.append("Cloud Map registration")
+        diffs.append(("serviceRegistries", "Cloud Map registration"))
     balancers = [lb.get("targetGroupArn") for lb in live.get("loadBalancers") or []]
     if balancers != ([target_group_arn] if target_group_arn else []):
-        reasons.append("load balancer")
-    return reasons
+        diffs.append(("loadBalancers", "load balancer"))
+    return diffs
 
 
 def service_is_stable(service: Mapping[str, Any], task_definition: str | None = None) -> bool:
@@ -964,11 +965,16 @@ def plan(desired: DesiredRepo, observed: ObservedRepo) -> Plan:
         actions.append(CreateService(svc.cluster, svc.name, request, task_def, registry, target_group, svc.tags))
         changed_service = True
     else:
-        reasons = service_differences(
+        diffs = service_differences(
             svc, observed.service, str(task_def), str(registry), None if target_group is None else str(target_group)
         )
-        if reasons:
-            actions.append(UpdateService(svc.cluster, svc.name, request, task_def, registry, target_group, tuple(reasons)))
+        if diffs:
+            actions.append(
+                UpdateService(
+                    svc.cluster, svc.name, request, task_def, registry, target_group,
+                    reasons=tuple(why for _, why in diffs), fields=tuple(f for f, _ in diffs),
+                )
+            )
             changed_service = True
 
     if changed_service or not service_is_stable(observed.service or {}):
