@@ -101,7 +101,7 @@ class AwsGateway:
     ):
         self.session = session or boto3.Session()
         self.calls: list[Call] = []
-        config = Config(retries={"mode": retry_mode, "max_attempts": max_attempts}, user_agent_extra="meta-deployer")
+        config = Config(retries={"mode": retry_mode, "total_max_attempts": max_attempts}, user_agent_extra="meta-deployer")
         self.ecs = self._client("ecs", config)
         self.ecr = self._client("ecr", config)
         self.iam = self._client("iam", config)
