@@ -43,7 +43,7 @@ $(INSTANCE): dagster.yaml
 
 dev: $(INSTALLED) $(INSTANCE) ## Run Dagster (webserver + daemon) on http://localhost:3000 with every deployed repo
 	@$(BIN)/meta-deployer render-workspace
-	$(BIN)/dagster dev -w $(WORKSPACE) -h $(DAGSTER_HOST) -p $(DAGSTER_PORT)
+	$(BIN)/dagster dev --use-legacy-code-server-behavior -w $(WORKSPACE) -h $(DAGSTER_HOST) -p $(DAGSTER_PORT)
 
 dev-with-repos: $(INSTALLED) $(INSTANCE) ## Deploy every repo in repos/ (dev platform), then make dev
 	META_DEPLOYER_PLATFORM=dev $(BIN)/dagster job execute $(DEFS) -j sync_repos

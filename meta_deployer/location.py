@@ -98,9 +98,7 @@ def load(config: dict[str, Any]) -> dict[str, Any]:
     if working_directory:
         os.chdir(working_directory)
     kind, value = config["code_source"]["kind"], config["code_source"]["value"]
-    logging.getLogger("meta_deployer").info(
-        "loading location %s from %s=%s (commit %s)", name, kind, value, config.get("commit", "?")
-    )
+    sys.stderr.write(f"meta_deployer: loading location {name} from {kind}={value} (commit {config.get('commit', '?')})\n")
     try:
         return _wrap(_load_targets(kind, value, working_directory))
     except BaseException:

@@ -110,6 +110,11 @@ class Deployer:
         shown_url = gitops.redact(spec.git_url, (token,))
         log(f"{spec.name}: {shown_url} {spec.branch} is at {commit[:12]}" + ("" if changed else " (checkout unchanged)"))
         path = self.settings.checkout_path(spec.name)
+        if spec.working_directory and not (path / spec.working_directory).is_dir():
+            raise SpecError(
+                f"repos/{spec.name}/config.yml",
+                [("working_directory", f"{spec.working_directory!r} is not a folder in the repository at {commit[:12]}")],
+            )
         if spec.code_source is None:
             try:
                 found = detect_code_source(path / (spec.working_directory or "."))
@@ -137,9 +142,6 @@ class Deployer:
 
     def _check_code_source_exists(self, spec: RepoSpec, path: Path) -> None:
         wd = path / (spec.working_directory or ".")
-        field = "working_directory" if spec.working_directory else None
-        if not wd.is_dir():
-            raise SpecError(f"repos/{spec.name}/config.yml", [(field or "working_directory", f"{spec.working_directory!r} is not a folder in the repository")])
         if spec.python_file and not (wd / spec.python_file).is_file():
             raise SpecError(
                 f"repos/{spec.name}/config.yml",

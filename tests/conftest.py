@@ -117,3 +117,19 @@ def git_remote(tmp_path: Path):
         return GitRemote.create(tmp_path / f"{name}.git-src", files or {}, branch=branch)
 
     return make
+
+
+@pytest.fixture
+def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A fresh project folder wired through the settings' environment variables."""
+    from devkit import Project
+
+    proj = Project(tmp_path / "project")
+    proj.repos.mkdir(parents=True)
+    (proj.root / "dagster_home").mkdir()
+    (proj.root / "dagster_home" / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
+    for key, value in proj.env().items():
+        monkeypatch.setenv(key, value)
+    # No webserver in unit/integration tests unless a test starts one.
+    monkeypatch.setenv("DAGSTER_WEBSERVER_URL", f"http://127.0.0.1:{free_port()}")
+    return proj

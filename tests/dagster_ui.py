@@ -43,6 +43,22 @@ def wait_for_location(url: str, name: str, *, present: bool = True, assets: list
     raise AssertionError(f"location {name} never became {'LOADED' if present else 'absent'}: {last}")
 
 
+def materialize_when_daemon_ready(url: str, location: str, asset: list[str], timeout: float = 150) -> str:
+    """Like :func:`materialize`, relaunching while the daemon has not yet re-read workspace.yaml.
+
+    The daemon refreshes its workspace every 60 s (dagster's RELOAD_WORKSPACE_INTERVAL), and
+    queued runs of a location it does not know yet fail to dequeue; README documents this.
+    """
+    deadline = time.monotonic() + timeout
+    status = "?"
+    while time.monotonic() < deadline:
+        status = materialize(url, location, asset)
+        if status == "SUCCESS":
+            return status
+        time.sleep(5)
+    return status
+
+
 def materialize(url: str, location: str, asset: list[str], timeout: float = 180) -> str:
     """Launch a materialization of one asset over GraphQL; wait for the run; return its status."""
     params = {

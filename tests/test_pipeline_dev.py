@@ -1,0 +1,110 @@
+"""The deploy pipeline on the dev platform: real git, real uv virtualenvs, real validation."""
+
+import pytest
+import yaml
+
+from devkit import BROKEN, definitions_py
+from meta_deployer import workspace as ws
+from meta_deployer.errors import CloneError, DetectionError, SpecError, ValidationFailed
+from meta_deployer.pipeline import Deployer
+from meta_deployer.spec import load_spec, parse_spec
+
+
+def spec_for(remote, name="team-a", **extra):
+    return parse_spec({"name": name, "git_url": remote.url, **extra}, "test")
+
+
+def test_deploy_then_noop_then_code_change(project, git_remote):
+    remote = git_remote(files={"definitions.py": definitions_py("one")})
+    d = Deployer()
+    first = d.deploy(spec_for(remote))
+    assert not first.unchanged and first.artifact.built
+    entry = ws.read_entries(project.workspace)["team-a"]["python_file"]
+    assert entry["location_name"] == "team-a" and entry["executable_path"].endswith("/bin/python")
+    # the detected code source was written back to config.yml
+    assert load_spec(project.repos / "team-a" / "config.yml").python_file == "definitions.py"
+
+    before = project.workspace_bytes()
+    again = Deployer().deploy(load_spec(project.repos / "team-a" / "config.yml"))
+    assert again.unchanged and again.artifact is None and not again.workspace_changed
+    assert project.workspace_bytes() == before
+
+    remote.commit({"definitions.py": definitions_py("one", "two")})
+    third = Deployer().deploy(load_spec(project.repos / "team-a" / "config.yml"))
+    assert not third.unchanged and not third.artifact.built  # same dependencies: virtualenv reused
+    new_entry = ws.read_entries(project.workspace)["team-a"]["python_file"]
+    assert new_entry["relative_path"] != entry["relative_path"]
+    assert not (project.work / "locations" / "team-a" / entry["relative_path"].split("/")[-2]).exists()
+    assert Deployer().store.get("team-a").commit == remote.head()
+
+
+@pytest.mark.parametrize(
+    "files, extra, error, fragment",
+    [
+        ({"definitions.py": definitions_py("a")}, {"branch": "nope"}, CloneError, "'nope' does not exist"),
+        ({"definitions.py": definitions_py("a")}, {"python_file": "missing.py"}, SpecError, "python_file"),
+        ({"definitions.py": BROKEN}, {}, ValidationFailed, "no_such_module_anywhere"),
+        ({"a/definitions.py": "", "b/definitions.py": ""}, {}, DetectionError, "more than one"),
+        ({"README.md": "no code"}, {}, DetectionError, "no code source"),
+        ({"definitions.py": definitions_py("a")}, {"working_directory": "nope"}, SpecError, "working_directory"),
+        ({"definitions.py": definitions_py("a"), "requirements.txt": "no-such-package-xyz-123==9.9\n"}, {}, Exception, "no-such-package-xyz-123"),
+    ],
+)
+def test_bad_input_changes_nothing(project, git_remote, files, extra, error, fragment):
+    good = git_remote("good", {"definitions.py": definitions_py("ok")})
+    Deployer().deploy(spec_for(good, name="serving"))
+    before = project.workspace_bytes()
+    bad = git_remote("bad", files)
+    with pytest.raises(error) as info:
+        Deployer().deploy(spec_for(bad, **extra))
+    assert fragment in str(info.value)
+    assert project.workspace_bytes() == before
+    assert Deployer().store.get("team-a") is None
+
+
+def test_failed_update_keeps_the_serving_version(project, git_remote):
+    remote = git_remote(files={"definitions.py": definitions_py("one")})
+    Deployer().deploy(spec_for(remote))
+    before = project.workspace_bytes()
+    entry = ws.read_entries(project.workspace)["team-a"]["python_file"]
+    remote.commit({"definitions.py": BROKEN})
+    with pytest.raises(ValidationFailed, match="previous version"):
+        Deployer().deploy(load_spec(project.repos / "team-a" / "config.yml"))
+    assert project.workspace_bytes() == before
+    assert (project.root / entry["relative_path"]).is_file() or __import__("os").path.isfile(entry["relative_path"])
+
+
+def test_remove_keeps_data_and_is_idempotent(project, git_remote):
+    remote = git_remote(files={"definitions.py": definitions_py("one")})
+    Deployer().deploy(spec_for(remote))
+    data = project.work / "storage" / "repos" / "team-a" / "assets" / "one"
+    data.parent.mkdir(parents=True)
+    data.write_text("precious")
+    result = Deployer().remove("team-a")
+    assert result.removed and result.workspace_changed
+    assert "team-a" not in ws.read_entries(project.workspace)
+    assert not (project.work / "checkouts" / "team-a").exists()
+    assert not (project.repos / "team-a" / "config.yml").exists()
+    assert data.read_text() == "precious"
+    again = Deployer().remove("team-a")
+    assert not again.removed and not again.workspace_changed
+
+
+def test_environment_reaches_the_location(project, git_remote):
+    code = 'import os\nimport dagster as dg\nassert os.environ["GREETING"] == "hi", os.environ.get("GREETING")\n' \
+           'assert os.environ["META_DEPLOYER_REPO"] == "team-a"\ndefs = dg.Definitions()\n'
+    remote = git_remote(files={"definitions.py": code})
+    Deployer().deploy(spec_for(remote, environment=[{"name": "GREETING", "value": "hi"}]))
+    config = yaml.safe_load((project.repos / "team-a" / "config.yml").read_text())
+    assert config["environment"] == [{"name": "GREETING", "value": "hi"}]
+
+
+def test_sync_finds_only_moved_repos(project, git_remote):
+    a = git_remote("a", {"definitions.py": definitions_py("x")})
+    b = git_remote("b", {"definitions.py": definitions_py("y")})
+    Deployer().deploy(spec_for(a, name="alpha"))
+    Deployer().deploy(spec_for(b, name="bravo"))
+    assert Deployer().moved()[0] == []
+    a.commit({"definitions.py": definitions_py("x", "z")})
+    moved, problems = Deployer().moved()
+    assert [s.name for s in moved] == ["alpha"] and problems == []
