@@ -45,7 +45,6 @@ from meta_deployer.aws.plan import (
     DeleteService,
     DeleteTargetGroup,
     DeregisterTaskDefinitions,
-    DesiredRepo,
     ObservedRepo,
     Plan,
     PutRolePolicy,

@@ -24,7 +24,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -588,7 +588,3 @@ class AwsGateway:
             )
         return len(keys)
 
-
-def iter_calls(calls: list[Call]) -> Iterator[str]:
-    """``service.Operation`` strings, for reports."""
-    return (str(c) for c in calls)
