@@ -8,7 +8,8 @@ import yaml
 from dagster._config import process_config
 from dagster._core.instance.config import dagster_instance_config_schema
 from dagster_aws.ecs import EcsRunLauncher
-from dagster_aws.s3.compute_log_manager import S3ComputeLogManager
+
+from meta_deployer.compute_logs import RepoComputeLogManager
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "dagster.prod.yaml"
 
@@ -22,6 +23,7 @@ def test_prod_instance_config_validates(monkeypatch):
     assert config["run_launcher"]["class"] == "EcsRunLauncher"
     launcher = process_config(EcsRunLauncher.config_type(), config["run_launcher"]["config"])
     assert launcher.success, launcher.errors
-    logs = process_config(S3ComputeLogManager.config_type(), config["compute_logs"]["config"])
+    assert config["compute_logs"]["class"] == "RepoComputeLogManager"
+    logs = process_config(RepoComputeLogManager.config_type(), config["compute_logs"]["config"])
     assert logs.success, logs.errors
     assert "postgres" in config["storage"]
