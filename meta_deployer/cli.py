@@ -47,7 +47,7 @@ def _flag(value: str | None) -> bool:
 
 def cmd_run_config(args: argparse.Namespace) -> int:
     """Print the run config of a deploy or removal job, after validating every argument."""
-    from meta_deployer.definitions import deploy_run_config, remove_run_config
+    from meta_deployer.runconfig import deploy_run_config, remove_run_config
 
     settings = Settings.from_env()
     name = _require_name(args.name or _env("REPO_NAME"))

@@ -1,0 +1,51 @@
+"""Run configs of the deploy jobs, built from a spec (pure; no dagster import).
+
+The CLI builds run configs before ``dagster job execute`` starts, so this
+module stays light: a bad argument is reported in a fraction of a second.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from meta_deployer.spec import RepoSpec
+
+
+def spec_dict_from_run_config(cfg: dict[str, Any]) -> dict[str, Any]:
+    """Run config (flat) -> config.yml data."""
+    data: dict[str, Any] = {k: cfg[k] for k in ("name", "git_url", "branch") if k in cfg}
+    for key in ("python_file", "module_name", "package_name", "working_directory"):
+        if cfg.get(key):
+            data[key] = cfg[key]
+    data["resources"] = {"cpu": cfg.get("cpu", 256), "memory": cfg.get("memory", 512)}
+    if cfg.get("environment"):
+        data["environment"] = [{"name": k, "value": v} for k, v in cfg["environment"].items()]
+    if cfg.get("secrets"):
+        data["secrets"] = [{"name": k, "valueFrom": v} for k, v in cfg["secrets"].items()]
+    if cfg.get("read_access"):
+        data["access"] = {"read": list(cfg["read_access"])}
+    return data
+
+
+def run_config_from_spec(spec: RepoSpec) -> dict[str, Any]:
+    """config.yml spec -> the flat run config of the ``clone`` op."""
+    cfg: dict[str, Any] = {"name": spec.name, "git_url": spec.git_url, "branch": spec.branch}
+    for key in ("python_file", "module_name", "package_name", "working_directory"):
+        if getattr(spec, key):
+            cfg[key] = getattr(spec, key)
+    cfg["cpu"], cfg["memory"] = spec.resources.cpu, spec.resources.memory
+    if spec.environment:
+        cfg["environment"] = {e.name: e.value for e in spec.environment}
+    if spec.secrets:
+        cfg["secrets"] = {s.name: s.value_from for s in spec.secrets}
+    if spec.access.read:
+        cfg["read_access"] = list(spec.access.read)
+    return cfg
+
+
+def deploy_run_config(spec: RepoSpec) -> dict[str, Any]:
+    return {"ops": {"clone": {"config": run_config_from_spec(spec)}}}
+
+
+def remove_run_config(name: str, purge: bool = False) -> dict[str, Any]:
+    return {"ops": {"remove": {"config": {"name": name, "purge": purge}}}}
