@@ -16,7 +16,7 @@ import sys
 import pytest
 
 from conftest import ROOT, free_port, wait_for_port
-from dagster_ui import materialize_when_daemon_ready, wait_for_location
+from dagster_ui import LAUNCH, materialize_when_daemon_ready, wait_for_location
 from devkit import definitions_py
 from meta_deployer.webserver import graphql
 
@@ -93,18 +93,6 @@ def test_add_update_remove_through_make_and_the_webserver(project, git_remote, w
     assert (project.work / "storage" / "repos" / "team-e2e" / "assets" / "first").is_file()  # data kept
 
 
-LAUNCH_JOB = """
-mutation Launch($params: ExecutionParams!) {
-  launchRun(executionParams: $params) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on PythonError { message }
-    ... on RunConfigValidationInvalid { errors { message } }
-  }
-}
-"""
-
-
 def test_add_repo_launched_from_the_ui(project, git_remote, webserver):
     remote = git_remote(files={"definitions.py": definitions_py("from_ui")})
     params = {
@@ -112,7 +100,7 @@ def test_add_repo_launched_from_the_ui(project, git_remote, webserver):
         "runConfigData": {"ops": {"clone": {"config": {"name": "team-ui", "git_url": remote.url}}}},
         "executionMetadata": {"tags": [{"key": "meta_deployer/repo", "value": "team-ui"}]},
     }
-    result = graphql(webserver, LAUNCH_JOB, {"params": params})["launchRun"]
+    result = graphql(webserver, LAUNCH, {"params": params})["launchRun"]
     assert result["__typename"] == "LaunchRunSuccess", result
     wait_for_location(webserver, "team-ui", assets=["from_ui"], timeout=240)
     assert (project.repos / "team-ui" / "config.yml").is_file()
