@@ -407,7 +407,8 @@ def test_missing_cluster_says_run_bootstrap(settings, tmp_path):
         deploy(platform, tmp_path)
 
 
-def test_secrets_outside_the_execution_role_scope_are_warned_about(platform):
+def test_secrets_outside_the_execution_role_scope_are_warned_about(tmp_path):
+    platform = EcsPlatform(settings_for(tmp_path, {}))  # no AWS call: a check of the spec only
     spec = spec_for(
         "sales",
         secrets=[
