@@ -1,0 +1,165 @@
+"""End to end on the docker platform: the Make targets, real containers, a real `dagster dev`, GraphQL.
+
+1. templated repo: make add-repo; the container runs, the location is LOADED, and an asset
+   materialization launched over GraphQL succeeds inside that container;
+2. code change: make update-repo deploys the new commit and the old container is gone;
+3. broken commit: refused before it is deployed; the previous version keeps serving;
+4. a repo with its own Dockerfile and a src-layout package loaded through package_name;
+5. list-repos / repo-logs / remove-repo.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import pytest
+from dockerkit import (
+    BROKEN,
+    DEFINITIONS,
+    OWN_DOCKERFILE,
+    TEST_PORT_BASE,
+    TEST_PORT_PAIRS,
+    engine_env,
+    repo_names,  # noqa: F401 - fixture
+    unique_name,
+)
+
+from conftest import ROOT, free_port, wait_for_port
+from dagster_ui import materialize_when_daemon_ready, wait_for_location
+from meta_deployer import images, naming
+
+pytestmark = [pytest.mark.e2e, pytest.mark.docker]
+
+
+@pytest.fixture
+def docker_project(project, monkeypatch):
+    """The project fixture on the docker platform, reaching the test engine and registry."""
+    env = {
+        **engine_env(),
+        "META_DEPLOYER_PLATFORM": "docker",
+        "META_DEPLOYER_DOCKER_PORT_BASE": TEST_PORT_BASE,
+        "META_DEPLOYER_DOCKER_PORT_PAIRS": TEST_PORT_PAIRS,
+        "META_DEPLOYER_DOCKER_POLL_INTERVAL": "0.2",
+        "META_DEPLOYER_DOCKER_DRAIN_TIMEOUT": "0",
+    }
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    project.docker_env = env
+    return project
+
+
+def make(project, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        ["make", "--no-print-directory", "-C", str(ROOT), *args],
+        env={**os.environ, **project.env(), **project.docker_env, **env},
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(f"make {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
+    return result
+
+
+@pytest.fixture
+def webserver(docker_project, monkeypatch):
+    """`dagster dev` (webserver + daemon) on the project's generated workspace."""
+    project = docker_project
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("DAGSTER_WEBSERVER_URL", url)
+    make(project, "install")
+    env = {**os.environ, **project.env(), **project.docker_env, "DAGSTER_WEBSERVER_URL": url}
+    subprocess.run([sys.executable, "-m", "meta_deployer.cli", "render-workspace"], check=True, capture_output=True, env=env)
+    log = open(project.root / "dagster-dev.log", "w")
+    proc = subprocess.Popen(
+        [str(ROOT / ".venv" / "bin" / "dagster"), "dev", "--use-legacy-code-server-behavior",
+         "-w", str(project.workspace), "-h", "127.0.0.1", "-p", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    try:
+        wait_for_port(port, timeout=120, proc=proc)
+        wait_for_location(url, "meta_deployer")
+        yield url
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+        log.close()
+
+
+def _containers(name: str) -> list:
+    client = images.docker_client()
+    return client.containers.list(all=True, filters={"label": f"meta-deployer.repo={name}"})
+
+
+def test_templated_repo_update_broken_and_remove(docker_project, git_remote, webserver, repo_names):
+    project = docker_project
+    name = unique_name("e")
+    repo_names.append(name)
+    remote = git_remote(files={"definitions.py": DEFINITIONS.format(asset="first", value=1)})
+    env = {"DAGSTER_WEBSERVER_URL": webserver}
+
+    make(project, "add-repo", f"REPO_URL={remote.url}", f"REPO_NAME={name}", **env)
+    [container] = _containers(name)
+    assert container.name == naming.container_name(name) and container.status == "running"
+    wait_for_location(webserver, name, assets=["first"])
+    # The run executes inside the container, against the mounted instance.
+    assert materialize_when_daemon_ready(webserver, name, ["first"]) == "SUCCESS"
+
+    # A new commit: a new container serves it, the old one is gone.
+    remote.commit({"definitions.py": (
+        "import dagster as dg\n\n\n@dg.asset\ndef first() -> int:\n    return 1\n\n\n"
+        "@dg.asset\ndef second() -> int:\n    return 2\n\n\ndefs = dg.Definitions(assets=[first, second])\n"
+    )})
+    make(project, "update-repo", f"REPO_NAME={name}", **env)
+    wait_for_location(webserver, name, assets=["first", "second"])
+    [updated] = _containers(name)
+    assert updated.id != container.id and updated.name == naming.container_name(name)
+
+    # A no-op update changes nothing.
+    make(project, "update-repo", f"REPO_NAME={name}", **env)
+    [same] = _containers(name)
+    assert same.id == updated.id
+
+    # A broken commit is refused before it is deployed; the previous version keeps serving.
+    workspace_before = project.workspace.read_bytes()
+    remote.commit({"definitions.py": BROKEN})
+    failed = make(project, "update-repo", f"REPO_NAME={name}", check=False, **env)
+    assert failed.returncode != 0
+    assert "ValidationFailed" in failed.stdout + failed.stderr
+    assert project.workspace.read_bytes() == workspace_before
+    [still] = _containers(name)
+    assert still.id == updated.id and still.status == "running"
+    wait_for_location(webserver, name, assets=["first", "second"])
+
+    listed = make(project, "list-repos", **env).stdout
+    assert name in listed and "running" in listed
+    logs = make(project, "repo-logs", f"REPO_NAME={name}", **env).stdout
+    assert "code server" in logs.lower()
+
+    make(project, "remove-repo", f"REPO_NAME={name}", **env)
+    wait_for_location(webserver, name, present=False)
+    assert _containers(name) == []
+
+
+def test_own_dockerfile_src_layout_package(docker_project, git_remote, webserver, repo_names):
+    project = docker_project
+    name = unique_name("e")
+    repo_names.append(name)
+    remote = git_remote(files=OWN_DOCKERFILE)
+    config = project.repos / name / "config.yml"
+    config.parent.mkdir(parents=True)
+    config.write_text(f"name: {name}\ngit_url: {remote.url}\nbranch: main\npackage_name: src_layout_project.definitions\n")
+    make(project, "update-repo", f"REPO_NAME={name}", DAGSTER_WEBSERVER_URL=webserver)
+    wait_for_location(webserver, name, assets=["packaged"])
+    [container] = _containers(name)
+    assert container.status == "running"
