@@ -359,3 +359,48 @@ def test_rollout_failure_and_rollback_are_recognised():
     }
     assert p.rollout_failed(in_progress, "dagster-repo-sales:2") is None
     assert not p.service_is_stable(in_progress, "dagster-repo-sales:2")
+
+
+class _RolledBackGateway:
+    """A gateway stand-in whose service the circuit breaker has rolled back (moto cannot do this)."""
+
+    def __init__(self):
+        self.deregistered: list[str] = []
+        self.calls: list = []
+
+    def get_service(self, cluster, name):
+        old = "arn:aws:ecs:eu-west-1:1:task-definition/dagster-repo-sales:1"
+        return {
+            "status": "ACTIVE", "taskDefinition": old, "desiredCount": 1, "runningCount": 1,
+            "deployments": [{"status": "PRIMARY", "taskDefinition": old, "rolloutState": "COMPLETED"}],
+            "events": [{"createdAt": "t", "message": "(service sales) rolling back to deployment ecs-svc/1"}],
+        }
+
+    def stopped_tasks(self, cluster, name, limit):
+        return [{"taskArn": "arn:task/abc", "stoppedReason": "Essential container in task exited",
+                 "containers": [{"name": "dagster", "exitCode": 1}]}]
+
+    def recent_log_events(self, group, tail):
+        return [{"message": "ImportError: cannot import name 'defs'"}]
+
+    def deregister_task_definition(self, arn):
+        self.deregistered.append(arn)
+
+
+def test_a_rolled_back_rollout_fails_with_its_reasons_and_retires_the_failed_revision():
+    from meta_deployer.aws.apply import Executor
+    from meta_deployer.errors import UnhealthyError
+
+    gateway = _RolledBackGateway()
+    executor = Executor(gateway, lambda _: None, poll_interval_s=0)
+    executor.refs[p.Ref("task-definition", "dagster-repo-sales")] = "dagster-repo-sales:2"
+    wait = p.WaitStable("dagster", "sales", p.Ref("task-definition", "dagster-repo-sales"), "/dagster/repos/sales", 5)
+    with pytest.raises(UnhealthyError) as info:
+        executor.execute(wait)
+    message = str(info.value)
+    assert "rolled back to dagster-repo-sales:1" in message
+    assert "rolling back to deployment" in message
+    assert "Essential container in task exited" in message
+    assert "ImportError: cannot import name 'defs'" in message
+    assert "Deregistered dagster-repo-sales:2; runs keep using dagster-repo-sales:1" in message
+    assert gateway.deregistered == ["dagster-repo-sales:2"]

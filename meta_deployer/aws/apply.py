@@ -151,6 +151,20 @@ class Executor:
             body["loadBalancers"] = [{"targetGroupArn": tg, "containerName": CONTAINER_NAME, "containerPort": GRPC_PORT}]
         return body
 
+    def _retire_rolled_back(self, cluster: str, name: str, revision: str, exc: UnhealthyError) -> None:
+        """After a rollback, deregister the failed revision registered by this apply.
+
+        EcsRunLauncher runs use the family's latest ACTIVE revision; once the
+        circuit breaker has put the service back on the previous revision, the
+        failed one must not stay the latest.
+        """
+        service = self.gateway.get_service(cluster, name) or {}
+        serving = revision_of(service.get("taskDefinition") or "")
+        if serving and serving != revision_of(revision):
+            self.gateway.deregister_task_definition(revision)
+            exc.args = (f"{exc.args[0]}\nDeregistered {revision_of(revision)}; runs keep using {serving}.",)
+            self.log(f"[{name}] deregistered the failed revision {revision_of(revision)}; {serving} keeps serving")
+
     def _until_released(self, call: Callable[[], None], timeout_s: float) -> None:
         """Retry ``call`` while AWS reports the resource still in use, up to ``timeout_s``."""
         deadline = time.monotonic() + timeout_s
@@ -221,9 +235,14 @@ class Executor:
                 # Send only what differs: every UpdateService field can start a new deployment.
                 gw.update_service({"cluster": body["cluster"], "service": name, **{f: body[f] for f in fields}})
             case WaitStable(cluster=cluster, name=name, task_definition=td, log_group=log_group, timeout_s=timeout):
-                self.results["service"] = wait_stable(
-                    gw, cluster, name, self.resolve(td), log_group, timeout, self.poll_interval_s, self.log
-                )
+                try:
+                    self.results["service"] = wait_stable(
+                        gw, cluster, name, self.resolve(td), log_group, timeout, self.poll_interval_s, self.log
+                    )
+                except UnhealthyError as exc:
+                    if isinstance(td, Ref):
+                        self._retire_rolled_back(cluster, name, self.resolve(td), exc)
+                    raise
             case TagService(arn=arn, tags=tags):
                 gw.tag_ecs_resource(self.resolve(arn), tags)
             case DeregisterTaskDefinitions(arns=arns, delete=delete):
