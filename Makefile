@@ -18,8 +18,10 @@ DEFS      := -m meta_deployer.definitions
 export REPO_URL REPO_NAME BRANCH PYTHON_FILE MODULE_NAME PURGE FOLLOW DRY_RUN
 
 # Run a job with a validated run config: $(call run_job,<job>,<run-config args>)
+# With DRY_RUN=1 it prints the plan instead and changes nothing.
 define run_job
-	@set -euo pipefail; cfg=$$(mktemp -t meta-deployer-XXXXXX.yaml); trap 'rm -f "$$cfg"' EXIT; \
+	@set -euo pipefail; if [ -n "$${DRY_RUN:-}" ] && [ "$${DRY_RUN}" != 0 ]; then exec $(BIN)/meta-deployer dry-run $(2); fi; \
+	cfg=$$(mktemp -t meta-deployer-XXXXXX.yaml); trap 'rm -f "$$cfg"' EXIT; \
 	$(BIN)/meta-deployer run-config $(2) > "$$cfg"; \
 	tags=$$($(BIN)/meta-deployer run-tags); \
 	$(BIN)/dagster job execute $(DEFS) -j $(1) -c "$$cfg" --tags "$$tags"

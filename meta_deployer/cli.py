@@ -45,44 +45,62 @@ def _flag(value: str | None) -> bool:
     return (value or "").lower() in ("1", "true", "yes", "on")
 
 
+def _spec_from_args(job: str, args: argparse.Namespace, settings: Settings):
+    """The spec an add or update would deploy, from the arguments and repos/<name>/config.yml."""
+    name = _require_name(args.name or _env("REPO_NAME"))
+    path = config_path(settings.repos_dir, name)
+    if job == "update":
+        if not path.is_file():
+            raise SpecError(str(path), [("", f"does not exist; add the repo first: make add-repo REPO_URL=... REPO_NAME={name}")])
+        return load_spec(path)
+    url = args.url or _env("REPO_URL")
+    data: dict = {}
+    if path.is_file():
+        data = load_spec(path).to_config()
+    elif not url:
+        raise SpecError("REPO_URL", [("", "is required: REPO_URL=<git URL> (https://, ssh://, file:// or a path)")])
+    data["name"] = name
+    if url:
+        data["git_url"] = url
+    branch = args.branch or _env("BRANCH")
+    if branch:
+        data["branch"] = branch
+    python_file = args.python_file or _env("PYTHON_FILE")
+    module_name = args.module_name or _env("MODULE_NAME")
+    if python_file or module_name:
+        for key in ("python_file", "module_name", "package_name"):
+            data.pop(key, None)
+        if python_file:
+            data["python_file"] = python_file
+        if module_name:
+            data["module_name"] = module_name
+    return parse_spec(data, "make add-repo arguments (REPO_URL, REPO_NAME, BRANCH, PYTHON_FILE)")
+
+
 def cmd_run_config(args: argparse.Namespace) -> int:
     """Print the run config of a deploy or removal job, after validating every argument."""
     from meta_deployer.runconfig import deploy_run_config, remove_run_config
 
-    settings = Settings.from_env()
-    name = _require_name(args.name or _env("REPO_NAME"))
     if args.job == "remove":
+        name = _require_name(args.name or _env("REPO_NAME"))
         config = remove_run_config(name, purge=args.purge or _flag(_env("PURGE")))
-    elif args.job == "update":
-        path = config_path(settings.repos_dir, name)
-        if not path.is_file():
-            raise SpecError(str(path), [("", f"does not exist; add the repo first: make add-repo REPO_URL=... REPO_NAME={name}")])
-        config = deploy_run_config(load_spec(path))
     else:
-        url = args.url or _env("REPO_URL")
-        path = config_path(settings.repos_dir, name)
-        data: dict = {}
-        if path.is_file():
-            data = load_spec(path).to_config()
-        elif not url:
-            raise SpecError("REPO_URL", [("", "is required: REPO_URL=<git URL> (https://, ssh://, file:// or a path)")])
-        data.update({"name": name})
-        if url:
-            data["git_url"] = url
-        branch = args.branch or _env("BRANCH")
-        if branch:
-            data["branch"] = branch
-        python_file = args.python_file or _env("PYTHON_FILE")
-        module_name = args.module_name or _env("MODULE_NAME")
-        if python_file or module_name:
-            for key in ("python_file", "module_name", "package_name"):
-                data.pop(key, None)
-            if python_file:
-                data["python_file"] = python_file
-            if module_name:
-                data["module_name"] = module_name
-        config = deploy_run_config(parse_spec(data, "make add-repo arguments (REPO_URL, REPO_NAME, BRANCH, PYTHON_FILE)"))
+        config = deploy_run_config(_spec_from_args(args.job, args, Settings.from_env()))
     sys.stdout.write(yaml.safe_dump(config, sort_keys=False))
+    return 0
+
+
+def cmd_dry_run(args: argparse.Namespace) -> int:
+    """Print what add/update/remove would do (DRY_RUN=1); change nothing."""
+    from meta_deployer.pipeline import Deployer
+
+    settings = Settings.from_env()
+    deployer = Deployer(settings)
+    if args.job == "remove":
+        name = _require_name(args.name or _env("REPO_NAME"))
+        print(deployer.dry_run_remove(name, purge=args.purge or _flag(_env("PURGE"))))
+    else:
+        print(deployer.dry_run(_spec_from_args(args.job, args, settings)))
     return 0
 
 
@@ -191,6 +209,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--module-name")
     p.add_argument("--purge", action="store_true")
     p.set_defaults(func=cmd_run_config)
+    p = sub.add_parser("dry-run", help="print what add/update/remove would do, changing nothing")
+    p.add_argument("job", choices=["add", "update", "remove"])
+    p.add_argument("--name")
+    p.add_argument("--url")
+    p.add_argument("--branch")
+    p.add_argument("--python-file")
+    p.add_argument("--module-name")
+    p.add_argument("--purge", action="store_true")
+    p.set_defaults(func=cmd_dry_run)
     p = sub.add_parser("run-tags", help="print the run tags for a repo")
     p.add_argument("--name")
     p.set_defaults(func=cmd_run_tags)

@@ -259,6 +259,44 @@ class Deployer:
         log(f"{name}: removed" if removed else f"{name}: nothing was deployed; nothing to do")
         return RemoveResult(name, removed, changed)
 
+    # -- dry run -----------------------------------------------------------------
+    def dry_run(self, spec: RepoSpec) -> str:
+        """What a deploy of ``spec`` would do, changing nothing (no clone into the work area,
+        no build, no workspace write): the pinned commit, then the platform's own plan."""
+        token = self.settings.git_token()
+        url = gitops.resolve_url(spec.git_url, self.settings.root)
+        commit = gitops.remote_head(url, spec.branch, token)
+        lines = [f"{spec.name}: {gitops.redact(spec.git_url, (token,))} {spec.branch} is at {commit[:12]}"]
+        with tempfile.TemporaryDirectory(prefix="meta-deployer-dry-run-") as tmp:
+            path = self.settings.checkout_path(spec.name)
+            if spec.code_source is None:
+                path = Path(tmp) / spec.name
+                gitops.converge(url, spec.branch, path, token)
+                found = detect_code_source(path / (spec.working_directory or "."))
+                if spec.working_directory:
+                    found["working_directory"] = "/".join(
+                        p for p in (spec.working_directory, found.get("working_directory")) if p
+                    )
+                spec = parse_spec({**spec.to_config(), **found}, f"{spec.name} (detected code source)")
+                lines.append(f"would write the detected code source into config.yml: {found}")
+            record = self.store.get(spec.name)
+            if record is not None and record.fingerprint == self.fingerprint(spec, commit) and self.platform.is_serving(spec.name, asdict(record)):
+                lines.append("nothing to do: this commit with this config already serves")
+                return "\n".join(lines)
+            checkout = Checkout(spec.name, path, commit, spec.branch, gitops.redact(spec.git_url, (token,)), True)
+            lines.append(self.platform.dry_run(spec, checkout))
+        lines.append("would write workspace.yaml and reload the webserver")
+        return "\n".join(lines)
+
+    def dry_run_remove(self, name: str, purge: bool = False) -> str:
+        """What ``remove`` would do, changing nothing."""
+        naming.validate_name(name)
+        record = self.store.get(name)
+        lines = [self.platform.dry_run_removal(name, purge)]
+        if record is not None:
+            lines.append(f"would remove {name} from workspace.yaml, delete its checkout and config.yml, and reload")
+        return "\n".join(lines)
+
     # -- sync ------------------------------------------------------------------
     def moved(self, log: Log = _print) -> tuple[list[RepoSpec], list[str]]:
         """Specs whose branch head, spec or platform differ from what is deployed; and the problems."""

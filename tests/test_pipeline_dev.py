@@ -108,3 +108,17 @@ def test_sync_finds_only_moved_repos(project, git_remote):
     a.commit({"definitions.py": definitions_py("x", "z")})
     moved, problems = Deployer().moved()
     assert [s.name for s in moved] == ["alpha"] and problems == []
+
+
+def test_dry_run_changes_nothing(project, git_remote):
+    remote = git_remote(files={"definitions.py": definitions_py("one")})
+    d = Deployer()
+    text = d.dry_run(spec_for(remote))
+    assert remote.head()[:12] in text and "python_file" in text and "would write workspace.yaml" in text
+    assert not project.workspace.exists() and not (project.work / "checkouts").exists()
+    assert not (project.repos / "team-a").exists()
+    d.deploy(spec_for(remote))
+    before = project.workspace_bytes()
+    assert "nothing to do" in Deployer().dry_run(load_spec(project.repos / "team-a" / "config.yml"))
+    assert "would remove team-a" in Deployer().dry_run_remove("team-a")
+    assert project.workspace_bytes() == before and Deployer().store.get("team-a") is not None

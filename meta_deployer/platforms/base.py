@@ -9,6 +9,8 @@ interface, and the pipeline (``meta_deployer.pipeline``) drives it:
     after_switch(spec, served)                     (workspace now points at the new version: retire the old)
     stop(name, purge)                              (remove what serves the repo; data only with purge)
     observe()                        -> {name: Observed}  (what runs now, for adoption and list-repos)
+    dry_run(spec, checkout)          -> text  (what serve would do; changes nothing)
+    dry_run_removal(name, purge)     -> text  (what stop would do; changes nothing)
     logs(name, follow, tail)         -> lines of the code server's output
 
 Each call is idempotent: called again with the same inputs it finds the work
@@ -112,3 +114,7 @@ class Platform(Protocol):
     def observe(self) -> dict[str, Observed]: ...
 
     def logs(self, name: str, follow: bool, tail: int) -> Iterator[str]: ...
+
+    def dry_run(self, spec: RepoSpec, checkout: Checkout) -> str: ...
+
+    def dry_run_removal(self, name: str, purge: bool) -> str: ...

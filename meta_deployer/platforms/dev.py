@@ -273,6 +273,17 @@ class DevPlatform:
     def observe(self) -> dict[str, Observed]:
         return {}
 
+    def dry_run(self, spec: RepoSpec, checkout: Checkout) -> str:
+        source = spec.code_source
+        return "\n".join([
+            f"would build (or reuse) a virtualenv for {spec.name} and validate {source[0]}={source[1]}" if source else "",
+            f"would serve {spec.name} from dagster dev with storage {self.storage_env(spec)}",
+        ]).strip()
+
+    def dry_run_removal(self, name: str, purge: bool) -> str:
+        kept = "its data and logs would be deleted (PURGE)" if purge else "its data and logs are kept"
+        return f"would delete the virtualenv and location files of {naming.validate_name(name)}; {kept}"
+
     def logs(self, name: str, follow: bool, tail: int) -> Iterator[str]:
         path = self.settings.logs_dir / f"{naming.validate_name(name)}.log"
         if not path.is_file():
