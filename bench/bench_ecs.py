@@ -12,7 +12,10 @@ run) for each step:
 Each step is repeated ``--repeat`` times on fresh repos and the median is
 reported. ECS in moto reaches RUNNING at once (``MOTO_ECS_SERVICE_RUNNING=1``),
 so the times are the deployer's own overhead plus the HTTP round trips, not
-Fargate's start-up time. Run: ``.venv/bin/python bench/bench_ecs.py``.
+Fargate's start-up time. A second table adds a simulated 50 ms round trip to
+every request (a botocore ``before-send`` hook), closer to a real region:
+there the no-op's reads run concurrently while a first deploy's writes run in
+order. Run: ``.venv/bin/python bench/bench_ecs.py``.
 """
 
 from __future__ import annotations
@@ -90,9 +93,19 @@ def inputs(name: str, seed: str, env_value: str = "1"):
     return spec, published, checkout
 
 
-def measure(settings: Settings, step) -> tuple[float, int, int]:
+def add_latency(platform: EcsPlatform, latency_s: float) -> None:
+    """Delay every request by ``latency_s`` (a stand-in for the round trip to a real region)."""
+    if latency_s <= 0:
+        return
+    gw = platform.gateway
+    for client in (gw.ecs, gw.ecr, gw.iam, gw.logs, gw.servicediscovery, gw.elbv2, gw.sts, gw.s3, gw.secretsmanager):
+        client.meta.events.register("before-send", lambda **_: time.sleep(latency_s))
+
+
+def measure(settings: Settings, step, latency_s: float = 0.0) -> tuple[float, int, int]:
     platform = EcsPlatform(settings)
     platform.gateway  # noqa: B018 - build the boto3 clients outside the timing (reported apart)
+    add_latency(platform, latency_s)
     started = time.perf_counter()
     step(platform)
     elapsed = time.perf_counter() - started
@@ -103,6 +116,10 @@ def measure(settings: Settings, step) -> tuple[float, int, int]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=5)
+    parser.add_argument(
+        "--latency-ms", type=float, action="append",
+        help="simulated round trip per AWS request (repeatable; default: 0 and 50)",
+    )
     args = parser.parse_args()
 
     proc, url = start_moto()
@@ -124,23 +141,30 @@ def main() -> None:
                 "code change": lambda p, n: p.serve(*inputs(n, "v2", env_value="2"), quiet),
                 "remove": lambda p, n: p.stop(n, False, quiet),
             }
-            results: dict[str, list[tuple[float, int, int]]] = {k: [] for k in steps}
             gateway_times = []
             for _ in range(args.repeat):
                 started = time.perf_counter()
                 EcsPlatform(settings).gateway  # noqa: B018
                 gateway_times.append(time.perf_counter() - started)
-            for i in range(args.repeat):
-                name = f"bench-{i}"
-                for label, step in steps.items():
-                    results[label].append(measure(settings, lambda p, step=step: step(p, name)))
+            print(f"ECS platform against moto (median of {args.repeat}; fresh EcsPlatform and gateway per step)")
+            print(f"creating the gateway's boto3 clients (not in the times below): {statistics.median(gateway_times):.3f}s")
+            for latency_ms in args.latency_ms or [0.0, 50.0]:
+                results: dict[str, list[tuple[float, int, int]]] = {k: [] for k in steps}
+                for i in range(args.repeat):
+                    name = f"bench-{int(latency_ms)}-{i}"
+                    for label, step in steps.items():
+                        results[label].append(
+                            measure(settings, lambda p, step=step: step(p, name), latency_ms / 1000)
+                        )
+                report(results, latency_ms)
     finally:
         proc.terminate()
         proc.wait(10)
 
+
+def report(results: dict[str, list[tuple[float, int, int]]], latency_ms: float) -> None:
     first = statistics.median(r[0] for r in results["first deploy"])
-    print(f"ECS platform against moto (median of {args.repeat}; fresh EcsPlatform and gateway per step)")
-    print(f"creating the gateway's boto3 clients (not in the times below): {statistics.median(gateway_times):.3f}s")
+    print(f"\nsimulated round trip per request: {latency_ms:g} ms")
     print(f"{'step':<18}{'time (s)':>10}{'AWS calls':>11}{'mutating':>10}{'time vs first':>15}")
     for label, rows in results.items():
         t = statistics.median(r[0] for r in rows)
