@@ -8,6 +8,9 @@
 #   DOCKER_HOST                    unix socket of our own dockerd
 #   META_DEPLOYER_TEST_REGISTRY    127.0.0.1:<port> of the local registry (tests push there)
 #
+# To stop what it started: kill "$(cat <dir>/dockerd.pid)" "$(cat <dir>/registry.pid)".
+# A cold run (packages, debootstrap, base image) takes about 1.5 minutes here.
+#
 # Knobs (environment, all optional):
 #   MD_SERVICES_DIR      where the engine, registry and caches live (default /var/lib/md-docker)
 #   MD_REGISTRY_PORT     registry port on 127.0.0.1 (default 5000)
@@ -51,12 +54,12 @@ md_services__mirror() {
             /^URIs:/ { uri=$2 }
             /^Suites:/ { for (i = 2; i <= NF; i++) if ($i !~ /-security$/) debian=1 }
             END { if (uri != "" && debian) print uri }
-        ' "$f" | head -n1)
+        ' "$f" 2>/dev/null | head -n1) || true
         [ -n "$uri" ] && break
     done
     if [ -z "$uri" ]; then
         uri=$(cat /etc/apt/sources.list.d/*.list /etc/apt/sources.list 2>/dev/null |
-            awk '$1 == "deb" && $0 !~ /security/ { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }')
+            awk '$1 == "deb" && $0 !~ /security/ { for (i = 2; i <= NF; i++) if ($i ~ /^[a-z]+:\/\//) { print $i; exit } }') || true
     fi
     printf '%s\n' "${uri:-http://deb.debian.org/debian}"
 }
@@ -112,6 +115,7 @@ http:
 EOF
     setsid nohup docker-registry serve "$MD_SERVICES_DIR/registry.yml" \
         >>"$MD_SERVICES_DIR/registry.log" 2>&1 </dev/null &
+    echo $! >"$MD_SERVICES_DIR/registry.pid"
     local i
     for i in $(seq 1 60); do
         md_services__registry_up && return 0
@@ -168,9 +172,10 @@ RUN python --version && pip --version
 CMD ["python3"]
 EOF
     md_services__log "building $MD_BASE_IMAGE_TAG"
-    if ! docker build -q --network host -t "$MD_BASE_IMAGE_TAG" "$ctx" >/dev/null; then
+    if ! docker build -q --network host -t "$MD_BASE_IMAGE_TAG" "$ctx" >"$MD_SERVICES_DIR/base-image.log" 2>&1; then
         rm -rf "$ctx"
-        md_services__log "building $MD_BASE_IMAGE_TAG failed"
+        md_services__log "building $MD_BASE_IMAGE_TAG failed; last lines of $MD_SERVICES_DIR/base-image.log:"
+        tail -n 20 "$MD_SERVICES_DIR/base-image.log" >&2
         return 1
     fi
     rm -rf "$ctx"
