@@ -59,6 +59,7 @@ class BootstrapResult:
     notes: tuple[str, ...] = field(default_factory=tuple)
 
     def render(self) -> str:
+        """The plan as text (what a dry run prints)."""
         head = "bootstrap: nothing to do" if not self.steps else f"bootstrap: {len(self.steps)} step(s)" + (
             "" if self.applied else " (dry run, nothing changed)"
         )
@@ -66,10 +67,12 @@ class BootstrapResult:
 
 
 def temp_lifecycle_rule(days: int) -> dict[str, Any]:
+    """The lifecycle rule expiring ``temp/`` after ``days``."""
     return {"ID": TEMP_RULE_ID, "Status": "Enabled", "Filter": {"Prefix": "temp/"}, "Expiration": {"Days": days}}
 
 
 def execution_trust_policy() -> str:
+    """Trust policy of the shared execution role: ECS tasks only."""
     return canonical_json(
         {
             "Version": POLICY_VERSION,

@@ -168,6 +168,7 @@ class Executor:
         self.results: dict[str, Any] = {}
 
     def resolve(self, value: Any) -> Any:
+        """The value of a Ref filled in by an earlier action (other values unchanged)."""
         if isinstance(value, Ref):
             if value not in self.refs:
                 raise AwsOperationError(f"plan error: {value} was used before the action that creates it ran")
@@ -175,6 +176,7 @@ class Executor:
         return value
 
     def run(self, plan: Plan) -> dict[str, Any]:
+        """Execute every action of ``plan`` in order; return what was learned."""
         for i, action in enumerate(plan.actions, 1):
             self.log(f"[{plan.name}] {i}/{len(plan.actions)} {action.describe()}")
             self.execute(action)
@@ -216,6 +218,7 @@ class Executor:
                 time.sleep(min(DISCOVERY_DELETE_POLL_S, max(self.poll_interval_s, 0.01)))
 
     def execute(self, action: Action) -> None:  # noqa: C901 - one branch per action type
+        """Dispatch one action to its gateway call."""
         gw = self.gateway
         match action:
             case CreateLogGroup(name=name, tags=tags):

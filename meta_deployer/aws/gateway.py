@@ -69,6 +69,7 @@ class Call:
 
     @property
     def mutating(self) -> bool:
+        """True unless the operation only reads (Describe/List/Get/Head/Filter/Discover)."""
         return not self.operation.startswith(READ_PREFIXES)
 
     def __str__(self) -> str:
@@ -125,6 +126,7 @@ class AwsGateway:
     # -- bookkeeping -------------------------------------------------------
     @property
     def region(self) -> str:
+        """The region the clients talk to (from AWS_REGION/AWS_DEFAULT_REGION or the session)."""
         return self.ecs.meta.region_name
 
     def mutating_calls(self, since: int = 0) -> list[Call]:
@@ -193,57 +195,69 @@ class AwsGateway:
         return json.loads(doc) if isinstance(doc, str) else doc
 
     def list_role_policies(self, role: str) -> list[str]:
+        """Names of the role's inline policies ([] when the role is missing)."""
         result = self._call(self.iam.list_role_policies, f"IAM role {role}", ok=("NoSuchEntity",), RoleName=role)
         return list(result["PolicyNames"]) if result else []
 
     def list_attached_role_policies(self, role: str) -> list[str]:
+        """ARNs of the managed policies attached to the role ([] when missing)."""
         result = self._call(
             self.iam.list_attached_role_policies, f"IAM role {role}", ok=("NoSuchEntity",), RoleName=role
         )
         return [p["PolicyArn"] for p in result["AttachedPolicies"]] if result else []
 
     def create_role(self, name: str, trust_policy: str, tags: Mapping[str, str], description: str) -> None:
+        """Create the role with its trust policy and tags (exists already: success)."""
         self._call(
             self.iam.create_role, f"IAM role {name}", ok=("EntityAlreadyExists",),
             RoleName=name, AssumeRolePolicyDocument=trust_policy, Tags=_tags_list(tags), Description=description,
         )
 
     def update_trust_policy(self, name: str, trust_policy: str) -> None:
+        """Replace the role's trust policy."""
         self._call(self.iam.update_assume_role_policy, f"IAM role {name}", RoleName=name, PolicyDocument=trust_policy)
 
     def put_role_policy(self, role: str, policy: str, document: str) -> None:
+        """Create or replace one inline policy of the role."""
         self._call(
             self.iam.put_role_policy, f"inline policy {policy} of IAM role {role}",
             RoleName=role, PolicyName=policy, PolicyDocument=document,
         )
 
     def attach_role_policy(self, role: str, policy_arn: str) -> None:
+        """Attach a managed policy to the role."""
         self._call(self.iam.attach_role_policy, f"IAM role {role}", RoleName=role, PolicyArn=policy_arn)
 
     def delete_role_policy(self, role: str, policy: str) -> None:
+        """Delete one inline policy (missing: success)."""
         self._call(
             self.iam.delete_role_policy, f"inline policy {policy} of IAM role {role}", ok=("NoSuchEntity",),
             RoleName=role, PolicyName=policy,
         )
 
     def delete_role(self, name: str) -> None:
+        """Delete the role (missing: success); its inline policies must be gone first."""
         self._call(self.iam.delete_role, f"IAM role {name}", ok=("NoSuchEntity",), RoleName=name)
 
     # -- CloudWatch Logs -----------------------------------------------------
     def get_log_group(self, name: str) -> dict[str, Any] | None:
+        """The log group (with retentionInDays), or None."""
         result = self._call(self.logs.describe_log_groups, f"log group {name}", logGroupNamePrefix=name)
         return next((g for g in result.get("logGroups", []) if g["logGroupName"] == name), None)
 
     def create_log_group(self, name: str, tags: Mapping[str, str]) -> None:
+        """Create the log group with tags (exists already: success)."""
         self._call(
             self.logs.create_log_group, f"log group {name}", ok=("ResourceAlreadyExistsException",),
             logGroupName=name, tags=dict(tags),
         )
 
     def put_retention(self, name: str, days: int) -> None:
+        """Set the log group's retention in days."""
         self._call(self.logs.put_retention_policy, f"log group {name}", logGroupName=name, retentionInDays=days)
 
     def delete_log_group(self, name: str) -> None:
+        """Delete the log group and its events (missing: success)."""
         self._call(self.logs.delete_log_group, f"log group {name}", ok=("ResourceNotFoundException",), logGroupName=name)
 
     def recent_log_events(self, group: str, tail: int, streams: int = 10) -> list[dict[str, Any]]:
@@ -290,6 +304,7 @@ class AwsGateway:
 
     # -- Cloud Map -----------------------------------------------------------
     def find_namespace(self, name: str) -> dict[str, Any] | None:
+        """The private DNS namespace called ``name``, or None."""
         pages = self._pages(self.servicediscovery, "list_namespaces", f"Cloud Map namespace {name}")
         for page in pages:
             for ns in page.get("Namespaces", []):
@@ -321,6 +336,7 @@ class AwsGateway:
         return ns["Id"]
 
     def find_discovery_service(self, namespace_id: str, name: str) -> dict[str, Any] | None:
+        """The Cloud Map service ``name`` in the namespace, or None."""
         pages = self._pages(
             self.servicediscovery, "list_services", f"Cloud Map service {name}",
             Filters=[{"Name": "NAMESPACE_ID", "Values": [namespace_id], "Condition": "EQ"}],
@@ -332,6 +348,7 @@ class AwsGateway:
         return None
 
     def create_discovery_service(self, namespace_id: str, name: str, ttl: int, tags: Mapping[str, str]) -> dict[str, Any]:
+        """Create a Cloud Map service with one A record (multivalue, ``ttl``); return it."""
         result = self._call(
             self.servicediscovery.create_service, f"Cloud Map service {name}", ok=("ServiceAlreadyExists",),
             # A fresh token per call (botocore's retries resend the same one): a name-derived
@@ -349,16 +366,19 @@ class AwsGateway:
         return result["Service"]
 
     def update_discovery_ttl(self, service_id: str, name: str, ttl: int) -> None:
+        """Set the TTL of the service's A record."""
         self._call(
             self.servicediscovery.update_service, f"Cloud Map service {name}",
             Id=service_id, Service={"DnsConfig": {"DnsRecords": [{"Type": "A", "TTL": ttl}]}},
         )
 
     def delete_discovery_service(self, service_id: str, name: str) -> None:
+        """Delete the Cloud Map service (missing: success; in use: TransientAwsError)."""
         self._call(self.servicediscovery.delete_service, f"Cloud Map service {name}", ok=("ServiceNotFound",), Id=service_id)
 
     # -- ELBv2 ---------------------------------------------------------------
     def find_target_group(self, name: str) -> dict[str, Any] | None:
+        """The target group called ``name``, or None."""
         result = self._call(
             self.elbv2.describe_target_groups, f"target group {name}", ok=("TargetGroupNotFound",), Names=[name]
         )
@@ -376,6 +396,7 @@ class AwsGateway:
         return result["TargetGroups"][0]["TargetGroupArn"]
 
     def delete_target_group(self, arn: str, name: str) -> None:
+        """Delete the target group (missing: success; in use: TransientAwsError)."""
         self._call(self.elbv2.delete_target_group, f"target group {name}", ok=("TargetGroupNotFound",), TargetGroupArn=arn)
 
     def find_rule(self, listener_arn: str, target_group_arn: str) -> dict[str, Any] | None:
@@ -391,6 +412,7 @@ class AwsGateway:
         return None
 
     def create_rule(self, listener_arn: str, priority: int, host: str, target_group_arn: str, tags: Mapping[str, str]) -> str:
+        """Forward requests for ``host`` on the listener to the target group; return the rule ARN."""
         result = self._call(
             self.elbv2.create_rule, f"listener rule for {host}",
             ListenerArn=listener_arn, Priority=priority,
@@ -400,15 +422,18 @@ class AwsGateway:
         return result["Rules"][0]["RuleArn"]
 
     def delete_rule(self, arn: str) -> None:
+        """Delete the listener rule (missing: success)."""
         self._call(self.elbv2.delete_rule, f"listener rule {arn}", ok=("RuleNotFound",), RuleArn=arn)
 
     # -- ECS -----------------------------------------------------------------
     def get_cluster(self, name: str) -> dict[str, Any] | None:
+        """The ACTIVE cluster called ``name``, or None."""
         result = self._call(self.ecs.describe_clusters, f"ECS cluster {name}", clusters=[name])
         active = [c for c in result.get("clusters", []) if c.get("status") == "ACTIVE"]
         return active[0] if active else None
 
     def create_cluster(self, name: str, tags: Mapping[str, str]) -> None:
+        """Create the ECS cluster (Container Insights on) with tags."""
         self._call(
             self.ecs.create_cluster, f"ECS cluster {name}", clusterName=name, tags=_tags_list(tags, "key", "value"),
             settings=[{"name": "containerInsights", "value": "enabled"}],
@@ -438,6 +463,7 @@ class AwsGateway:
         return sorted(mine, key=lambda a: int(a.rsplit(":", 1)[-1]))
 
     def register_task_definition(self, definition: Mapping[str, Any], tags: Mapping[str, str]) -> str:
+        """Register a new revision of ``definition['family']``; return its ARN."""
         result = self._call(
             self.ecs.register_task_definition, f"task definition {definition['family']}",
             **definition, tags=_tags_list(tags, "key", "value"),
@@ -445,11 +471,13 @@ class AwsGateway:
         return result["taskDefinition"]["taskDefinitionArn"]
 
     def deregister_task_definition(self, arn: str) -> None:
+        """Mark one revision INACTIVE (missing or already inactive: success)."""
         self._call(
             self.ecs.deregister_task_definition, f"task definition {arn}", ok=("ClientException",), taskDefinition=arn
         )
 
     def delete_task_definitions(self, arns: list[str]) -> None:
+        """Delete INACTIVE revisions for good (batches of 10)."""
         for start in range(0, len(arns), 10):  # the API takes at most 10 at a time
             self._call(
                 self.ecs.delete_task_definitions, f"task definitions {', '.join(arns[start:start + 10])}",
@@ -462,6 +490,7 @@ class AwsGateway:
         return services[0] if services else None
 
     def describe_services(self, cluster: str, names: list[str]) -> list[dict[str, Any]]:
+        """The named services that are not INACTIVE, each with ``tagsDict``."""
         found: list[dict[str, Any]] = []
         for start in range(0, len(names), 10):  # DescribeServices takes at most 10 names
             result = self._call(
@@ -475,24 +504,28 @@ class AwsGateway:
         return found
 
     def list_service_names(self, cluster: str) -> list[str]:
+        """Names of every service in the cluster ([] when the cluster is missing)."""
         pages = self._pages(
             self.ecs, "list_services", f"ECS cluster {cluster}", ok=("ClusterNotFoundException",), cluster=cluster
         )
         return sorted(arn.rsplit("/", 1)[-1] for page in pages for arn in page.get("serviceArns", []))
 
     def create_service(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Create an ECS service from a CreateService request; return it."""
         result = self._call(
             self.ecs.create_service, f"ECS service {request['serviceName']} in cluster {request['cluster']}", **request
         )
         return result["service"]
 
     def update_service(self, request: Mapping[str, Any]) -> dict[str, Any]:
+        """Apply an UpdateService request; return the service."""
         result = self._call(
             self.ecs.update_service, f"ECS service {request['service']} in cluster {request['cluster']}", **request
         )
         return result["service"]
 
     def delete_service(self, cluster: str, name: str) -> None:
+        """Delete the service (missing or inactive: success); scale it to 0 first."""
         self._call(
             self.ecs.delete_service, f"ECS service {name} in cluster {cluster}",
             ok=("ServiceNotFoundException", "ServiceNotActiveException", "ClusterNotFoundException"),
@@ -500,6 +533,7 @@ class AwsGateway:
         )
 
     def tag_ecs_resource(self, arn: str, tags: Mapping[str, str]) -> None:
+        """Add or overwrite tags on an ECS resource."""
         self._call(self.ecs.tag_resource, f"ECS resource {arn}", resourceArn=arn, tags=_tags_list(tags, "key", "value"))
 
     def stopped_tasks(self, cluster: str, service: str, limit: int = 5) -> list[dict[str, Any]]:
@@ -516,12 +550,14 @@ class AwsGateway:
 
     # -- ECR -----------------------------------------------------------------
     def delete_ecr_repository(self, name: str) -> None:
+        """Delete the ECR repository and its images (missing: success)."""
         self._call(
             self.ecr.delete_repository, f"ECR repository {name}", ok=("RepositoryNotFoundException",),
             repositoryName=name, force=True,
         )
 
     def ecr_repository_exists(self, name: str) -> bool:
+        """True when the ECR repository exists."""
         result = self._call(
             self.ecr.describe_repositories, f"ECR repository {name}", ok=("RepositoryNotFoundException",),
             repositoryNames=[name],
@@ -530,12 +566,14 @@ class AwsGateway:
 
     # -- S3 ------------------------------------------------------------------
     def bucket_exists(self, bucket: str) -> bool:
+        """True when the bucket exists (and is reachable with these credentials)."""
         result = self._call(
             self.s3.head_bucket, f"S3 bucket {bucket}", ok=("404", "NoSuchBucket", "NotFound"), Bucket=bucket
         )
         return result is not None
 
     def create_bucket(self, bucket: str) -> None:
+        """Create the bucket in the clients' region (owned already: success)."""
         kwargs: dict[str, Any] = {"Bucket": bucket}
         if self.s3.meta.region_name != "us-east-1":  # us-east-1 rejects an explicit LocationConstraint
             kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.s3.meta.region_name}
@@ -560,9 +598,11 @@ class AwsGateway:
         return bool((result or {}).get("KeyCount") or (result or {}).get("Contents"))
 
     def put_marker(self, bucket: str, key: str) -> None:
+        """Write an empty object at ``key`` (a folder marker when it ends with '/')."""
         self._call(self.s3.put_object, f"s3://{bucket}/{key}", Bucket=bucket, Key=key, Body=b"")
 
     def get_lifecycle_rules(self, bucket: str) -> list[dict[str, Any]]:
+        """The bucket's lifecycle rules ([] when none)."""
         result = self._call(
             self.s3.get_bucket_lifecycle_configuration, f"lifecycle of S3 bucket {bucket}",
             ok=("NoSuchLifecycleConfiguration", "NoSuchBucket"), Bucket=bucket,
@@ -570,6 +610,7 @@ class AwsGateway:
         return (result or {}).get("Rules", [])
 
     def put_lifecycle_rules(self, bucket: str, rules: list[dict[str, Any]]) -> None:
+        """Replace the bucket's lifecycle rules."""
         self._call(
             self.s3.put_bucket_lifecycle_configuration, f"lifecycle of S3 bucket {bucket}",
             Bucket=bucket, LifecycleConfiguration={"Rules": rules},

@@ -92,6 +92,7 @@ class AwsContext:
     partition: str = "aws"
 
     def role_arn(self, role_name: str) -> str:
+        """The ARN of role ``role_name`` in this account."""
         return f"arn:{self.partition}:iam::{self.account_id}:role/{role_name}"
 
 
@@ -116,6 +117,7 @@ def cloud_map_host(name: str, namespace: str) -> str:
 
 
 def endpoint(name: str, namespace: str) -> str:
+    """``<name>-service.<namespace>:4000``: where the workspace reaches the code server."""
     return f"{cloud_map_host(name, namespace)}:{GRPC_PORT}"
 
 
@@ -184,6 +186,7 @@ def task_role_policy(bucket: str, name: str, read: Sequence[str] = (), partition
 
 
 def execution_role_arn(settings: EcsSettings, ctx: AwsContext) -> str:
+    """``META_DEPLOYER_EXECUTION_ROLE_ARN``, or the role ``make bootstrap`` creates."""
     return settings.execution_role_arn or ctx.role_arn(DEFAULT_EXECUTION_ROLE_NAME)
 
 
@@ -289,6 +292,8 @@ def task_definition(spec: RepoSpec, image: str, settings: EcsSettings, ctx: AwsC
 
 @dataclass(frozen=True)
 class DesiredRole:
+    """The task role: trust policy and its one inline policy."""
+
     name: str
     trust_policy: dict[str, Any]
     policy_name: str
@@ -298,6 +303,8 @@ class DesiredRole:
 
 @dataclass(frozen=True)
 class DesiredLogGroup:
+    """The repo's log group and its retention."""
+
     name: str
     retention_days: int
     tags: dict[str, str]
@@ -305,6 +312,8 @@ class DesiredLogGroup:
 
 @dataclass(frozen=True)
 class DesiredDiscovery:
+    """The Cloud Map service giving the stable DNS name."""
+
     name: str
     namespace: str
     ttl: int
@@ -313,6 +322,8 @@ class DesiredDiscovery:
 
 @dataclass(frozen=True)
 class DesiredTargetGroup:
+    """The optional gRPC target group and its listener rule."""
+
     name: str
     vpc_id: str
     listener_arn: str
@@ -323,6 +334,8 @@ class DesiredTargetGroup:
 
 @dataclass(frozen=True)
 class DesiredService:
+    """The ECS service's settings (the task definition is planned apart)."""
+
     cluster: str
     name: str
     desired_count: int
@@ -350,6 +363,7 @@ class DesiredRepo:
 
     @property
     def family(self) -> str:
+        """The task definition family."""
         return self.task_definition["family"]
 
 
@@ -736,6 +750,7 @@ class Plan:
 
     @property
     def mutating(self) -> tuple[Action, ...]:
+        """The actions that change AWS (every action but waits)."""
         return tuple(a for a in self.actions if a.mutating)
 
     def render(self) -> str:
@@ -800,6 +815,7 @@ def task_definition_differences(desired: Mapping[str, Any], live: Mapping[str, A
 
 
 def task_definition_matches(desired: Mapping[str, Any], live: Mapping[str, Any] | None) -> bool:
+    """True when the live revision can be reused as it is."""
     return not task_definition_differences(desired, live)
 
 

@@ -66,6 +66,7 @@ class EcsPlatform:
 
     @cached_property
     def context(self) -> aws_plan.AwsContext:
+        """Account, region and partition of the caller (one STS call, cached)."""
         account, partition = self.gateway.identity()
         return aws_plan.AwsContext(account_id=account, region=self.gateway.region, partition=partition)
 
