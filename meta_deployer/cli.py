@@ -197,6 +197,14 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_bootstrap(args: argparse.Namespace) -> int:
+    """Create the shared AWS pieces of the ecs platform (DRY_RUN=1: print the plan only)."""
+    from meta_deployer.bootstrap import bootstrap
+
+    bootstrap(Settings.from_env(), dry_run=args.dry_run or _flag(_env("DRY_RUN")))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meta-deployer", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -230,6 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--follow", action="store_true")
     p.add_argument("--tail", type=int, default=200)
     p.set_defaults(func=cmd_repo_logs)
+    p = sub.add_parser("bootstrap", help="create the shared AWS pieces (ecs platform)")
+    p.add_argument("--dry-run", action="store_true")
+    p.set_defaults(func=cmd_bootstrap)
     p = sub.add_parser("deploy", help="deploy one repo directly (no Dagster run)")
     p.add_argument("name")
     p.set_defaults(func=cmd_deploy)

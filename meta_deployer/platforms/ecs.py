@@ -200,6 +200,14 @@ class EcsPlatform:
         observed = self._observe(name, for_removal=True, purge=purge)
         return aws_plan.plan_removal(name, observed, self.ecs.cluster, purge, self.ecs.bucket, self.ecs.stability_timeout_s)
 
+    def dry_run(self, spec: RepoSpec, checkout: Checkout) -> str:
+        """The AWS actions a deploy would take (reads only; nothing is built)."""
+        return self.plan_for(spec, None, checkout).render()
+
+    def dry_run_removal(self, name: str, purge: bool) -> str:
+        """The AWS actions a removal would take (reads only)."""
+        return self.plan_removal(name, purge).render()
+
     def stop(self, name: str, purge: bool, log: Log) -> None:
         """Remove the repo's service, Cloud Map service, target group, role and revisions (and data with ``purge``)."""
         the_plan = self.plan_removal(name, purge)
