@@ -395,6 +395,39 @@ def inject_io_manager(defs: Definitions, env: Mapping[str, str] | None = None) -
     return defs.with_resources({IO_MANAGER_KEY: repo_io_manager(env)})
 
 
+def inject_into_target(target: Any, env: Mapping[str, str] | None = None) -> Any:
+    """Inject the enforcing IO manager into any loadable target Dagster's autodiscovery returns.
+
+    - ``Definitions``: :func:`inject_io_manager`;
+    - a ``@dg.definitions`` function (``LazyDefinitions``, what ``dg`` projects use): wrapped,
+      so the ``Definitions`` it returns when Dagster calls it are injected;
+    - a list of assets (a module with only ``@asset`` functions): made a ``Definitions``;
+    - anything else (a ``RepositoryDefinition``, a single job or graph): returned unchanged;
+      such a location keeps Dagster's default IO manager.
+    """
+    from dagster.components.definitions import LazyDefinitions
+
+    if isinstance(target, Definitions):
+        return inject_io_manager(target, env)
+    if isinstance(target, LazyDefinitions):
+        load_fn = target.load_fn
+
+        def load_injected(*args: Any) -> Any:
+            loaded = load_fn(*args)
+            return inject_io_manager(loaded, env) if isinstance(loaded, Definitions) else loaded
+
+        return LazyDefinitions(load_fn=load_injected, has_context_arg=target.has_context_arg)
+    if isinstance(target, (list, tuple)) and target and all(_is_asset_like(t) for t in target):
+        return inject_io_manager(Definitions(assets=list(target)), env)
+    return target
+
+
+def _is_asset_like(obj: object) -> bool:
+    from dagster import AssetsDefinition, AssetSpec, SourceAsset
+
+    return isinstance(obj, (AssetsDefinition, AssetSpec, SourceAsset))
+
+
 def repo_asset(repo: str, key: "str | Sequence[str] | AssetKey", **kwargs: Any) -> "AssetSpec":
     """An ``AssetSpec`` for an asset of another repo (or ``shared``), to use as an input.
 

@@ -182,3 +182,32 @@ def test_inject_adds_the_enforcing_io_manager_only_when_none_is_set(tmp_path) ->
     assert kept.resources["io_manager"] is own
     # A repo with its own IO manager needs no injected settings at all.
     assert inject_io_manager(Definitions(assets=[a], resources={"io_manager": own}), {}).resources["io_manager"] is own
+
+
+def test_inject_into_every_kind_of_loadable_target(tmp_path) -> None:
+    import dagster as dg
+
+    @dg.asset
+    def a() -> int:
+        return 1
+
+    env = {"META_DEPLOYER_REPO": "alpha", "META_DEPLOYER_STORAGE_DIR": str(tmp_path)}
+    from meta_deployer.io import inject_into_target
+
+    assert isinstance(inject_into_target(dg.Definitions(assets=[a]), env).resources["io_manager"], RepoIOManager)
+
+    @dg.definitions
+    def lazy() -> dg.Definitions:
+        return dg.Definitions(assets=[a])
+
+    loaded = inject_into_target(lazy, env)()
+    assert isinstance(loaded.resources["io_manager"], RepoIOManager)
+
+    from_assets = inject_into_target([a], env)
+    assert isinstance(from_assets, dg.Definitions) and isinstance(from_assets.resources["io_manager"], RepoIOManager)
+
+    @dg.job
+    def j() -> None:
+        pass
+
+    assert inject_into_target(j, env) is j
