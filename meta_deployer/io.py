@@ -256,7 +256,11 @@ class _RepoPaths:
         return UPath(self.keys.op_output_key(context.get_identifier()))
 
     def get_path_for_partition(self, context: InputContext | OutputContext, path: "UPath", partition: str) -> "UPath":
-        return path.joinpath(*self.keys.partition_segments(partition, f"asset {list(context.asset_key.path)!r}: partition"))
+        # The same checks as the pure mapping (segments, prefix, key length), then the
+        # partition's segments joined onto the asset's path.
+        asset_key = self.get_asset_relative_path(context).as_posix()
+        key = self.keys.partition_key(asset_key, partition)
+        return path.joinpath(*key[len(asset_key) + 1 :].split("/"))
 
     def make_safe_partition_path(self, base_path: "UPath", partition: str) -> "UPath":
         return base_path.joinpath(*self.keys.partition_segments(partition))
