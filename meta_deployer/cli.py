@@ -57,6 +57,12 @@ def _spec_from_args(job: str, args: argparse.Namespace, settings: Settings):
     data: dict = {}
     if path.is_file():
         data = load_spec(path).to_config()
+        if url and url != data["git_url"]:
+            raise SpecError(
+                str(path),
+                [("git_url", f"{name} already exists with git_url {data['git_url']!r}; "
+                  f"to move it, edit config.yml and run update-repo, or remove-repo REPO_NAME={name} first")],
+            )
     elif not url:
         raise SpecError("REPO_URL", [("", "is required: REPO_URL=<git URL> (https://, ssh://, file:// or a path)")])
     data["name"] = name

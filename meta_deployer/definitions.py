@@ -216,11 +216,7 @@ def update_repo() -> None:
     reload(deploy_steps(clone()))
 
 
-@job(
-    executor_def=in_process_executor,
-    config=RunConfig(ops={"remove": RemoveConfig(name="hello")}),
-    description="Remove a repo's code location (data kept unless purge).",
-)
+@job(executor_def=in_process_executor, description="Remove a repo's code location (data kept unless purge).")
 def remove_repo() -> None:
     reload_after_remove(remove())
 

@@ -10,8 +10,8 @@ class MetaDeployerError(Exception):
     """Base class: every error the deployer raises on purpose."""
 
 
-class Retryable:
-    """Marker mixin: the failure is transient and the step may be retried."""
+class Retryable(Exception):
+    """Marker base: the failure is transient and the step may be retried."""
 
 
 class SpecError(MetaDeployerError):

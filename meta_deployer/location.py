@@ -58,8 +58,9 @@ def _capture_output(log_file: str) -> None:
     sys.stderr = _Tee(sys.stderr, copy)  # type: ignore[assignment]
     handler = logging.StreamHandler(copy)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s - %(message)s"))
-    logging.getLogger().addHandler(handler)
-    logging.getLogger("dagster").addHandler(handler)
+    dagster_logger = logging.getLogger("dagster")
+    # dagster's logger does not propagate to the root logger: attach to the one that sees the lines
+    (dagster_logger if not dagster_logger.propagate else logging.getLogger()).addHandler(handler)
 
 
 def _load_targets(kind: str, value: str, working_directory: str | None) -> dict[str, Any]:
@@ -67,6 +68,9 @@ def _load_targets(kind: str, value: str, working_directory: str | None) -> dict[
 
     if working_directory and working_directory not in sys.path:
         sys.path.insert(0, working_directory)
+        src = os.path.join(working_directory, "src")
+        if os.path.isdir(src) and src not in sys.path:
+            sys.path.append(src)  # src layouts: the repo's package is not installed
     if kind == "python_file":
         path = os.path.join(working_directory or os.getcwd(), value)
         targets = autodiscovery.loadable_targets_from_python_file(path, working_directory)
@@ -80,11 +84,9 @@ def _load_targets(kind: str, value: str, working_directory: str | None) -> dict[
 
 
 def _wrap(targets: dict[str, Any]) -> dict[str, Any]:
-    from dagster import Definitions
+    from meta_deployer.io import inject_into_target
 
-    from meta_deployer.io import inject_io_manager
-
-    return {attr: inject_io_manager(t) if isinstance(t, Definitions) else t for attr, t in targets.items()}
+    return {attr: inject_into_target(t) for attr, t in targets.items()}
 
 
 def load(config: dict[str, Any]) -> dict[str, Any]:

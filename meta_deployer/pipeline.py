@@ -127,7 +127,6 @@ class Deployer:
             log(f"{spec.name}: detected code source {found}")
             spec = parse_spec({**spec.to_config(), **found}, f"{spec.name} (detected code source)")
         self._check_code_source_exists(spec, path)
-        self._write_config(spec, log)
         checkout = Checkout(spec.name, path, commit, spec.branch, shown_url, changed)
         fingerprint = self.fingerprint(spec, commit)
         record = self.store.get(spec.name)
@@ -188,6 +187,9 @@ class Deployer:
             )
         assert record is not None
         changed = self._update_workspace(put=record)
+        # config.yml records the desired state (with a detected code source) once it serves:
+        # a deploy that fails leaves no file behind for the sensor to retry.
+        self._write_config(state.spec, log)
         if not state.unchanged:
             assert state.served is not None
             self.platform.after_switch(state.spec, state.served, log)
@@ -256,7 +258,12 @@ class Deployer:
                 pass
             log(f"deleted {path}")
         removed = record is not None or changed
-        log(f"{name}: removed" if removed else f"{name}: nothing was deployed; nothing to do")
+        if removed:
+            log(f"{name}: removed")
+        else:
+            known = ", ".join(sorted(self.store.all())) or "none"
+            log(f"{name}: nothing is deployed under this name, nothing to do (deployed: {known})")
+        Path(str(checkout) + ".lock").unlink(missing_ok=True)
         return RemoveResult(name, removed, changed)
 
     # -- dry run -----------------------------------------------------------------

@@ -73,7 +73,7 @@ def git_url_problem(url: str) -> str | None:
         authority = rest.split("/", 1)[0]
         if "@" in authority and ":" in authority.split("@", 1)[0]:
             return (
-                "must not embed a password or token; set META_DEPLOYER_GIT_TOKEN instead "
+                "must not embed a password or token; put the token in a file named by META_DEPLOYER_GIT_TOKEN_FILE instead "
                 "and use the plain https:// URL"
             )
         if not url.startswith("file://") and not authority.split("@")[-1]:
@@ -243,9 +243,18 @@ class RepoSpec(_Strict):
     secrets: tuple[SecretRef, ...] = Field((), description="Secrets as name/valueFrom ARN pairs.")
     access: Access = Field(default_factory=Access, description="Read access to other repos' assets.")
 
-    @field_validator("environment", "secrets", mode="before")
+    @field_validator("environment", mode="before")
     @classmethod
-    def _tuple(cls, v: Any) -> Any:
+    def _environment(cls, v: Any) -> Any:
+        if isinstance(v, dict):  # also accept {NAME: value}
+            return tuple({"name": k, "value": val} for k, val in v.items())
+        return tuple(v) if isinstance(v, list) else v
+
+    @field_validator("secrets", mode="before")
+    @classmethod
+    def _secrets(cls, v: Any) -> Any:
+        if isinstance(v, dict):  # also accept {NAME: arn}
+            return tuple({"name": k, "valueFrom": arn} for k, arn in v.items())
         return tuple(v) if isinstance(v, list) else v
 
     @field_validator("name")

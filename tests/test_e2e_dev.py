@@ -76,6 +76,7 @@ def test_add_update_remove_through_make_and_the_webserver(project, git_remote, w
     # an external repo that knows nothing about meta_deployer stores its asset under its own prefix
     assert materialize_when_daemon_ready(webserver, "team-e2e", ["first"]) == "SUCCESS"
     assert (project.work / "storage" / "repos" / "team-e2e" / "assets" / "first").is_file()
+    assert list((project.work / "storage" / "repos" / "team-e2e" / "logs").rglob("*.out"))  # per-repo compute logs
 
     remote.commit({"definitions.py": definitions_py("first", "second")})
     make(project, "update-repo", "REPO_NAME=team-e2e", **env)

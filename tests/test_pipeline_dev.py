@@ -34,8 +34,34 @@ def test_deploy_then_noop_then_code_change(project, git_remote):
     assert not third.unchanged and not third.artifact.built  # same dependencies: virtualenv reused
     new_entry = ws.read_entries(project.workspace)["team-a"]["python_file"]
     assert new_entry["relative_path"] != entry["relative_path"]
-    assert not (project.work / "locations" / "team-a" / entry["relative_path"].split("/")[-2]).exists()
+    first_version = project.work / "locations" / "team-a" / entry["relative_path"].split("/")[-2]
+    assert first_version.exists()  # the previous version is kept until the next switch (daemon lag)
     assert Deployer().store.get("team-a").commit == remote.head()
+
+    remote.commit({"definitions.py": definitions_py("one", "two", "three")})
+    Deployer().deploy(load_spec(project.repos / "team-a" / "config.yml"))
+    assert not first_version.exists()
+    assert len(list((project.work / "locations" / "team-a").iterdir())) == 2
+
+
+def test_serving_version_never_sees_a_later_checkout(project, git_remote):
+    remote = git_remote(files={"definitions.py": definitions_py("one")})
+    Deployer().deploy(spec_for(remote))
+    served = ws.read_entries(project.workspace)["team-a"]["python_file"]
+    snapshot = __import__("pathlib").Path(served["working_directory"]) / "definitions.py"
+    remote.commit({"definitions.py": BROKEN})
+    with pytest.raises(ValidationFailed):
+        Deployer().deploy(load_spec(project.repos / "team-a" / "config.yml"))
+    # the checkout moved on, but the serving snapshot still holds the good code
+    assert "no_such_module_anywhere" in (project.work / "checkouts" / "team-a" / "definitions.py").read_text()
+    assert "no_such_module_anywhere" not in snapshot.read_text()
+
+
+def test_a_failed_add_leaves_no_config_behind(project, git_remote):
+    remote = git_remote(files={"definitions.py": BROKEN})
+    with pytest.raises(ValidationFailed):
+        Deployer().deploy(spec_for(remote))
+    assert not (project.repos / "team-a").exists()
 
 
 @pytest.mark.parametrize(

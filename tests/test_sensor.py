@@ -87,4 +87,4 @@ def test_a_deployed_repo_whose_file_turns_invalid_keeps_serving(repos):
 def test_definitions_load_and_default_configs_validate():
     assert {j.name for j in d.defs.resolve_all_job_defs()} >= {"add_repo", "update_repo", "remove_repo", "sync_repos"}
     assert validate_run_config(d.add_repo)  # the launchpad default: the example location
-    assert validate_run_config(d.remove_repo)
+    assert validate_run_config(d.remove_repo, {"ops": {"remove": {"config": {"name": "hello"}}}})

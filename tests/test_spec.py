@@ -145,3 +145,11 @@ def test_spec_is_frozen():
     spec = parse_spec(BASE, "x")
     with pytest.raises(Exception):
         spec.name = "other"  # type: ignore[misc]
+
+
+def test_environment_and_secrets_may_be_mappings():
+    spec = parse_spec(
+        {**BASE, "environment": {"A": 1}, "secrets": {"DB": "arn:aws:ssm:us-east-1:123456789012:parameter/db"}}, "x"
+    )
+    assert [(e.name, e.value) for e in spec.environment] == [("A", "1")]
+    assert spec.secrets[0].value_from.endswith("parameter/db")

@@ -5,12 +5,19 @@ dependencies, dagster and this package) plus a small location entry point.
 ``dagster dev`` serves it through a ``python_file`` workspace entry whose
 ``executable_path`` is that virtualenv's python.
 
-Versions are content-addressed, which gives the dev platform the same
-safety as the container platforms: a virtualenv is keyed by a hash of the
-repo's dependency files, and a location folder by the deploy fingerprint. A
-new version is built and validated (``dagster definitions validate`` with its
-own python) beside the one that serves; the workspace switches to it only
-then, and the old version is removed after the switch.
+Versions are immutable and content-addressed, which gives the dev platform
+the same safety as the container platforms: a virtualenv is keyed by a hash
+of the repo's dependency files, and a location folder (holding a snapshot of
+the repo's files at the deployed commit) by the deploy fingerprint. A new
+version is built and validated (``dagster definitions validate`` with its own
+python) beside the one that serves, which never sees the new files; the
+workspace switches to it only then. The previous version is kept until the
+next switch, because the daemon re-reads workspace.yaml only every 60 s.
+
+The repo's own project is not installed into its virtualenv: its
+dependencies are (``requirements.txt``, and those listed by ``pyproject.toml``
+or ``setup.py``), and its code is imported from the snapshot (its working
+directory, plus ``src/`` for src layouts, on ``sys.path``).
 """
 
 from __future__ import annotations
@@ -39,6 +46,9 @@ DAGSTER_VERSION = "1.13.27"
 DAGSTER_AWS_VERSION = "0.29.27"
 #: Files whose content decides a virtualenv's dependencies.
 DEPENDENCY_FILES = ("requirements.txt", "pyproject.toml", "setup.py", "setup.cfg")
+#: Location versions kept per repo: the serving one and the one before it.
+KEEP_VERSIONS = 2
+SNAPSHOT_DIR = "src"
 READY_MARKER = ".meta_deployer-ready"
 VALIDATE_TIMEOUT_S = 300
 INSTALL_TIMEOUT_S = 900
@@ -50,6 +60,16 @@ from meta_deployer.location import load_file
 
 globals().update(load_file({config!r}))
 '''
+
+
+def _has_dependencies(pyproject: Path) -> bool:
+    """True when a pyproject.toml declares a [project] table (uv reads its dependencies)."""
+    import tomllib
+
+    try:
+        return "project" in tomllib.loads(pyproject.read_text())
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError):
+        return False
 
 
 def _tail(text: str, lines: int = _TAIL_LINES) -> str:
@@ -110,10 +130,9 @@ class DevPlatform:
     def _install_args(self, spec: RepoSpec, checkout: Checkout) -> list[str]:
         args = [f"dagster=={DAGSTER_VERSION}", f"dagster-aws=={DAGSTER_AWS_VERSION}"]
         for root in self._dependency_roots(spec, checkout):
-            if (root / "requirements.txt").is_file():
-                args += ["-r", str(root / "requirements.txt")]
-            if (root / "pyproject.toml").is_file() or (root / "setup.py").is_file():
-                args += ["-e", str(root)]
+            for filename in ("requirements.txt", "pyproject.toml", "setup.py"):
+                if (root / filename).is_file() and (filename != "pyproject.toml" or _has_dependencies(root / filename)):
+                    args += ["-r", str(root / filename)]
         return args
 
     def _uv(self, *args: str, timeout: float) -> subprocess.CompletedProcess:
@@ -165,7 +184,7 @@ class DevPlatform:
             log(f"virtualenv ready in {time.monotonic() - started:.1f}s")
             return venv, True
 
-    def location_config(self, spec: RepoSpec, checkout: Checkout) -> dict[str, Any]:
+    def location_config(self, spec: RepoSpec, checkout: Checkout, source_root: Path) -> dict[str, Any]:
         """The JSON the location entry point reads (environment, code source, log file)."""
         source = spec.code_source
         if source is None:
@@ -175,25 +194,34 @@ class DevPlatform:
             "name": spec.name,
             "commit": checkout.commit,
             "code_source": {"kind": source[0], "value": source[1]},
-            "working_directory": str(checkout.path / (spec.working_directory or ".")),
+            "working_directory": str(source_root / (spec.working_directory or ".")),
             "environment": environment,
             "log_file": str(self.settings.logs_dir / f"{spec.name}.log"),
         }
 
+    def _with_venv(self, config: dict[str, Any], venv: Path) -> dict[str, Any]:
+        return {**config, "venv": str(venv)}
+
     def build(self, spec: RepoSpec, checkout: Checkout, log: Log) -> Artifact:
         venv, built = self._ensure_venv(spec, checkout, log)
-        config = self.location_config(spec, checkout)
-        key = hashlib.sha256(json.dumps([config, venv.name], sort_keys=True).encode()).hexdigest()[:12]
+        placeholder = self.locations_dir / spec.name / "_" / SNAPSHOT_DIR
+        key = hashlib.sha256(
+            json.dumps([self.location_config(spec, checkout, placeholder), venv.name], sort_keys=True).encode()
+        ).hexdigest()[:12]
         folder = self.locations_dir / spec.name / key
-        folder.mkdir(parents=True, exist_ok=True)
-        config_path = folder / "location.json"
-        config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
-        (folder / "location.py").write_text(LOCATION_PY.format(name=spec.name, config=str(config_path)))
-        if not (folder / READY_MARKER).is_file():
+        if (folder / READY_MARKER).is_file():
+            log(f"location version {key} was already built and validated")
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+            folder.mkdir(parents=True)
+            # An immutable snapshot: the serving version never sees a later checkout.
+            shutil.copytree(checkout.path, folder / SNAPSHOT_DIR, ignore=shutil.ignore_patterns(".git"), symlinks=True)
+            config = self._with_venv(self.location_config(spec, checkout, folder / SNAPSHOT_DIR), venv)
+            config_path = folder / "location.json"
+            config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
+            (folder / "location.py").write_text(LOCATION_PY.format(name=spec.name, config=str(config_path)))
             self._validate(spec, venv, folder, config["working_directory"], log)
             (folder / READY_MARKER).write_text(checkout.commit)
-        else:
-            log(f"location {folder.name} was already validated")
         return Artifact(
             kind="venv",
             ref=str(folder),
@@ -240,18 +268,33 @@ class DevPlatform:
         return Served(endpoint=f"dagster dev: {folder / 'location.py'}", workspace_entry=entry, changed=True)
 
     def after_switch(self, spec: RepoSpec, served: Served, log: Log) -> None:
+        """Keep the new version and the one before it; remove older versions and their virtualenvs."""
         body = served.workspace_entry["python_file"]
-        keep_location = Path(body["relative_path"]).parent
-        keep_venv = Path(body["executable_path"]).parent.parent
-        self._remove_versions(spec.name, keep_location, keep_venv, log)
+        current = Path(body["relative_path"]).parent
+        (current / "switched_at").write_text(str(time.time()))
+        versions = sorted(
+            (f for f in (self.locations_dir / spec.name).iterdir() if f.is_dir() and (f / "switched_at").is_file()),
+            key=lambda f: float((f / "switched_at").read_text()),
+            reverse=True,
+        )
+        keep = [current] + [f for f in versions if f != current][: KEEP_VERSIONS - 1]
+        self._remove_versions(spec.name, keep, log)
 
-    def _remove_versions(self, name: str, keep_location: Path | None, keep_venv: Path | None, log: Log) -> None:
-        for folder in sorted((self.locations_dir / name).glob("*")) if (self.locations_dir / name).is_dir() else []:
-            if folder != keep_location:
+    def _venv_of(self, folder: Path) -> Path | None:
+        try:
+            return Path(json.loads((folder / "location.json").read_text())["venv"])
+        except (OSError, KeyError, ValueError):
+            return None
+
+    def _remove_versions(self, name: str, keep: list[Path], log: Log) -> None:
+        folder_root = self.locations_dir / name
+        for folder in sorted(folder_root.iterdir()) if folder_root.is_dir() else []:
+            if folder not in keep:
                 shutil.rmtree(folder, ignore_errors=True)
                 log(f"removed old location version {folder.name}")
+        keep_venvs = {self._venv_of(f) for f in keep}
         for venv in sorted(self.venvs_dir.glob(f"{name}-*")) if self.venvs_dir.is_dir() else []:
-            if venv.name.rsplit("-", 1)[0] == name and venv.is_dir() and venv != keep_venv:
+            if venv.name.rsplit("-", 1)[0] == name and venv.is_dir() and venv not in keep_venvs:
                 shutil.rmtree(venv, ignore_errors=True)
                 Path(str(venv) + ".lock").unlink(missing_ok=True)
                 log(f"removed old virtualenv {venv.name}")
@@ -262,7 +305,7 @@ class DevPlatform:
 
     def stop(self, name: str, purge: bool, log: Log) -> None:
         naming.validate_name(name)
-        self._remove_versions(name, None, None, log)
+        self._remove_versions(name, [], log)
         shutil.rmtree(self.locations_dir / name, ignore_errors=True)
         if purge:
             data = (self.settings.storage_dir or self.settings.work_dir / "storage") / naming.s3_prefix(name)
