@@ -11,6 +11,8 @@ export DAGSTER_HOME       ?= $(CURDIR)/.dagster_home
 INSTANCE  := $(DAGSTER_HOME)/dagster.yaml
 DAGSTER_HOST ?= 127.0.0.1
 DAGSTER_PORT ?= 3000
+# Reloads go to the webserver `make dev` starts, on whatever port it was given.
+export DAGSTER_WEBSERVER_URL ?= http://localhost:$(DAGSTER_PORT)
 WORKSPACE := $(or $(META_DEPLOYER_WORKSPACE),workspace/workspace.yaml)
 DEFS      := -m meta_deployer.definitions
 
@@ -36,6 +38,8 @@ $(INSTALLED): pyproject.toml
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@test -x $(BIN)/uv || $(BIN)/python -m pip install --quiet 'uv>=0.9,<1'
 	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
+	@# workspace/workspace.yaml is generated; keep local changes to it out of commits.
+	@git update-index --skip-worktree workspace/workspace.yaml 2>/dev/null || true
 	@touch $@
 
 install: $(INSTALLED) ## Create .venv and install the project
