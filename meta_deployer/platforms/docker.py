@@ -379,6 +379,8 @@ class DockerPlatform:
         }
         if user:
             kwargs["user"] = user
+            # That uid may have no home in the image; give it a writable one.
+            env.setdefault("HOME", "/tmp")
         if host_mode:
             kwargs["network_mode"] = "host"
         else:
