@@ -143,7 +143,7 @@ def write_workspace(context: OpExecutionContext, state: DeployState, deployer: D
 
 @op(description="Reload the webserver's workspace if it changed (no webserver is only a warning).")
 def reload(context: OpExecutionContext, state: DeployState, deployer: DeployerResource) -> None:
-    deployer.get().reload(state.workspace_changed, context.log.info)
+    deployer.get().reload_after(state, context.log.info)
 
 
 class RemoveConfig(Config):

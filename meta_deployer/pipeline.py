@@ -34,7 +34,7 @@ from meta_deployer.platforms.base import Artifact, Checkout, Log, Platform, Publ
 from meta_deployer.settings import Settings
 from meta_deployer.spec import RepoSpec, config_path, dump_spec, load_spec, parse_spec
 from meta_deployer.state import Deployment, StateStore
-from meta_deployer.webserver import ReloadResult, reload_workspace
+from meta_deployer.webserver import ReloadResult, reload_location, reload_workspace
 
 
 def _print(message: str) -> None:
@@ -215,12 +215,18 @@ class Deployer:
         """Re-render workspace.yaml from the records (``make dev`` does this first)."""
         return self._update_workspace()
 
-    def reload(self, changed: bool, log: Log = _print) -> ReloadResult | None:
-        """Reload the webserver when the workspace changed; no webserver is a warning only."""
-        if not changed:
-            log("workspace unchanged; no reload needed")
+    def reload(self, changed: bool, log: Log = _print, location: str | None = None) -> ReloadResult | None:
+        """Reload the webserver: the whole workspace when workspace.yaml changed, only ``location``
+        when its entry stayed the same but a new version serves behind it. No webserver is a
+        warning only."""
+        url, timeout = self.settings.webserver_url, self.settings.reload_timeout_s
+        if changed:
+            result = reload_workspace(url, timeout)
+        elif location is not None:
+            result = reload_location(url, location, timeout)
+        else:
+            log("nothing changed; no reload needed")
             return None
-        result = reload_workspace(self.settings.webserver_url, self.settings.reload_timeout_s)
         log(result.message)
         for name, status in result.locations.items():
             if status.startswith("ERROR"):
@@ -232,8 +238,12 @@ class Deployer:
         state = self.checkout(spec, log)
         for step in (self.build, self.publish, self.serve, self.switch):
             state = step(state, log)
-        self.reload(state.workspace_changed, log)
+        self.reload_after(state, log)
         return state
+
+    def reload_after(self, state: DeployState, log: Log = _print) -> ReloadResult | None:
+        """The reload a deploy needs: none when nothing changed."""
+        return self.reload(state.workspace_changed, log, location=None if state.unchanged else state.spec.name)
 
     def remove(self, name: str, purge: bool = False, log: Log = _print) -> RemoveResult:
         """Stop serving ``name``, drop it from the workspace, delete its checkout and config.

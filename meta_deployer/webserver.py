@@ -28,6 +28,23 @@ mutation ReloadWorkspace {
 }
 """
 
+RELOAD_LOCATION = """
+mutation ReloadLocation($name: String!) {
+  reloadRepositoryLocation(repositoryLocationName: $name) {
+    __typename
+    ... on WorkspaceLocationEntry {
+      name
+      loadStatus
+      locationOrLoadError { __typename ... on PythonError { message } }
+    }
+    ... on PythonError { message }
+    ... on RepositoryLocationNotFound { message }
+    ... on ReloadNotSupported { message }
+    ... on UnauthorizedError { message }
+  }
+}
+"""
+
 LOCATION_STATUSES = """
 query LocationStatuses {
   workspaceOrError {
@@ -89,6 +106,23 @@ def reload_workspace(url: str, timeout: float = 120.0) -> ReloadResult:
         return ReloadResult(True, f"reload failed: {result.get('message', result['__typename'])}")
     locations = _entries(result["locationEntries"])
     return ReloadResult(True, "workspace reloaded", locations)
+
+
+def reload_location(url: str, name: str, timeout: float = 120.0) -> ReloadResult:
+    """Reload one location whose workspace entry did not change (its code did).
+
+    Falls back to ``reloadWorkspace`` when the webserver does not know the location yet.
+    """
+    try:
+        data = graphql(url, RELOAD_LOCATION, {"name": name}, timeout=timeout)
+    except requests.RequestException as exc:
+        return ReloadResult(False, f"no webserver answered at {url} ({type(exc).__name__}); it will load {name} when it starts")
+    result = data["reloadRepositoryLocation"]
+    if result["__typename"] == "RepositoryLocationNotFound":
+        return reload_workspace(url, timeout)
+    if result["__typename"] != "WorkspaceLocationEntry":
+        return ReloadResult(True, f"reload of {name} failed: {result.get('message', result['__typename'])}")
+    return ReloadResult(True, f"location {name} reloaded", _entries([result]))
 
 
 def location_statuses(url: str, timeout: float = 30.0) -> dict[str, dict]:

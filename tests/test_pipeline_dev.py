@@ -29,19 +29,21 @@ def test_deploy_then_noop_then_code_change(project, git_remote):
     assert again.unchanged and again.artifact is None and not again.workspace_changed
     assert project.workspace_bytes() == before
 
+    first_version = (project.work / "locations" / "team-a" / "current").resolve()
     remote.commit({"definitions.py": definitions_py("one", "two")})
     third = Deployer().deploy(load_spec(project.repos / "team-a" / "config.yml"))
     assert not third.unchanged and not third.artifact.built  # same dependencies: virtualenv reused
-    new_entry = ws.read_entries(project.workspace)["team-a"]["python_file"]
-    assert new_entry["relative_path"] != entry["relative_path"]
-    first_version = project.work / "locations" / "team-a" / entry["relative_path"].split("/")[-2]
+    # the entry is stable: the update switched the `current` link, not workspace.yaml
+    assert project.workspace_bytes() == before and not third.workspace_changed
+    assert (project.work / "locations" / "team-a" / "current").resolve() != first_version
     assert first_version.exists()  # the previous version is kept until the next switch (daemon lag)
     assert Deployer().store.get("team-a").commit == remote.head()
 
     remote.commit({"definitions.py": definitions_py("one", "two", "three")})
     Deployer().deploy(load_spec(project.repos / "team-a" / "config.yml"))
     assert not first_version.exists()
-    assert len(list((project.work / "locations" / "team-a").iterdir())) == 2
+    versions = [p for p in (project.work / "locations" / "team-a").iterdir() if not p.is_symlink()]
+    assert len(versions) == 2
 
 
 def test_serving_version_never_sees_a_later_checkout(project, git_remote):

@@ -10,9 +10,14 @@ the same safety as the container platforms: a virtualenv is keyed by a hash
 of the repo's dependency files, and a location folder (holding a snapshot of
 the repo's files at the deployed commit) by the deploy fingerprint. A new
 version is built and validated (``dagster definitions validate`` with its own
-python) beside the one that serves, which never sees the new files; the
-workspace switches to it only then. The previous version is kept until the
-next switch, because the daemon re-reads workspace.yaml only every 60 s.
+python) beside the one that serves, which never sees the new files; it
+starts serving only then. Each repo has one stable workspace entry whose
+paths go through a ``current`` link (``locations/<name>/current`` -> the
+version folder, whose ``venv`` link points at its virtualenv): ``serve``
+switches that link atomically, workspace.yaml stays the same across updates,
+and the webserver reloads just that location. The previous version is kept
+until the next switch, because the daemon reloads its code servers only every
+60 s.
 
 The repo's own project is not installed into its virtualenv: its
 dependencies are (``requirements.txt``, and those listed by ``pyproject.toml``
@@ -221,6 +226,7 @@ class DevPlatform:
             config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
             (folder / "location.py").write_text(LOCATION_PY.format(name=spec.name, config=str(config_path)))
             self._validate(spec, venv, folder, config["working_directory"], log)
+            (folder / "venv").symlink_to(venv)
             (folder / READY_MARKER).write_text(checkout.commit)
         return Artifact(
             kind="venv",
@@ -253,32 +259,44 @@ class DevPlatform:
         log("dev platform: nothing to push (the virtualenv is served where it was built)")
         return Published(ref=artifact.ref, pushed=False, metadata=dict(artifact.metadata))
 
-    def serve(self, spec: RepoSpec, published: Published, checkout: Checkout, log: Log) -> Served:
-        folder = Path(published.ref)
-        config = json.loads((folder / "location.json").read_text())
-        entry = {
+    def current_link(self, name: str) -> Path:
+        """``locations/<name>/current``: the stable path every workspace entry goes through."""
+        return self.locations_dir / naming.validate_name(name) / "current"
+
+    def workspace_entry(self, spec: RepoSpec) -> dict[str, Any]:
+        """The repo's entry: the same for every version, so updates leave workspace.yaml unchanged."""
+        current = self.current_link(spec.name)
+        return {
             "python_file": {
-                "relative_path": str(folder / "location.py"),
-                "working_directory": config["working_directory"],
-                "executable_path": published.metadata["python"],
+                "relative_path": str(current / "location.py"),
+                "working_directory": str(current / SNAPSHOT_DIR / (spec.working_directory or ".")),
+                "executable_path": str(current / "venv" / "bin" / "python"),
                 "location_name": spec.name,
             }
         }
-        log(f"dagster dev serves {spec.name} with {published.metadata['python']}")
-        return Served(endpoint=f"dagster dev: {folder / 'location.py'}", workspace_entry=entry, changed=True)
+
+    def serve(self, spec: RepoSpec, published: Published, checkout: Checkout, log: Log) -> Served:
+        """Point ``current`` at the new, validated version (an atomic rename of a link)."""
+        folder = Path(published.ref)
+        link = self.current_link(spec.name)
+        tmp = link.with_name(f".current-{os.getpid()}")
+        tmp.unlink(missing_ok=True)
+        tmp.symlink_to(folder.name)
+        os.replace(tmp, link)
+        (folder / "switched_at").write_text(str(time.time()))
+        log(f"{spec.name} now serves version {folder.name} ({checkout.short_commit}) with {published.metadata['python']}")
+        return Served(endpoint=f"dagster dev: {link / 'location.py'}", workspace_entry=self.workspace_entry(spec), changed=True)
 
     def after_switch(self, spec: RepoSpec, served: Served, log: Log) -> None:
-        """Keep the new version and the one before it; remove older versions and their virtualenvs."""
-        body = served.workspace_entry["python_file"]
-        current = Path(body["relative_path"]).parent
-        (current / "switched_at").write_text(str(time.time()))
+        """Keep the serving version and the one before it; remove older versions and their virtualenvs."""
+        current = self.current_link(spec.name).resolve()
         versions = sorted(
-            (f for f in (self.locations_dir / spec.name).iterdir() if f.is_dir() and (f / "switched_at").is_file()),
+            (f for f in (self.locations_dir / spec.name).iterdir() if f.is_dir() and not f.is_symlink() and (f / "switched_at").is_file()),
             key=lambda f: float((f / "switched_at").read_text()),
             reverse=True,
         )
         keep = [current] + [f for f in versions if f != current][: KEEP_VERSIONS - 1]
-        self._remove_versions(spec.name, keep, log)
+        self._remove_versions(spec.name, [*keep, self.current_link(spec.name)], log)
 
     def _venv_of(self, folder: Path) -> Path | None:
         try:
@@ -289,7 +307,11 @@ class DevPlatform:
     def _remove_versions(self, name: str, keep: list[Path], log: Log) -> None:
         folder_root = self.locations_dir / name
         for folder in sorted(folder_root.iterdir()) if folder_root.is_dir() else []:
-            if folder not in keep:
+            if folder in keep:
+                continue
+            if folder.is_symlink():
+                folder.unlink()
+            else:
                 shutil.rmtree(folder, ignore_errors=True)
                 log(f"removed old location version {folder.name}")
         keep_venvs = {self._venv_of(f) for f in keep}
@@ -300,8 +322,14 @@ class DevPlatform:
                 log(f"removed old virtualenv {venv.name}")
 
     def is_serving(self, name: str, record: dict[str, Any]) -> bool:
-        body = (record.get("workspace_entry") or {}).get("python_file") or {}
-        return bool(body) and Path(body.get("relative_path", "")).is_file() and Path(body.get("executable_path", "")).is_file()
+        """The record's version is the one ``current`` points at, and it is whole."""
+        link = self.current_link(name)
+        return (
+            link.is_symlink()
+            and link.resolve() == Path(record.get("artifact", "")).resolve()
+            and (link / "location.py").is_file()
+            and (link / "venv" / "bin" / "python").exists()
+        )
 
     def stop(self, name: str, purge: bool, log: Log) -> None:
         naming.validate_name(name)
