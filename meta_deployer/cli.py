@@ -162,11 +162,13 @@ def cmd_list_repos(args: argparse.Namespace) -> int:
         else:
             status = "deployed" if deployer.platform.is_serving(name, asdict(record)) else "missing"
         commit = (record.commit if record else (seen.commit if seen else None)) or ""
+        digest = (record.digest if record else None) or (seen.details.get("digest") if seen else None) or ""
         rows.append([
             name,
             (record.git_url if record else spec.git_url if spec else ""),
             (record.branch if record else spec.branch if spec else ""),
             commit[:12],
+            digest.replace("sha256:", "")[:12],
             (record.platform if record else deployer.platform.name),
             status,
             (record.endpoint if record else (seen.endpoint if seen else "")) or "",
@@ -176,7 +178,7 @@ def cmd_list_repos(args: argparse.Namespace) -> int:
         return 0
     from meta_deployer.gitops import redact
 
-    print(redact(_table(rows, ["NAME", "GIT URL", "BRANCH", "COMMIT", "PLATFORM", "STATUS", "ENDPOINT"])))
+    print(redact(_table(rows, ["NAME", "GIT URL", "BRANCH", "COMMIT", "DIGEST", "PLATFORM", "STATUS", "ENDPOINT"])))
     return 0
 
 
