@@ -29,7 +29,7 @@ define run_job
 	$(BIN)/dagster job execute $(DEFS) -j $(1) -c "$$cfg" --tags "$$tags"
 endef
 
-.PHONY: help install dev dev-with-repos add-repo dev-add-repo update-repo remove-repo list-repos repo-logs sync-repos bootstrap test bench clean
+.PHONY: help install dev dev-with-repos add-repo dev-add-repo update-repo remove-repo list-repos repo-logs sync-repos validate bootstrap test bench clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -75,6 +75,9 @@ repo-logs: $(INSTALLED) ## Show a repo's code server output: REPO_NAME= [FOLLOW=
 
 sync-repos: $(INSTALLED) $(INSTANCE) ## Update every repo whose branch head or config moved
 	$(BIN)/dagster job execute $(DEFS) -j sync_repos
+
+validate: $(INSTALLED) ## Check every repos/<name>/config.yml before you commit it
+	@$(BIN)/meta-deployer validate
 
 bootstrap: $(INSTALLED) ## ECS: create the shared AWS pieces (bucket layout, cluster, namespace, execution role); DRY_RUN=1 prints them
 	@$(BIN)/meta-deployer bootstrap

@@ -205,6 +205,22 @@ def cmd_deploy(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Check every repos/<name>/config.yml (as the sensor would) before committing; exit 1 on errors."""
+    from meta_deployer.scan import scan_repo_configs
+
+    settings = Settings.from_env()
+    scanned = scan_repo_configs(settings.repos_dir)
+    errors = [item.error for item in scanned.values() if item.error]
+    for item in scanned.values():
+        print(f"{'invalid' if item.error else 'ok':8} {item.path}")
+    for error in errors:
+        print(f"\n{error}", file=sys.stderr)
+    if not scanned:
+        print(f"no config.yml files under {settings.repos_dir}")
+    return 1 if errors else 0
+
+
 def cmd_bootstrap(args: argparse.Namespace) -> int:
     """Create the shared AWS pieces of the ecs platform (DRY_RUN=1: print the plan only)."""
     from meta_deployer.bootstrap import bootstrap
@@ -246,6 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--follow", action="store_true")
     p.add_argument("--tail", type=int, default=200)
     p.set_defaults(func=cmd_repo_logs)
+    p = sub.add_parser("validate", help="check every repos/<name>/config.yml")
+    p.set_defaults(func=cmd_validate)
     p = sub.add_parser("bootstrap", help="create the shared AWS pieces (ecs platform)")
     p.add_argument("--dry-run", action="store_true")
     p.set_defaults(func=cmd_bootstrap)

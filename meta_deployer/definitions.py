@@ -12,6 +12,7 @@ in order, and a subprocess per op would set the floor of every no-op run.
 
 
 import json
+import warnings
 from collections.abc import Callable
 from typing import Any, Optional, TypeVar
 
@@ -50,6 +51,9 @@ from meta_deployer.runconfig import deploy_run_config, remove_run_config, run_co
 from meta_deployer.spec import RepoSpec, parse_spec
 
 T = TypeVar("T")
+
+# dagster 1.13 flags the sensor decorator's own default `owners` argument as beta on every load.
+warnings.filterwarnings("ignore", message=r"Parameter `owners` .* is currently in beta")
 
 SENSOR_INTERVAL_S = 15
 #: The add_repo launchpad default: the example location shipped with this project.

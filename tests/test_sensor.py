@@ -88,3 +88,14 @@ def test_definitions_load_and_default_configs_validate():
     assert {j.name for j in d.defs.resolve_all_job_defs()} >= {"add_repo", "update_repo", "remove_repo", "sync_repos"}
     assert validate_run_config(d.add_repo)  # the launchpad default: the example location
     assert validate_run_config(d.remove_repo, {"ops": {"remove": {"config": {"name": "hello"}}}})
+
+
+def test_validate_command_reports_bad_files(repos, capsys):
+    from meta_deployer.cli import main
+
+    write(repos, "alpha")
+    assert main(["validate"]) == 0
+    write(repos, "broken", "name: broken\ngit_url: https://example.com/b.git\nbrnch: main\n")
+    assert main(["validate"]) == 1
+    err = capsys.readouterr().err
+    assert "broken/config.yml" in err and "did you mean 'branch'" in err
