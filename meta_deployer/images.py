@@ -7,6 +7,7 @@ Shared by the ``docker`` and ``ecs`` platforms::
         -> immutable tag <registry>/dagster/<name>:<commit12>-<hash12>
         -> the registry (or, with no registry, the engine) has it already? done: the no-op fast path
         -> build through the engine, streaming every line to ``log``
+        -> add the runtime layer: meta_deployer's runtime modules on PYTHONPATH
         -> validate: load the definitions in a throw-away container
         -> only then tag it with its immutable tag
     push_image(spec, artifact, registry, log) -> Published (with the pushed digest)
@@ -16,6 +17,17 @@ the Dockerfile text (ours, rendered, or the repo's), the generated
 dependency list, the base image and the template version. An image carries
 its final tag only once its definitions loaded, so "the tag exists" means
 "built and validated"; that is what makes skipping the build and the push safe.
+
+**The runtime layer.** Every process that opens the Dagster instance loads the
+classes in dagster.yaml, and run workers execute inside the repo's container:
+the per-repo compute log manager (``meta_deployer.compute_logs``) must import
+there. So a last small layer copies meta_deployer's runtime modules
+(:data:`RUNTIME_MODULES`, which import only Dagster and the standard library)
+to ``/opt/meta_deployer/pylib`` and puts them on ``PYTHONPATH``, whichever
+Dockerfile built the image. When storage is in S3 (a bucket is set, or the
+ecs platform), templated images also get ``dagster-aws`` (and on ecs
+``dagster-postgres``), which the production instance loads; a repo's own
+Dockerfile must install those itself.
 
 Whichever Dockerfile built it, a container serves the location named by the
 spec through :func:`grpc_command` (code source paths are relative to the
@@ -76,7 +88,13 @@ CONTAINER_PORT = 4000
 #: Installed into templated images when the repo's own dependencies name no dagster.
 DAGSTER_REQUIREMENT = "dagster==1.13.27"
 #: Bump when the template or the context layout changes: it is part of every tag's hash.
-TEMPLATE_VERSION = "1"
+TEMPLATE_VERSION = "2"
+#: meta_deployer modules a run worker may import inside a repo's container (Dagster + stdlib only).
+RUNTIME_MODULES = ("__init__.py", "errors.py", "naming.py", "settings.py", "io.py", "compute_logs.py", "location.py", "entrypoint.py")
+RUNTIME_PYLIB = "/opt/meta_deployer/pylib"
+#: Installed into templated images when the instance keeps logs/storage in S3 (and Postgres on ecs).
+S3_REQUIREMENTS = ("dagster-aws==0.29.27",)
+ECS_REQUIREMENTS = ("dagster-aws==0.29.27", "dagster-postgres==0.29.27")
 DEFAULT_BUILD_TIMEOUT_S = 1800.0
 DEFAULT_VALIDATE_TIMEOUT_S = 300.0
 #: Read timeout of one engine API call; builds stream, so this bounds silence, not duration.
@@ -110,6 +128,7 @@ class ImageSettings:
     ecr: bool = False  # push to ECR: an ECR host, or no registry on the ecs platform
     build_timeout_s: float = DEFAULT_BUILD_TIMEOUT_S
     validate_timeout_s: float = DEFAULT_VALIDATE_TIMEOUT_S
+    extra_requirements: tuple[str, ...] = ()  # what the instance's classes need in templated images
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
 
@@ -146,6 +165,7 @@ def image_settings_from_env(env: Mapping[str, str] | None = None, platform: str 
         ecr=is_ecr(registry) or (registry is None and platform == "ecs"),
         build_timeout_s=seconds("META_DEPLOYER_BUILD_TIMEOUT", DEFAULT_BUILD_TIMEOUT_S),
         validate_timeout_s=seconds("META_DEPLOYER_VALIDATE_TIMEOUT", DEFAULT_VALIDATE_TIMEOUT_S),
+        extra_requirements=ECS_REQUIREMENTS if platform == "ecs" else S3_REQUIREMENTS if env.get("META_DEPLOYER_BUCKET") else (),
         env=env,
     )
 
@@ -247,10 +267,12 @@ class BuildPlan:
     files: tuple[str, ...]  # files of the checkout sent as context
     base_image: str | None
     notes: tuple[str, ...] = ()
+    runtime: tuple[tuple[str, str], ...] = ()  # the runtime layer's files
 
     def content_hash(self, base_image_id: str | None = None) -> str:
         data = {
             "template_version": TEMPLATE_VERSION,
+            "runtime": list(self.runtime),
             "dockerfile": self.dockerfile,
             "dockerfile_text": self.dockerfile_text,
             "extra_files": list(self.extra_files),
@@ -306,7 +328,26 @@ def _pyproject(path: Path) -> dict[str, Any]:
         raise ImageBuildError(f"{path.name} is not valid TOML: {exc}") from None
 
 
-def _dependency_plan(spec: RepoSpec, root: Path) -> tuple[list[str], str, list[str]]:
+def runtime_files() -> tuple[tuple[str, str], ...]:
+    """The runtime layer's files: (path in its context, text) for each of :data:`RUNTIME_MODULES`."""
+    package = Path(__file__).resolve().parent
+    return tuple(
+        (f"meta_deployer/{module}", (package / module).read_text())
+        for module in RUNTIME_MODULES
+        if (package / module).is_file()
+    )
+
+
+def runtime_dockerfile(image: str) -> str:
+    """The runtime layer on top of ``image``: meta_deployer's runtime modules on PYTHONPATH."""
+    return (
+        f"FROM {image}\n"
+        f"COPY meta_deployer {RUNTIME_PYLIB}/meta_deployer\n"
+        f"ENV PYTHONPATH={RUNTIME_PYLIB}${{PYTHONPATH:+:$PYTHONPATH}}\n"
+    )
+
+
+def _dependency_plan(spec: RepoSpec, root: Path, extra: tuple[str, ...] = ()) -> tuple[list[str], str, list[str]]:
     """(requirement lines for the dependency layer, the command installing the code, notes)."""
     notes: list[str] = []
     dirs = ["."]
@@ -332,6 +373,10 @@ def _dependency_plan(spec: RepoSpec, root: Path) -> tuple[list[str], str, list[s
     names = {m.group(1).lower().replace("_", "-") for m in map(_REQ_NAME.match, reqs) if m}
     if "dagster" not in names:
         reqs.insert(0, DAGSTER_REQUIREMENT)
+    for requirement in extra:
+        match = _REQ_NAME.match(requirement)
+        if match and match.group(1).lower() not in names:
+            reqs.append(requirement)
     seen: set[str] = set()
     unique = [r for r in reqs if not (r in seen or seen.add(r))]
     return unique, install, notes
@@ -350,8 +395,9 @@ def plan_build(spec: RepoSpec, checkout: Checkout, settings: ImageSettings | Set
             extra_files=(),
             files=tuple(f for f in files if f != "Dockerfile"),
             base_image=None,
+            runtime=runtime_files(),
         )
-    reqs, install, notes = _dependency_plan(spec, root)
+    reqs, install, notes = _dependency_plan(spec, root, settings.extra_requirements)
     text = (
         TEMPLATE_PATH.read_text()
         .replace("{{base_image}}", settings.base_image)
@@ -370,6 +416,7 @@ def plan_build(spec: RepoSpec, checkout: Checkout, settings: ImageSettings | Set
         files=tuple(f for f in files if not f.startswith(f"{CONTEXT_DIR}/")),
         base_image=settings.base_image,
         notes=tuple(notes),
+        runtime=runtime_files(),
     )
 
 
@@ -550,6 +597,18 @@ class _Lines:
         self.log(f"{self.prefix}{line}")
 
 
+def _runtime_plan(plan: BuildPlan, image: str) -> BuildPlan:
+    text = runtime_dockerfile(image)
+    return BuildPlan(
+        own_dockerfile=False,
+        dockerfile="Dockerfile",
+        dockerfile_text=text,
+        extra_files=(("Dockerfile", text), *plan.runtime),
+        files=(),
+        base_image=image,
+    )
+
+
 def _context_tar(root: Path, plan: BuildPlan):
     from docker.utils.build import create_archive
 
@@ -718,7 +777,16 @@ def build_image(spec: RepoSpec, checkout: Checkout, settings: ImageSettings | Se
         f"{LABEL_PREFIX}commit": checkout.commit,
         f"{LABEL_PREFIX}content-hash": content_hash,
     }
-    image_id = _build(client, spec, checkout, plan, candidate, labels, settings, log)
+    base = f"{repository}:candidate-base-{tag}"
+    try:
+        _build(client, spec, checkout, plan, base, labels, settings, log)
+        log("adding the runtime layer (meta_deployer's runtime modules, for the instance's classes)")
+        image_id = _build(client, spec, checkout, _runtime_plan(plan, base), candidate, labels, settings, log)
+    finally:
+        try:
+            client.api.remove_image(base, noprune=True)
+        except Exception:  # the base tag is only a name; losing it is harmless
+            pass
     build_s = time.monotonic() - started
     try:
         validate_image(client, spec, candidate, settings, log)

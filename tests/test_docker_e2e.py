@@ -33,6 +33,23 @@ from meta_deployer import images, naming
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 
+#: An asset that succeeds only inside the repo's container (our template copies the code to /app).
+IN_CONTAINER = """\
+import os
+
+import dagster as dg
+
+
+@dg.asset
+def first() -> str:
+    if not os.path.isfile("/app/definitions.py"):
+        raise RuntimeError("this run did not execute inside the repo's container")
+    return os.environ["META_DEPLOYER_REPO"]
+
+
+defs = dg.Definitions(assets=[first])
+"""
+
 
 @pytest.fixture
 def docker_project(project, monkeypatch):
@@ -105,7 +122,7 @@ def test_templated_repo_update_broken_and_remove(docker_project, git_remote, web
     project = docker_project
     name = unique_name("e")
     repo_names.append(name)
-    remote = git_remote(files={"definitions.py": DEFINITIONS.format(asset="first", value=1)})
+    remote = git_remote(files={"definitions.py": IN_CONTAINER})
     env = {"DAGSTER_WEBSERVER_URL": webserver}
 
     make(project, "add-repo", f"REPO_URL={remote.url}", f"REPO_NAME={name}", **env)

@@ -127,6 +127,12 @@ def test_templated_build_push_then_noop(tmp_path, git_remote, repo_names):
     client = images.docker_client(settings.env)
     config = client.api.inspect_image(artifact.ref)["Config"]
     assert config["User"] == "dagster" and "grpc-health-check" in " ".join(config["Healthcheck"]["Test"])
+    # The runtime layer: the instance's compute log manager imports inside the image.
+    out = client.containers.run(
+        artifact.ref, ["python", "-c", "import meta_deployer.compute_logs, sys; print(sys.path[1])"],
+        network_mode="host", remove=True,
+    )
+    assert images.RUNTIME_PYLIB in out.decode()
 
     published = images.push_image(spec, artifact, image_settings.registry, log)
     assert published.pushed and published.digest and published.digest.startswith("sha256:")
