@@ -47,6 +47,7 @@ from meta_deployer.errors import MetaDeployerError, Retryable
 from meta_deployer.pipeline import Deployer, DeployState, deployment_summary
 from meta_deployer.scan import scan_repo_configs
 from meta_deployer.settings import Settings
+from meta_deployer.state import StateStore
 from meta_deployer.runconfig import deploy_run_config, remove_run_config, run_config_from_spec, spec_dict_from_run_config
 from meta_deployer.spec import RepoSpec, parse_spec
 
@@ -239,6 +240,7 @@ def sync_repos() -> None:
 )
 def repos_sensor(context: SensorEvaluationContext) -> SensorResult:
     settings = Settings.from_env()
+    deployed = StateStore(settings.state_dir)
     cursor: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
     scanned = scan_repo_configs(settings.repos_dir, known=cursor)
     requests, problems, new_cursor = [], [], {}
@@ -251,6 +253,10 @@ def repos_sensor(context: SensorEvaluationContext) -> SensorResult:
             if name in cursor:
                 new_cursor[name] = cursor[name]  # keep serving the last good version
             continue
+        new_cursor[name] = item.content_hash
+        record = deployed.get(name)
+        if record is not None and record.spec_hash == item.spec.content_hash() and record.platform == settings.platform:
+            continue  # already deployed with exactly this config (e.g. by make add-repo)
         job_name = "update_repo" if name in cursor else "add_repo"
         requests.append(
             RunRequest(
@@ -260,8 +266,9 @@ def repos_sensor(context: SensorEvaluationContext) -> SensorResult:
                 tags={naming.RUN_TAG_KEY: name},
             )
         )
-        new_cursor[name] = item.content_hash
     for name in sorted(set(cursor) - set(scanned)):
+        if deployed.get(name) is None:
+            continue  # already removed (e.g. by make remove-repo)
         requests.append(
             RunRequest(
                 run_key=f"remove_repo:{name}:{cursor[name]}",

@@ -24,6 +24,19 @@ def write(repos: Path, name: str, text: str | None = None) -> None:
     (repos / name / "config.yml").write_text(text if text is not None else GOOD.format(name=name))
 
 
+def deployed(repos: Path, name: str, spec_hash: str = "other") -> None:
+    """Record ``name`` as deployed (what a successful add_repo run leaves behind)."""
+    import time
+
+    from meta_deployer.state import Deployment, StateStore
+
+    StateStore(repos.parent / ".meta_deployer" / "state").put(
+        Deployment(name=name, git_url="x", branch="main", commit="c" * 40, platform="dev", artifact="x",
+                   endpoint="x", workspace_entry={}, fingerprint="f", spec_hash=spec_hash,
+                   deployed_at=time.time(), duration_s=1.0)
+    )
+
+
 def tick(cursor=None):
     with DagsterInstance.ephemeral() as instance:
         result = d.repos_sensor(build_sensor_context(instance=instance, cursor=cursor))
@@ -43,6 +56,7 @@ def test_new_changed_deleted(repos):
         assert validate_run_config(d.add_repo, request.run_config)
     assert tick(first.cursor).run_requests == []  # nothing changed: nothing launched
 
+    deployed(repos, "beta")
     write(repos, "alpha", GOOD.format(name="alpha") + "branch: release\n")
     (repos / "beta" / "config.yml").unlink()
     second = tick(first.cursor)
@@ -99,3 +113,19 @@ def test_validate_command_reports_bad_files(repos, capsys):
     assert main(["validate"]) == 1
     err = capsys.readouterr().err
     assert "broken/config.yml" in err and "did you mean 'branch'" in err
+
+
+def test_no_run_for_what_is_already_deployed_or_removed(repos, monkeypatch):
+    from meta_deployer.spec import load_spec
+
+    write(repos, "alpha")
+    deployed(repos, "alpha", load_spec(repos / "alpha" / "config.yml").content_hash())
+    monkeypatch.setenv("META_DEPLOYER_PLATFORM", "dev")
+    first = tick()  # make add-repo deployed it already: nothing to launch, but the cursor learns it
+    assert first.run_requests == [] and '"alpha"' in first.cursor
+    write(repos, "alpha", GOOD.format(name="alpha") + "branch: dev\n")
+    assert jobs(tick(first.cursor)) == [("update_repo", "alpha")]
+    write(repos, "beta")
+    second = tick()
+    (repos / "beta" / "config.yml").unlink()
+    assert [r for r in tick(second.cursor).run_requests if r.job_name == "remove_repo"] == []  # never deployed
