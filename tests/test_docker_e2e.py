@@ -18,7 +18,6 @@ import sys
 import pytest
 from dockerkit import (
     BROKEN,
-    DEFINITIONS,
     OWN_DOCKERFILE,
     TEST_PORT_BASE,
     TEST_PORT_PAIRS,
