@@ -228,14 +228,39 @@ def grpc_command(spec: RepoSpec, host: str = "0.0.0.0", port: int = CONTAINER_PO
     return ["dagster", "api", "grpc", "--host", host, "--port", str(port), *location_args(spec)]
 
 
+#: The location entry point inside the runtime layer (see ``meta_deployer.location``).
+ENTRYPOINT_MODULE = "meta_deployer.entrypoint"
+
+
+def entrypoint_env(spec: RepoSpec) -> dict[str, str]:
+    """The environment naming the spec's code source to the location entry point."""
+    source = spec.code_source
+    if source is None:
+        location_args(spec)  # raises, naming the missing field
+    assert source is not None
+    return {"META_DEPLOYER_CODE_SOURCE": f"{source[0]}:{source[1]}"}
+
+
+def entrypoint_command(host: str = "0.0.0.0", port: int = CONTAINER_PORT) -> list[str]:
+    """``dagster api grpc`` serving the location entry point: the repo's definitions, given the
+    prefix-enforcing IO manager when they set none (``meta_deployer.location``)."""
+    return ["dagster", "api", "grpc", "--host", host, "--port", str(port), "--module-name", ENTRYPOINT_MODULE]
+
+
+def container_workdir(image_workdir: str | None, spec: RepoSpec) -> str:
+    """The absolute folder the entry point runs in: the image's WORKDIR plus the spec's working_directory."""
+    return posixpath.normpath(posixpath.join(image_workdir or "/", spec.working_directory or "."))
+
+
 def health_command(port: int = CONTAINER_PORT) -> list[str]:
     """The container health check: ``dagster api grpc-health-check -p <port>``."""
     return ["dagster", "api", "grpc-health-check", "-p", str(port)]
 
 
 def validate_command(spec: RepoSpec) -> list[str]:
-    """Loads the spec's definitions and exits non-zero when they fail to load."""
-    return ["dagster", "definitions", "validate", *location_args(spec)]
+    """Loads the spec's definitions through the entry point; exits non-zero when they fail to load."""
+    location_args(spec)  # a spec without a code source fails here, naming the field
+    return ["dagster", "definitions", "validate", "--module-name", ENTRYPOINT_MODULE]
 
 
 def injected_env(spec: RepoSpec, bucket: str) -> dict[str, str]:
@@ -697,14 +722,20 @@ def validate_image(
     import docker
 
     env = injected_env(spec, bucket or settings.env.get("META_DEPLOYER_BUCKET", ""))
+    env.update(entrypoint_env(spec))
+    if not env.get("META_DEPLOYER_BUCKET"):
+        env.pop("META_DEPLOYER_BUCKET", None)
+        env["META_DEPLOYER_STORAGE_DIR"] = f"{VALIDATE_DAGSTER_HOME}/storage"  # loading writes nothing
     env["META_DEPLOYER_VALIDATING"] = "1"
     # A throw-away instance on a tmpfs: the image's user may not write to its WORKDIR.
     env["DAGSTER_HOME"] = VALIDATE_DAGSTER_HOME
-    log(f"validating: {' '.join(validate_command(spec))}")
+    workdir = container_workdir(client.api.inspect_image(image)["Config"].get("WorkingDir"), spec)
+    log(f"validating in {workdir}: {' '.join(validate_command(spec))} ({env['META_DEPLOYER_CODE_SOURCE']})")
     container = client.containers.create(
         image,
         command=validate_command(spec),
         environment=env,
+        working_dir=workdir,
         network_mode="host",
         tmpfs={VALIDATE_DAGSTER_HOME: "mode=1777"},
         labels={f"{LABEL_PREFIX}validate": spec.name},

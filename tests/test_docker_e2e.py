@@ -130,6 +130,8 @@ def test_templated_repo_update_broken_and_remove(docker_project, git_remote, web
     wait_for_location(webserver, name, assets=["first"])
     # The run executes inside the container, against the mounted instance.
     assert materialize_when_daemon_ready(webserver, name, ["first"]) == "SUCCESS"
+    # Served through the location entry point: the output went under the repo's own prefix.
+    assert (project.work / "storage" / "repos" / name / "assets" / "first").is_file()
 
     # A new commit: a new container serves it, the old one is gone.
     remote.commit({"definitions.py": (

@@ -1,8 +1,11 @@
 """The ``docker`` platform: one container per repo on the local Docker engine.
 
 ``build`` and ``publish`` are :mod:`meta_deployer.images` (build, validate,
-push). ``serve`` runs the image as a gRPC code server; the workspace entry is
-``grpc_server`` at ``localhost:<port>``.
+push). ``serve`` runs the image as a gRPC code server through the location entry point
+(``meta_deployer.entrypoint``, from the image's runtime layer), which loads the
+spec's code source from the image's WORKDIR plus ``working_directory`` and gives
+definitions without an ``io_manager`` the prefix-enforcing one, as on the dev
+platform. The workspace entry is ``grpc_server`` at ``localhost:<port>``.
 
 **Blue/green on a stable pair of ports.** Each repo owns two ports, ``p`` and
 ``p+1``, derived from a hash of its name (collisions with other repos are
@@ -82,6 +85,8 @@ STOP_TIMEOUT_S = 20
 RESTART_POLICY = {"Name": "unless-stopped"}
 LOG_TAIL_LINES = 40
 NEXT_SUFFIX = "-next"
+#: Bump when the way a container is started changes: running containers are then replaced.
+SERVE_VERSION = 2
 
 L = images.LABEL_PREFIX
 LABEL_REPO = f"{L}repo"
@@ -275,6 +280,7 @@ class DockerPlatform:
             "base": self.images.base_image,
             "env": self.storage_env(spec),
             "template": images.TEMPLATE_VERSION,
+            "serve": SERVE_VERSION,
         }
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -347,9 +353,10 @@ class DockerPlatform:
         self, spec: RepoSpec, published: Published, checkout: Checkout, name: str, port: int, pair: int, fingerprint: str
     ) -> Container:
         volumes, user = self._mounts()
-        env = {**self.storage_env(spec)}
+        env = {**self.storage_env(spec), **images.entrypoint_env(spec)}
         host_mode = self.docker.network == "host"
         inner_port = port if host_mode else images.CONTAINER_PORT
+        image_workdir = self.client.api.inspect_image(published.ref)["Config"].get("WorkingDir")
         labels = {
             LABEL_REPO: spec.name,
             LABEL_LOCATION: spec.name,
@@ -362,7 +369,10 @@ class DockerPlatform:
         }
         kwargs: dict[str, Any] = {
             "name": name,
-            "command": images.grpc_command(spec, "127.0.0.1" if host_mode else "0.0.0.0", inner_port),
+            # Served through the location entry point (runtime layer): the repo's definitions,
+            # with the prefix-enforcing IO manager when they set none.
+            "command": images.entrypoint_command("127.0.0.1" if host_mode else "0.0.0.0", inner_port),
+            "working_dir": images.container_workdir(image_workdir, spec),
             "environment": env,
             "labels": labels,
             "restart_policy": RESTART_POLICY,
