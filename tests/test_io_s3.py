@@ -103,6 +103,10 @@ def s3_calls(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
 
     handlers = [*botocore.handlers.BUILTIN_HANDLERS, ("before-parameter-build.s3", record)]
     monkeypatch.setattr(botocore.handlers, "BUILTIN_HANDLERS", handlers)
+    # Handlers are registered when a botocore session is created. dagster-aws's compute log
+    # manager builds its client from boto3's process-wide default session (``boto3.resource``),
+    # which an earlier test may already have created without the hook: start a new one here.
+    monkeypatch.setattr(boto3, "DEFAULT_SESSION", None)
     return calls
 
 
