@@ -14,7 +14,7 @@ in order, and a subprocess per op would set the floor of every no-op run.
 import json
 import warnings
 from collections.abc import Callable
-from typing import Any, Optional, TypeVar
+from typing import Optional, TypeVar
 
 from dagster import (
     AssetMaterialization,
@@ -25,9 +25,7 @@ from dagster import (
     DynamicOut,
     DynamicOutput,
     Failure,
-    In,
     MetadataValue,
-    Nothing,
     OpExecutionContext,
     RetryRequested,
     RunConfig,

@@ -10,11 +10,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-
 import pytest
 from dockerkit import (
     BROKEN,
@@ -26,8 +21,8 @@ from dockerkit import (
     unique_name,
 )
 
-from conftest import ROOT, free_port, wait_for_port
 from dagster_ui import materialize_when_daemon_ready, wait_for_location
+from devkit import dagster_dev, run_make
 from meta_deployer import images, naming
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
@@ -67,49 +62,16 @@ def docker_project(project, monkeypatch):
     return project
 
 
-def make(project, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        ["make", "--no-print-directory", "-C", str(ROOT), *args],
-        env={**os.environ, **project.env(), **project.docker_env, **env},
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"make {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
-    return result
+def make(project, *args: str, check: bool = True, **env: str):
+    return run_make(project, *args, env={**project.docker_env, **env}, check=check)
 
 
 @pytest.fixture
 def webserver(docker_project, monkeypatch):
     """`dagster dev` (webserver + daemon) on the project's generated workspace."""
-    project = docker_project
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    monkeypatch.setenv("DAGSTER_WEBSERVER_URL", url)
-    make(project, "install")
-    env = {**os.environ, **project.env(), **project.docker_env, "DAGSTER_WEBSERVER_URL": url}
-    subprocess.run([sys.executable, "-m", "meta_deployer.cli", "render-workspace"], check=True, capture_output=True, env=env)
-    log = open(project.root / "dagster-dev.log", "w")
-    proc = subprocess.Popen(
-        [str(ROOT / ".venv" / "bin" / "dagster"), "dev", "--use-legacy-code-server-behavior",
-         "-w", str(project.workspace), "-h", "127.0.0.1", "-p", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        wait_for_port(port, timeout=120, proc=proc)
-        wait_for_location(url, "meta_deployer")
+    with dagster_dev(docker_project, docker_project.docker_env) as url:
+        monkeypatch.setenv("DAGSTER_WEBSERVER_URL", url)
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
 
 
 def _containers(name: str) -> list:

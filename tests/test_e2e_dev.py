@@ -8,61 +8,25 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
-
 import pytest
 
-from conftest import ROOT, free_port, wait_for_port
 from dagster_ui import LAUNCH, materialize_when_daemon_ready, wait_for_location
-from devkit import definitions_py
+from devkit import dagster_dev, definitions_py, run_make
 from meta_deployer.webserver import graphql
 
 pytestmark = pytest.mark.e2e
 
 
-def make(project, *args: str, check: bool = True, **env: str) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        ["make", "--no-print-directory", "-C", str(ROOT), *args],
-        env={**os.environ, **project.env(), **env},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"make {' '.join(args)} failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
-    return result
+def make(project, *args: str, check: bool = True, **env: str):
+    return run_make(project, *args, env=env, check=check, timeout=600)
 
 
 @pytest.fixture
 def webserver(project, monkeypatch):
     """`dagster dev` (webserver + daemon) on the project's generated workspace."""
-    port = free_port()
-    url = f"http://127.0.0.1:{port}"
-    monkeypatch.setenv("DAGSTER_WEBSERVER_URL", url)
-    make(project, "install")
-    subprocess.run([sys.executable, "-m", "meta_deployer.cli", "render-workspace"], check=True, capture_output=True)
-    log = open(project.root / "dagster-dev.log", "w")
-    proc = subprocess.Popen(
-        [str(ROOT / ".venv" / "bin" / "dagster"), "dev", "--use-legacy-code-server-behavior", "-w", str(project.workspace), "-h", "127.0.0.1", "-p", str(port)],
-        env={**os.environ, **project.env(), "DAGSTER_WEBSERVER_URL": url},
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        start_new_session=True,
-    )
-    try:
-        wait_for_port(port, timeout=120, proc=proc)
-        wait_for_location(url, "meta_deployer")
+    with dagster_dev(project) as url:
+        monkeypatch.setenv("DAGSTER_WEBSERVER_URL", url)
         yield url
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-        log.close()
 
 
 def test_add_update_remove_through_make_and_the_webserver(project, git_remote, webserver):

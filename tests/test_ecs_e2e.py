@@ -7,32 +7,19 @@ make remove-repo (keeps logs and data) -> remove again finds nothing.
 
 from __future__ import annotations
 
-import os
-import subprocess
-
 import boto3
 import pytest
 import yaml
 
-from conftest import ROOT
-from devkit import definitions_py
+from devkit import definitions_py, run_make
 from dockerkit import engine_env
 from test_ecs_support import make_network
 
 pytestmark = pytest.mark.docker
 
 
-def make(project, env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess:
-    result = subprocess.run(
-        ["make", "--no-print-directory", "-C", str(ROOT), *args],
-        env={**os.environ, **project.env(), **env},
-        capture_output=True,
-        text=True,
-        timeout=900,
-    )
-    if check and result.returncode != 0:
-        raise AssertionError(f"make {' '.join(args)} failed:\n{result.stdout[-5000:]}\n{result.stderr[-5000:]}")
-    return result
+def make(project, env: dict[str, str], *args: str, check: bool = True):
+    return run_make(project, *args, env=env, check=check)
 
 
 def test_ecs_add_noop_list_remove_through_make(project, git_remote, moto):
