@@ -28,6 +28,7 @@ from typing import Any, TextIO
 
 LOCATION_CONFIG_ENV = "META_DEPLOYER_LOCATION_CONFIG"
 CODE_SOURCE_ENV = "META_DEPLOYER_CODE_SOURCE"  # "<kind>:<value>", e.g. "module_name:my_project.definitions"
+WORKING_DIRECTORY_ENV = "META_DEPLOYER_WORKING_DIRECTORY"  # relative to the server's current directory
 
 
 class _Tee:
@@ -120,10 +121,13 @@ def load_from_env() -> dict[str, Any]:
     kind, _, value = os.environ.get(CODE_SOURCE_ENV, "").partition(":")
     if not value:
         raise RuntimeError(f"set {CODE_SOURCE_ENV}=<python_file|module_name|package_name>:<value>")
+    # Relative to where the server runs (the image's WORKDIR) when a platform cannot set the
+    # container's working directory per repo (ECS task definitions); docker sets it directly.
+    working_directory = os.path.normpath(os.path.join(os.getcwd(), os.environ.get(WORKING_DIRECTORY_ENV, ".")))
     return load(
         {
             "name": os.environ.get("META_DEPLOYER_REPO", "?"),
             "code_source": {"kind": kind, "value": value},
-            "working_directory": os.getcwd(),
+            "working_directory": working_directory,
         }
     )

@@ -8,10 +8,10 @@ import json
 import pytest
 from dagster_aws.ecs.container_context import EcsContainerContext
 
-from meta_deployer import images, naming
+from meta_deployer import codeserver, images, naming
 from meta_deployer.aws import plan as p
 from meta_deployer.aws.settings import EcsSettings
-from meta_deployer.errors import SettingsError
+from meta_deployer.errors import SettingsError, SpecError
 from meta_deployer.spec import parse_spec
 
 CTX = p.AwsContext(account_id="123456789012", region="eu-west-1")
@@ -91,7 +91,7 @@ def test_task_definition_fields():
     assert td["executionRoleArn"] == "arn:aws:iam::123456789012:role/dagster-ecs-execution"
     (c,) = td["containerDefinitions"]
     assert c["image"] == f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/dagster/sales@{DIGEST}"
-    assert c["command"][:7] == ["dagster", "api", "grpc", "--host", "0.0.0.0", "--port", "4000"]
+    assert c["command"] == ["dagster", "api", "grpc", "--host", "0.0.0.0", "--port", "4000", "--module-name", "meta_deployer.entrypoint"]
     env = {e["name"]: e["value"] for e in c["environment"]}
     assert env["FOO"] == "1"
     assert env["META_DEPLOYER_REPO"] == "sales"
@@ -116,13 +116,17 @@ def test_task_definition_fields():
         {"python_file": None, "package_name": "pkg", "working_directory": "src"},
     ],
 )
-def test_command_matches_the_image_the_images_step_validated(fields):
+def test_task_serves_the_entry_point_the_images_step_validated(fields):
     s = spec(**{k: v for k, v in fields.items() if v is not None}) if fields.get("python_file") else parse_spec(
         {"name": "sales", "git_url": "https://example.com/x.git", **{k: v for k, v in fields.items() if v is not None}},
         "config.yml",
     )
-    assert p.grpc_command(s) == images.grpc_command(s)
-    assert p.injected_env(s, "bkt") == images.injected_env(s, "bkt")
+    (c,) = desired(s).task_definition["containerDefinitions"]
+    env = {e["name"]: e["value"] for e in c["environment"]}
+    assert c["command"] == codeserver.entrypoint_command()
+    assert {k: env[k] for k in codeserver.entrypoint_env(s)} == codeserver.entrypoint_env(s)
+    assert env["META_DEPLOYER_WORKING_DIRECTORY"] == (s.working_directory or ".")
+    assert images.validate_command(s) == ["dagster", "definitions", "validate", "--module-name", codeserver.ENTRYPOINT_MODULE]
 
 
 def test_container_context_is_valid_for_dagster_aws_and_names_role_and_family():
@@ -150,8 +154,9 @@ def test_image_is_referenced_by_digest():
 
 def test_missing_code_source_is_a_clear_error():
     s = parse_spec({"name": "sales", "git_url": "https://example.com/x.git"}, "config.yml")
-    with pytest.raises(p.PlanError, match="python_file, module_name or package_name"):
+    with pytest.raises(SpecError, match="python_file, module_name or package_name") as info:
         desired(s)
+    assert "repos/sales/config.yml" in str(info.value)
 
 
 # -- normalisation -------------------------------------------------------------------

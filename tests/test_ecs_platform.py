@@ -87,10 +87,10 @@ def test_add_creates_every_resource_tagged(platform, settings, tmp_path):
     container = td["containerDefinitions"][0]
     assert container["image"] == published_for("sales").ref.rsplit(":", 1)[0] + "@" + published_for("sales").digest
     assert container["command"] == [
-        "dagster", "api", "grpc", "--host", "0.0.0.0", "--port", "4000", "--python-file", "definitions.py",
-        "--working-directory", ".",
+        "dagster", "api", "grpc", "--host", "0.0.0.0", "--port", "4000", "--module-name", "meta_deployer.entrypoint",
     ]
     env = td_env(td)
+    assert env["META_DEPLOYER_CODE_SOURCE"] == "python_file:definitions.py"
     assert env["FOO"] == "bar" and env["META_DEPLOYER_REPO"] == "sales"
     assert env["META_DEPLOYER_BUCKET"] == "dagster-storage" and env["META_DEPLOYER_PREFIX"] == "repos/sales"
     assert container["secrets"] == [{"name": "DB_PASSWORD", "valueFrom": "arn:aws:secretsmanager:us-east-1:123456789012:secret:dagster/db"}]

@@ -17,8 +17,8 @@ from dockerkit import (
     unique_name,
 )
 
-from meta_deployer import images
-from meta_deployer.errors import ImageBuildError, SettingsError, ValidationFailed
+from meta_deployer import codeserver, images
+from meta_deployer.errors import ImageBuildError, SettingsError, SpecError, ValidationFailed
 from meta_deployer.platforms.base import Checkout
 
 # -- pure: commands, settings, planning -------------------------------------------
@@ -26,15 +26,15 @@ from meta_deployer.platforms.base import Checkout
 
 def test_location_args_are_relative_to_the_image_workdir():
     spec = spec_for("a", "file:///x", python_file="defs.py", working_directory="pipelines")
-    assert images.location_args(spec) == ["--python-file", "pipelines/defs.py", "--working-directory", "pipelines"]
+    assert codeserver.location_args(spec) == ["--python-file", "pipelines/defs.py", "--working-directory", "pipelines"]
     spec = spec_for("a", "file:///x", package_name="pkg", working_directory="src")
-    assert images.grpc_command(spec, "127.0.0.1", 4100) == [
+    assert codeserver.grpc_command(spec, "127.0.0.1", 4100) == [
         "dagster", "api", "grpc", "--host", "127.0.0.1", "--port", "4100",
         "--package-name", "pkg", "--working-directory", "src",
     ]
-    assert images.location_args(spec_for("a", "file:///x", module_name="m.defs"))[:2] == ["--module-name", "m.defs"]
-    with pytest.raises(ImageBuildError):
-        images.location_args(spec_for("a", "file:///x"))
+    assert codeserver.location_args(spec_for("a", "file:///x", module_name="m.defs"))[:2] == ["--module-name", "m.defs"]
+    with pytest.raises(SpecError, match="python_file, module_name or package_name"):
+        codeserver.location_args(spec_for("a", "file:///x"))
 
 
 def test_settings_choose_ecr_and_reject_bad_values():

@@ -27,25 +27,26 @@ from __future__ import annotations
 
 import hashlib
 import json
-import posixpath
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from meta_deployer import naming
 from meta_deployer.aws.settings import DEFAULT_EXECUTION_ROLE_NAME, EcsSettings
+from meta_deployer.codeserver import CONTAINER_PORT, entrypoint_command, entrypoint_env, health_command, injected_env
 from meta_deployer.errors import MetaDeployerError
+from meta_deployer.location import WORKING_DIRECTORY_ENV
 from meta_deployer.spec import RepoSpec
 
 #: Port every code server listens on inside its task.
-GRPC_PORT = 4000
+GRPC_PORT = CONTAINER_PORT
 #: Name of the container in every task definition (also given to EcsRunLauncher).
 CONTAINER_NAME = "dagster"
 #: Cloud Map A-record TTL: low, because the stable name can serve stale answers during a rollout.
 DNS_TTL_S = 10
 #: Container health check: the gRPC server answers its own health service.
 HEALTH_CHECK: dict[str, Any] = {
-    "command": ["CMD", "dagster", "api", "grpc-health-check", "-p", str(GRPC_PORT)],
+    "command": ["CMD", *health_command(GRPC_PORT)],
     "interval": 30,
     "timeout": 10,
     "retries": 3,
@@ -190,41 +191,6 @@ def execution_role_arn(settings: EcsSettings, ctx: AwsContext) -> str:
     return settings.execution_role_arn or ctx.role_arn(DEFAULT_EXECUTION_ROLE_NAME)
 
 
-def location_args(spec: RepoSpec) -> list[str]:
-    """CLI arguments naming the spec's code source, relative to the image's WORKDIR.
-
-    Kept identical to ``meta_deployer.images.location_args`` (a test checks it),
-    so the ECS task serves exactly what the image was validated with.
-    """
-    source = spec.code_source
-    if source is None:
-        raise PlanError(
-            f"repo {spec.name!r} has no python_file, module_name or package_name; "
-            "detect it (the pipeline writes it into config.yml) before deploying to ECS"
-        )
-    kind, value = source
-    wd = spec.working_directory or "."
-    if kind == "python_file":
-        return ["--python-file", posixpath.normpath(posixpath.join(wd, value)), "--working-directory", wd]
-    if kind == "module_name":
-        return ["--module-name", value, "--working-directory", wd]
-    return ["--package-name", value, "--working-directory", wd]
-
-
-def grpc_command(spec: RepoSpec) -> list[str]:
-    """``dagster api grpc`` for the spec's code source, listening on every interface."""
-    return ["dagster", "api", "grpc", "--host", "0.0.0.0", "--port", str(GRPC_PORT), *location_args(spec)]
-
-
-def injected_env(spec: RepoSpec, bucket: str) -> dict[str, str]:
-    """The spec's environment plus the location name, bucket and prefix (as on every platform)."""
-    env = {e.name: e.value for e in spec.environment}
-    env.update({"META_DEPLOYER_REPO": spec.name, "META_DEPLOYER_BUCKET": bucket, "META_DEPLOYER_PREFIX": spec.prefix})
-    if spec.access.read:
-        env["META_DEPLOYER_READ_ACCESS"] = ",".join(spec.access.read)
-    return env
-
-
 def container_context(spec: RepoSpec, settings: EcsSettings, ctx: AwsContext, env: Mapping[str, str]) -> dict[str, Any]:
     """``DAGSTER_CONTAINER_CONTEXT`` for the code server, so EcsRunLauncher runs match it.
 
@@ -251,7 +217,13 @@ def container_context(spec: RepoSpec, settings: EcsSettings, ctx: AwsContext, en
 def task_definition(spec: RepoSpec, image: str, settings: EcsSettings, ctx: AwsContext) -> dict[str, Any]:
     """The ``RegisterTaskDefinition`` request (without tags) for the repo's code server."""
     log_group = naming.log_group(spec.name)
-    env = injected_env(spec, settings.bucket)
+    # The task serves the location entry point, as the docker platform does; runs that
+    # EcsRunLauncher starts from this family get the same environment.
+    env = {
+        **injected_env(spec, settings.bucket),
+        **entrypoint_env(spec),
+        WORKING_DIRECTORY_ENV: spec.working_directory or ".",
+    }
     full_env = {
         **env,
         "DAGSTER_CURRENT_IMAGE": image,
@@ -264,7 +236,7 @@ def task_definition(spec: RepoSpec, image: str, settings: EcsSettings, ctx: AwsC
         # A soft limit equal to the task's memory: harmless on Fargate, and emulators
         # (moto's RunTask) need a container-level memory value to place the task.
         "memoryReservation": spec.resources.memory,
-        "command": grpc_command(spec),
+        "command": entrypoint_command(port=GRPC_PORT),
         "portMappings": [{"containerPort": GRPC_PORT, "protocol": "tcp"}],
         "environment": [{"name": k, "value": v} for k, v in sorted(full_env.items())],
         "secrets": [{"name": s.name, "valueFrom": s.value_from} for s in sorted(spec.secrets, key=lambda s: s.name)],

@@ -64,7 +64,7 @@ from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock
 
-from meta_deployer import images, naming
+from meta_deployer import codeserver, images, naming
 from meta_deployer.errors import SettingsError, UnhealthyError
 from meta_deployer.platforms.base import Artifact, Checkout, Log, Observed, Published, Served
 from meta_deployer.settings import Settings
@@ -244,7 +244,7 @@ class DockerPlatform:
 
     def storage_env(self, spec: RepoSpec) -> dict[str, str]:
         """What a container gets besides the spec's environment (see the module docstring)."""
-        env = images.injected_env(spec, self.settings.bucket)
+        env = codeserver.injected_env(spec, self.settings.bucket)
         if not self.settings.env.get("META_DEPLOYER_BUCKET"):
             # No bucket configured: the local storage folder, as on the dev platform (mounted).
             env.pop("META_DEPLOYER_BUCKET", None)
@@ -353,9 +353,9 @@ class DockerPlatform:
         self, spec: RepoSpec, published: Published, checkout: Checkout, name: str, port: int, pair: int, fingerprint: str
     ) -> Container:
         volumes, user = self._mounts()
-        env = {**self.storage_env(spec), **images.entrypoint_env(spec)}
+        env = {**self.storage_env(spec), **codeserver.entrypoint_env(spec)}
         host_mode = self.docker.network == "host"
-        inner_port = port if host_mode else images.CONTAINER_PORT
+        inner_port = port if host_mode else codeserver.CONTAINER_PORT
         image_workdir = self.client.api.inspect_image(published.ref)["Config"].get("WorkingDir")
         labels = {
             LABEL_REPO: spec.name,
@@ -371,8 +371,8 @@ class DockerPlatform:
             "name": name,
             # Served through the location entry point (runtime layer): the repo's definitions,
             # with the prefix-enforcing IO manager when they set none.
-            "command": images.entrypoint_command("127.0.0.1" if host_mode else "0.0.0.0", inner_port),
-            "working_dir": images.container_workdir(image_workdir, spec),
+            "command": codeserver.entrypoint_command("127.0.0.1" if host_mode else "0.0.0.0", inner_port),
+            "working_dir": codeserver.container_workdir(image_workdir, spec),
             "environment": env,
             "labels": labels,
             "restart_policy": RESTART_POLICY,
@@ -380,7 +380,7 @@ class DockerPlatform:
             "init": True,
             "detach": True,
             "healthcheck": {
-                "test": ["CMD", *images.health_command(inner_port)],
+                "test": ["CMD", *codeserver.health_command(inner_port)],
                 "interval": 30 * 10**9,
                 "timeout": 10 * 10**9,
                 "retries": 3,
@@ -394,7 +394,7 @@ class DockerPlatform:
         if host_mode:
             kwargs["network_mode"] = "host"
         else:
-            kwargs["ports"] = {f"{images.CONTAINER_PORT}/tcp": ("127.0.0.1", port)}
+            kwargs["ports"] = {f"{codeserver.CONTAINER_PORT}/tcp": ("127.0.0.1", port)}
         import docker
 
         kwargs.pop("detach")
