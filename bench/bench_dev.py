@@ -1,7 +1,8 @@
 """Dev platform speed, measured side by side in one run (no timing asserts anywhere).
 
 Reports:
-- a no-op `make update-repo` (nothing changed) against a cold `make add-repo`, as a ratio;
+- a no-op `make update-repo` (nothing changed) against a cold `make add-repo`, as a ratio, and the
+  no-op's pipeline steps alone (in process), which shows how much is Dagster's start-up;
 - a code-only `make update-repo` against the cold add;
 - a repos_sensor tick over 1,000 config files: the first tick (every file new) and a
   steady tick (nothing changed), in milliseconds.
@@ -44,9 +45,28 @@ def bench_deploys(tmp: Path) -> dict[str, float]:
     project.repos.mkdir(parents=True)
     cold = timed_make(project, "add-repo", f"REPO_URL={remote.url}", "REPO_NAME=bench")
     noop = min(timed_make(project, "update-repo", "REPO_NAME=bench") for _ in range(3))
+    steps = timed_steps(project)
     remote.commit({"definitions.py": definitions_py("a", "b")})
     code_only = timed_make(project, "update-repo", "REPO_NAME=bench")
-    return {"cold add-repo": cold, "no-op update-repo": noop, "code-only update-repo": code_only}
+    return {"cold add-repo": cold, "no-op update-repo": noop, "no-op pipeline steps": steps, "code-only update-repo": code_only}
+
+
+def timed_steps(project: Project) -> float:
+    """The no-op deploy's own steps, in process: what the Dagster run adds to is this."""
+    saved = dict(os.environ)
+    os.environ.update({**project.env(), "DAGSTER_WEBSERVER_URL": "http://127.0.0.1:9"})
+    try:
+        from meta_deployer.pipeline import Deployer
+
+        deployer = Deployer()
+        spec = deployer.spec_from_file("bench")
+        started = time.perf_counter()
+        state = deployer.deploy(spec, log=lambda _: None)
+        assert state.unchanged
+        return time.perf_counter() - started
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
 
 
 def bench_sensor(tmp: Path) -> dict[str, float]:
