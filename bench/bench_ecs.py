@@ -23,7 +23,6 @@ from __future__ import annotations
 import argparse
 import hashlib
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -35,7 +34,9 @@ import boto3
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
 
+from conftest import MotoServer  # noqa: E402
 from meta_deployer.bootstrap import bootstrap  # noqa: E402
 from meta_deployer.platforms.base import Checkout, Published  # noqa: E402
 from meta_deployer.platforms.ecs import EcsPlatform  # noqa: E402
@@ -45,28 +46,10 @@ from meta_deployer.spec import parse_spec  # noqa: E402
 REGISTRY = "123456789012.dkr.ecr.us-east-1.amazonaws.com"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_moto() -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    env = {**os.environ, "MOTO_ECS_SERVICE_RUNNING": "1", "AWS_ACCESS_KEY_ID": "bench", "AWS_SECRET_ACCESS_KEY": "bench"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc, f"http://127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.1)
-    proc.terminate()
-    raise SystemExit("moto server did not start")
+    """A moto server on a free loopback port, in its own process (the tests' own fixture class)."""
+    server = MotoServer({"MOTO_ECS_SERVICE_RUNNING": "1"})
+    return server.proc, server.url
 
 
 def network() -> dict[str, str]:

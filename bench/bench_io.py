@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import statistics
 import subprocess
 import sys
@@ -25,40 +24,23 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+from conftest import MotoServer  # noqa: E402
+
 DEFAULT_OBJECTS = 100
 DEFAULT_ROUNDS = 7
 DEFAULT_SIZE = 10_000
 BUCKET = "dagster-storage"
 REPO = "alpha"
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
-SERVER_START_TIMEOUT_S = 30.0
 #: Passes over all contexts when timing the path computation alone.
 PATH_REPEAT = 20
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_moto() -> tuple[subprocess.Popen, str]:
-    """A moto server on a free loopback port, in its own process."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                return proc, f"http://127.0.0.1:{port}"
-        except OSError:
-            time.sleep(0.1)
-    proc.terminate()
-    raise TimeoutError("moto server did not start")
+    """A moto server on a free loopback port, in its own process (the tests' own fixture class)."""
+    server = MotoServer(None)
+    return server.proc, server.url
 
 
 def _managers() -> dict[str, object]:

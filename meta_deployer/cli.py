@@ -231,24 +231,16 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meta-deployer", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    p = sub.add_parser("run-config", help="print a validated run config for add/update/remove")
-    p.add_argument("job", choices=["add", "update", "remove"])
-    p.add_argument("--name")
-    p.add_argument("--url")
-    p.add_argument("--branch")
-    p.add_argument("--python-file")
-    p.add_argument("--module-name")
-    p.add_argument("--purge", action="store_true")
-    p.set_defaults(func=cmd_run_config)
-    p = sub.add_parser("dry-run", help="print what add/update/remove would do, changing nothing")
-    p.add_argument("job", choices=["add", "update", "remove"])
-    p.add_argument("--name")
-    p.add_argument("--url")
-    p.add_argument("--branch")
-    p.add_argument("--python-file")
-    p.add_argument("--module-name")
-    p.add_argument("--purge", action="store_true")
-    p.set_defaults(func=cmd_dry_run)
+    for command, func, text in (
+        ("run-config", cmd_run_config, "print a validated run config for add/update/remove"),
+        ("dry-run", cmd_dry_run, "print what add/update/remove would do, changing nothing"),
+    ):
+        p = sub.add_parser(command, help=text)
+        p.add_argument("job", choices=["add", "update", "remove"])
+        for option in ("--name", "--url", "--branch", "--python-file", "--module-name"):
+            p.add_argument(option)
+        p.add_argument("--purge", action="store_true")
+        p.set_defaults(func=func)
     p = sub.add_parser("run-tags", help="print the run tags for a repo")
     p.add_argument("--name")
     p.set_defaults(func=cmd_run_tags)
