@@ -139,6 +139,7 @@ def is_ecr(registry: str | None) -> bool:
 def image_settings_from_env(env: Mapping[str, str] | None = None, platform: str | None = None) -> ImageSettings:
     """Read the image settings from ``env`` (default ``os.environ``); see the module docstring."""
     from meta_deployer.errors import SettingsError
+    from meta_deployer.settings import env_number
 
     env = dict(os.environ if env is None else env)
     platform = platform or env.get("META_DEPLOYER_PLATFORM") or "dev"
@@ -150,13 +151,7 @@ def image_settings_from_env(env: Mapping[str, str] | None = None, platform: str 
         )
 
     def seconds(var: str, default: float) -> float:
-        try:
-            value = float(env.get(var) or default)
-        except ValueError:
-            raise SettingsError(f"{var} must be a number of seconds, got {env.get(var)!r}") from None
-        if value <= 0:
-            raise SettingsError(f"{var} must be positive, got {value}")
-        return value
+        return env_number(env, var, default, positive=True)
 
     return ImageSettings(
         registry=registry,

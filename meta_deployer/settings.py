@@ -13,6 +13,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from meta_deployer.errors import SettingsError
 
@@ -24,6 +25,23 @@ DEFAULT_WORK_DIR = ".meta_deployer"
 DEFAULT_WEBSERVER_URL = "http://localhost:3000"
 DEFAULT_BUCKET = "dagster-storage"
 DEFAULT_RELOAD_TIMEOUT_S = 120.0
+
+
+def env_number(
+    env: Mapping[str, str], var: str, default: float, kind: type = float, minimum: float = 0, positive: bool = False
+) -> Any:
+    """The number in ``env[var]`` (``default`` when unset or empty), at least ``minimum`` (above 0
+    with ``positive``); a SettingsError names the variable and what would be valid."""
+    raw = env.get(var)
+    if raw in (None, ""):
+        return kind(default)
+    try:
+        value = kind(raw)
+    except ValueError:
+        raise SettingsError(f"{var}={raw!r} must be a {'whole ' if kind is int else ''}number") from None
+    if value < minimum or (positive and value <= 0):
+        raise SettingsError(f"{var}={raw!r} must be {'positive' if positive else f'at least {minimum}'}")
+    return value
 
 
 @dataclass(frozen=True)
@@ -58,10 +76,7 @@ class Settings:
             )
         work_dir = path("META_DEPLOYER_WORK_DIR", DEFAULT_WORK_DIR)
         token_file = env.get("META_DEPLOYER_GIT_TOKEN_FILE")
-        try:
-            reload_timeout = float(env.get("META_DEPLOYER_RELOAD_TIMEOUT", DEFAULT_RELOAD_TIMEOUT_S))
-        except ValueError:
-            raise SettingsError("META_DEPLOYER_RELOAD_TIMEOUT must be a number of seconds") from None
+        reload_timeout = env_number(env, "META_DEPLOYER_RELOAD_TIMEOUT", DEFAULT_RELOAD_TIMEOUT_S, positive=True)
         return cls(
             platform=platform,
             root=root,

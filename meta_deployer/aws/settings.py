@@ -11,9 +11,10 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from meta_deployer.errors import SettingsError
-from meta_deployer.settings import DEFAULT_BUCKET
+from meta_deployer.settings import DEFAULT_BUCKET, env_number
 
 DEFAULT_CLUSTER = "dagster"
 DEFAULT_NAMESPACE = "local"
@@ -66,17 +67,8 @@ class EcsSettings:
     def from_env(cls, env: Mapping[str, str], bucket: str | None = None) -> "EcsSettings":
         """Read the ECS settings from ``env``; ``bucket`` defaults to ``META_DEPLOYER_BUCKET``."""
 
-        def number(var: str, default: float, kind: type = int, minimum: float = 0) -> float:
-            raw = env.get(var)
-            if raw in (None, ""):
-                return default
-            try:
-                value = kind(raw)
-            except ValueError:
-                raise SettingsError(f"{var}={raw!r} must be a {'whole ' if kind is int else ''}number") from None
-            if value < minimum:
-                raise SettingsError(f"{var}={raw!r} must be at least {minimum}")
-            return value
+        def number(var: str, default: float, kind: type = int, minimum: float = 0) -> Any:
+            return env_number(env, var, default, kind, minimum)
 
         retention = int(number("META_DEPLOYER_LOG_RETENTION_DAYS", DEFAULT_LOG_RETENTION_DAYS, minimum=1))
         if retention not in LOG_RETENTION_CHOICES:

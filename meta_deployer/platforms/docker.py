@@ -41,8 +41,8 @@ running containers and the next deploy reuses them instead of starting
 duplicates (the restart policy brings them back with the engine).
 
 Settings (environment): ``META_DEPLOYER_DOCKER_NETWORK`` (host|bridge, default
-host), ``META_DEPLOYER_DOCKER_PORT_BASE`` (default 40000),
-``META_DEPLOYER_DOCKER_PORT_PAIRS`` (default 1000, so ports 40000-41999),
+host), ``META_DEPLOYER_DOCKER_PORT_BASE`` (default 20000),
+``META_DEPLOYER_DOCKER_PORT_PAIRS`` (default 1000, so ports 20000-21999),
 ``META_DEPLOYER_HEALTH_TIMEOUT`` (seconds, default 180),
 ``META_DEPLOYER_DOCKER_POLL_INTERVAL`` (seconds, default 0.5),
 ``META_DEPLOYER_DOCKER_DRAIN_TIMEOUT`` (seconds the old server's runs may
@@ -67,7 +67,7 @@ from filelock import FileLock
 from meta_deployer import codeserver, images, naming
 from meta_deployer.errors import SettingsError, UnhealthyError
 from meta_deployer.platforms.base import Artifact, Checkout, Log, Observed, Published, Served
-from meta_deployer.settings import Settings
+from meta_deployer.settings import Settings, env_number
 from meta_deployer.spec import RepoSpec
 
 if TYPE_CHECKING:
@@ -76,7 +76,9 @@ if TYPE_CHECKING:
 
 NETWORK_MODES = ("host", "bridge")
 DEFAULT_NETWORK = "host"
-DEFAULT_PORT_BASE = 40000
+#: Below Linux's ephemeral range (32768-60999 by default): an outgoing connection's local
+#: port can never sit on a repo's port and make it look taken.
+DEFAULT_PORT_BASE = 20000
 DEFAULT_PORT_PAIRS = 1000
 DEFAULT_HEALTH_TIMEOUT_S = 180.0
 DEFAULT_POLL_INTERVAL_S = 0.5
@@ -120,13 +122,7 @@ def docker_settings_from_env(env: Mapping[str, str]) -> DockerSettings:
         raise SettingsError(f"META_DEPLOYER_DOCKER_NETWORK={network!r}: use host or bridge")
 
     def number(var: str, default: float, kind: type = float) -> Any:
-        try:
-            value = kind(env.get(var) or default)
-        except ValueError:
-            raise SettingsError(f"{var} must be a {'whole ' if kind is int else ''}number, got {env.get(var)!r}") from None
-        if value < 0:
-            raise SettingsError(f"{var} must not be negative")
-        return value
+        return env_number(env, var, default, kind)
 
     base = number("META_DEPLOYER_DOCKER_PORT_BASE", DEFAULT_PORT_BASE, int)
     pairs = number("META_DEPLOYER_DOCKER_PORT_PAIRS", DEFAULT_PORT_PAIRS, int)
