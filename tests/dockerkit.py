@@ -21,7 +21,7 @@ from meta_deployer.spec import RepoSpec, parse_spec
 
 HOW = "source .ci/services.sh (as root) to start a Docker engine, a registry and the base image"
 #: Ports the test containers use, away from the platform's default range.
-TEST_PORT_BASE = "46000"
+TEST_PORT_BASE = "24000"  # outside the ephemeral range, apart from the default 20000..21999
 TEST_PORT_PAIRS = "400"
 
 DEFINITIONS = '''\

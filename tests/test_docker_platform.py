@@ -44,7 +44,7 @@ def test_port_pairs_are_stable_and_probe_past_other_repos():
 
 def test_settings_defaults_and_errors():
     s = docker_settings_from_env({})
-    assert s.network == "host" and s.port_base == 40000 and s.dagster_home is None
+    assert s.network == "host" and s.port_base == 20000 and s.dagster_home is None
     assert docker_settings_from_env({"META_DEPLOYER_DOCKER_NETWORK": "bridge"}).network == "bridge"
     for bad in (
         {"META_DEPLOYER_DOCKER_NETWORK": "overlay"},
