@@ -38,7 +38,7 @@ from dagster import (
     op,
     sensor,
 )
-from pydantic import Field
+from pydantic import Field, PrivateAttr
 
 from meta_deployer import naming
 from meta_deployer.errors import MetaDeployerError, Retryable
@@ -66,13 +66,18 @@ class DeployerResource(ConfigurableResource):
         default=None, description="dev, docker or ecs; default: META_DEPLOYER_PLATFORM, else dev."
     )
 
-    def get(self) -> Deployer:
-        settings = Settings.from_env()
-        if self.platform:
-            from dataclasses import replace
+    _deployer: Optional[Deployer] = PrivateAttr(default=None)
 
-            settings = replace(settings, platform=self.platform)
-        return Deployer(settings)
+    def get(self) -> Deployer:
+        """The run's Deployer, made once: every op of a run shares its platform and AWS clients."""
+        if self._deployer is None:
+            settings = Settings.from_env()
+            if self.platform:
+                from dataclasses import replace
+
+                settings = replace(settings, platform=self.platform)
+            self._deployer = Deployer(settings)
+        return self._deployer
 
 
 class RepoConfig(Config):

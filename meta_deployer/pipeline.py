@@ -321,7 +321,8 @@ class Deployer:
 
         token = self.settings.git_token()
         moved, problems = [], []
-        for name, scanned in sorted(scan_repo_configs(self.settings.repos_dir).items()):
+        configs = scan_repo_configs(self.settings.repos_dir)
+        for name, scanned in sorted(configs.items()):
             if scanned.error:
                 problems.append(scanned.error)
                 log(f"skipped: {scanned.error}")
@@ -349,7 +350,7 @@ class Deployer:
                 moved.append(spec)
             else:
                 log(f"{name}: up to date at {head[:12]}")
-        for name in sorted(set(self.store.all()) - set(scan_repo_configs(self.settings.repos_dir))):
+        for name in sorted(set(self.store.all()) - set(configs)):
             log(f"{name}: deployed but has no config.yml; run remove-repo REPO_NAME={name} to remove it")
         return moved, problems
 
