@@ -136,6 +136,11 @@ def _scalar_to_str(value: Any) -> Any:
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
+    @classmethod
+    def model_fields_order(cls) -> list[str]:
+        """The keys as written in config.yml, in declaration order (for output and error hints)."""
+        return [f.alias or n for n, f in cls.model_fields.items()]
+
 
 class EnvVar(_Strict):
     """One plain environment variable."""
@@ -344,10 +349,6 @@ class RepoSpec(_Strict):
         data["branch"] = self.branch
         return {k: data[k] for k in self.model_fields_order() if k in data}
 
-    @classmethod
-    def model_fields_order(cls) -> list[str]:
-        return [f.alias or n for n, f in cls.model_fields.items()]
-
     def content_hash(self) -> str:
         """A stable hash of the spec's meaning (not of its formatting)."""
         canonical = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
@@ -393,9 +394,6 @@ def _model_at(loc: list[str]) -> type[_Strict] | None:
     return model
 
 
-# Let the nested models report their own keys in "unknown key" errors.
-for _m in (EnvVar, SecretRef, Resources, Access):
-    _m.model_fields_order = classmethod(lambda cls: [f.alias or n for n, f in cls.model_fields.items()])  # type: ignore[method-assign]
 
 
 def parse_spec(data: Any, source: str, expected_name: str | None = None) -> RepoSpec:
