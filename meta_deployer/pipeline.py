@@ -116,16 +116,8 @@ class Deployer:
                 [("working_directory", f"{spec.working_directory!r} is not a folder in the repository at {commit[:12]}")],
             )
         if spec.code_source is None:
-            try:
-                found = detect_code_source(path / (spec.working_directory or "."))
-            except DetectionError as exc:
-                raise DetectionError(f"{spec.name}: {exc}") from None
-            if spec.working_directory and "working_directory" in found:
-                found["working_directory"] = f"{spec.working_directory}/{found['working_directory']}"
-            elif spec.working_directory:
-                found["working_directory"] = spec.working_directory
+            spec, found = _with_detected_code_source(spec, path)
             log(f"{spec.name}: detected code source {found}")
-            spec = parse_spec({**spec.to_config(), **found}, f"{spec.name} (detected code source)")
         self._check_code_source_exists(spec, path)
         checkout = Checkout(spec.name, path, commit, spec.branch, shown_url, changed)
         fingerprint = self.fingerprint(spec, commit)
@@ -289,12 +281,7 @@ class Deployer:
             if spec.code_source is None:
                 path = Path(tmp) / spec.name
                 gitops.converge(url, spec.branch, path, token)
-                found = detect_code_source(path / (spec.working_directory or "."))
-                if spec.working_directory:
-                    found["working_directory"] = "/".join(
-                        p for p in (spec.working_directory, found.get("working_directory")) if p
-                    )
-                spec = parse_spec({**spec.to_config(), **found}, f"{spec.name} (detected code source)")
+                spec, found = _with_detected_code_source(spec, path)
                 lines.append(f"would write the detected code source into config.yml: {found}")
             record = self.store.get(spec.name)
             if record is not None and record.fingerprint == self.fingerprint(spec, commit) and self.platform.is_serving(spec.name, asdict(record)):
@@ -353,6 +340,17 @@ class Deployer:
         for name in sorted(set(self.store.all()) - set(configs)):
             log(f"{name}: deployed but has no config.yml; run remove-repo REPO_NAME={name} to remove it")
         return moved, problems
+
+
+def _with_detected_code_source(spec: RepoSpec, checkout: Path) -> tuple[RepoSpec, dict[str, str]]:
+    """``spec`` completed with the code source found in its checkout (inside its working directory)."""
+    try:
+        found = detect_code_source(checkout / (spec.working_directory or "."))
+    except DetectionError as exc:
+        raise DetectionError(f"{spec.name}: {exc}") from None
+    if spec.working_directory:
+        found["working_directory"] = "/".join(p for p in (spec.working_directory, found.get("working_directory")) if p)
+    return parse_spec({**spec.to_config(), **found}, f"{spec.name} (detected code source)"), found
 
 
 def deployment_summary(record: Deployment | None) -> dict[str, Any]:
