@@ -37,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from conftest import MotoServer  # noqa: E402
-from meta_deployer.bootstrap import bootstrap  # noqa: E402
+from meta_deployer.platforms.aws.bootstrap import bootstrap  # noqa: E402
 from meta_deployer.platforms.base import Checkout, Published  # noqa: E402
 from meta_deployer.platforms.ecs import EcsPlatform  # noqa: E402
 from meta_deployer.settings import Settings  # noqa: E402

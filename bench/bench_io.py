@@ -48,7 +48,7 @@ def _managers() -> dict[str, object]:
     from dagster import build_init_resource_context
     from dagster_aws.s3 import S3PickleIOManager, S3Resource
 
-    from meta_deployer.io import RepoIOManager
+    from meta_deployer_runtime.io import RepoIOManager
 
     plain = S3PickleIOManager(s3_resource=S3Resource(), s3_bucket=BUCKET, s3_prefix=f"repos/{REPO}/assets")
     repo = RepoIOManager(repo_name=REPO, bucket=BUCKET, base_prefix=f"repos/{REPO}")

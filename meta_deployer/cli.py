@@ -222,7 +222,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_bootstrap(args: argparse.Namespace) -> int:
     """Create the shared AWS pieces of the ecs platform (DRY_RUN=1: print the plan only)."""
-    from meta_deployer.bootstrap import bootstrap
+    from meta_deployer.platforms.aws.bootstrap import bootstrap
 
     bootstrap(Settings.from_env(), dry_run=args.dry_run or _flag(_env("DRY_RUN")))
     return 0

@@ -1,6 +1,7 @@
 """The error hierarchy. Each step wraps failures once, at its boundary.
 
-Errors marked ``Retryable`` map to a Dagster ``RetryPolicy`` in the ops.
+Errors marked ``Retryable`` map to a Dagster ``RetryPolicy`` in the ops. What a deployed location
+raises (``StorageIsolationError``) lives in ``meta_deployer_runtime.errors``.
 """
 
 from __future__ import annotations
@@ -74,10 +75,3 @@ class WorkspaceError(MetaDeployerError):
 
 class NotDeployedError(MetaDeployerError):
     """The repo named is not deployed (and has no config)."""
-
-
-class StorageIsolationError(MetaDeployerError):
-    """A storage key would leave the repo's own prefix, or a cross-repo read is not granted.
-
-    Raised by the IO manager and the compute log manager before any storage call is made.
-    """

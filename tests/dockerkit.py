@@ -90,7 +90,7 @@ def missing(reason: str) -> None:
 
 def engine_env() -> dict[str, str]:
     """The environment reaching the engine and registry, or skip/fail (see :func:`missing`)."""
-    from meta_deployer import images
+    from meta_deployer.platforms import images
 
     if not os.environ.get("DOCKER_HOST") and not Path("/var/run/docker.sock").exists():
         missing("no Docker engine: DOCKER_HOST is not set")

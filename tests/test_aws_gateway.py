@@ -6,7 +6,7 @@ import boto3
 import pytest
 from botocore.awsrequest import AWSResponse
 
-from meta_deployer.aws.gateway import AwsGateway
+from meta_deployer.platforms.aws.gateway import AwsGateway
 from meta_deployer.errors import AwsOperationError, TransientAwsError
 
 
@@ -80,6 +80,6 @@ def test_pure_modules_do_not_import_boto3():
     import subprocess
     import sys
 
-    code = "import sys, meta_deployer.aws.plan, meta_deployer.aws.settings; sys.exit('boto3' in sys.modules)"
+    code = "import sys, meta_deployer.platforms.aws.plan, meta_deployer.platforms.aws.settings; sys.exit('boto3' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code]).returncode == 0
     _ = boto3  # the tests themselves may use boto3

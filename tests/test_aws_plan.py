@@ -8,9 +8,12 @@ import json
 import pytest
 from dagster_aws.ecs.container_context import EcsContainerContext
 
-from meta_deployer import codeserver, images, naming
-from meta_deployer.aws import plan as p
-from meta_deployer.aws.settings import EcsSettings
+from meta_deployer import naming
+from meta_deployer.platforms import location
+from meta_deployer.platforms.ecs import code_server
+from meta_deployer_runtime import contract
+from meta_deployer.platforms.aws import plan as p
+from meta_deployer.platforms.aws.settings import EcsSettings
 from meta_deployer.errors import SettingsError, SpecError
 from meta_deployer.spec import parse_spec
 
@@ -26,7 +29,8 @@ def spec(name: str = "sales", **fields):
 
 
 def desired(s=None, settings=SETTINGS, image=IMAGE, digest=DIGEST, commit="c" * 40):
-    return p.desired_repo(s or spec(), image, digest, commit, "main", settings, CTX)
+    s = s or spec()
+    return p.desired_repo(s, image, digest, commit, "main", settings, CTX, code_server(s, settings.bucket))
 
 
 # -- IAM ---------------------------------------------------------------------
@@ -91,7 +95,7 @@ def test_task_definition_fields():
     assert td["executionRoleArn"] == "arn:aws:iam::123456789012:role/dagster-ecs-execution"
     (c,) = td["containerDefinitions"]
     assert c["image"] == f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/dagster/sales@{DIGEST}"
-    assert c["command"] == ["dagster", "api", "grpc", "--host", "0.0.0.0", "--port", "4000", "--module-name", "meta_deployer.entrypoint"]
+    assert c["command"] == ["dagster", "api", "grpc", "--host", "0.0.0.0", "--port", "4000", "--module-name", "meta_deployer_runtime.entrypoint"]
     env = {e["name"]: e["value"] for e in c["environment"]}
     assert env["FOO"] == "1"
     assert env["META_DEPLOYER_REPO"] == "sales"
@@ -123,10 +127,11 @@ def test_task_serves_the_entry_point_the_images_step_validated(fields):
     )
     (c,) = desired(s).task_definition["containerDefinitions"]
     env = {e["name"]: e["value"] for e in c["environment"]}
-    assert c["command"] == codeserver.entrypoint_command()
-    assert {k: env[k] for k in codeserver.entrypoint_env(s)} == codeserver.entrypoint_env(s)
+    assert c["command"] == location.entrypoint_command()
+    assert {k: env[k] for k in location.code_source_env(s)} == location.code_source_env(s)
     assert env["META_DEPLOYER_WORKING_DIRECTORY"] == (s.working_directory or ".")
-    assert images.validate_command(s) == ["dagster", "definitions", "validate", "--module-name", codeserver.ENTRYPOINT_MODULE]
+    assert location.validate_command() == ["dagster", "definitions", "validate", "--module-name", contract.ENTRYPOINT_MODULE]
+    assert p.GRPC_PORT == contract.CONTAINER_PORT  # the planner's copy of the contract's port
 
 
 def test_container_context_is_valid_for_dagster_aws_and_names_role_and_family():
@@ -393,7 +398,7 @@ class _RolledBackGateway:
 
 
 def test_a_rolled_back_rollout_fails_with_its_reasons_and_retires_the_failed_revision():
-    from meta_deployer.aws.apply import Executor
+    from meta_deployer.platforms.aws.apply import Executor
     from meta_deployer.errors import UnhealthyError
 
     gateway = _RolledBackGateway()

@@ -18,12 +18,12 @@ from dagster._core.execution.api import execute_run
 from dagster._core.remote_origin import RegisteredCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
 from dagster._core.storage.compute_log_manager import ComputeIOType
 
-from meta_deployer.compute_logs import LocalRepoComputeLogManager, logs_prefix_for_location
-from meta_deployer.errors import StorageIsolationError
+from meta_deployer_runtime.compute_logs import LocalRepoComputeLogManager, logs_prefix_for_location
+from meta_deployer_runtime.errors import StorageIsolationError
 
 IN_PROCESS = {"execution": {"config": {"in_process": {}}}}
 BUCKET = "dagster-storage"
-DAGSTER_YAML = "compute_logs:\n  module: meta_deployer.compute_logs\n  class: RepoComputeLogManager\n  config: {config}\n"
+DAGSTER_YAML = "compute_logs:\n  module: meta_deployer_runtime.compute_logs\n  class: RepoComputeLogManager\n  config: {config}\n"
 
 
 @op

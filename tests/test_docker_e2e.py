@@ -23,7 +23,8 @@ from dockerkit import (
 
 from dagster_ui import materialize_when_daemon_ready, wait_for_location
 from devkit import dagster_dev, run_make
-from meta_deployer import images, naming
+from meta_deployer import naming
+from meta_deployer.platforms import images
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 

@@ -14,9 +14,9 @@ import boto3
 import pytest
 
 from meta_deployer import naming
-from meta_deployer.aws import plan as aws_plan
-from meta_deployer.aws.gateway import AwsGateway
-from meta_deployer.bootstrap import BUCKET_LAYOUT, TEMP_RULE_ID, bootstrap
+from meta_deployer.platforms.aws import plan as aws_plan
+from meta_deployer.platforms.aws.gateway import AwsGateway
+from meta_deployer.platforms.aws.bootstrap import BUCKET_LAYOUT, TEMP_RULE_ID, bootstrap
 from meta_deployer.errors import AwsOperationError, UnhealthyError
 from meta_deployer.platforms.ecs import EcsPlatform
 from test_ecs_support import CallCounter, checkout_for, make_network, published_for, settings_for, spec_for
@@ -87,7 +87,7 @@ def test_add_creates_every_resource_tagged(platform, settings, tmp_path):
     container = td["containerDefinitions"][0]
     assert container["image"] == published_for("sales").ref.rsplit(":", 1)[0] + "@" + published_for("sales").digest
     assert container["command"] == [
-        "dagster", "api", "grpc", "--host", "0.0.0.0", "--port", "4000", "--module-name", "meta_deployer.entrypoint",
+        "dagster", "api", "grpc", "--host", "0.0.0.0", "--port", "4000", "--module-name", "meta_deployer_runtime.entrypoint",
     ]
     env = td_env(td)
     assert env["META_DEPLOYER_CODE_SOURCE"] == "python_file:definitions.py"

@@ -9,7 +9,7 @@ from dagster._config import process_config
 from dagster._core.instance.config import dagster_instance_config_schema
 from dagster_aws.ecs import EcsRunLauncher
 
-from meta_deployer.compute_logs import RepoComputeLogManager
+from meta_deployer_runtime.compute_logs import RepoComputeLogManager
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "dagster.prod.yaml"
 

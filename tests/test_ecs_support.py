@@ -13,7 +13,7 @@ from typing import Any
 
 import boto3
 
-from meta_deployer.aws.gateway import AwsGateway
+from meta_deployer.platforms.aws.gateway import AwsGateway
 from meta_deployer.platforms.base import Checkout, Published
 from meta_deployer.settings import Settings
 from meta_deployer.spec import parse_spec

@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 from devkit import definitions_py
-from meta_deployer import codeserver
+from meta_deployer.platforms import location
 from meta_deployer.spec import parse_spec
 
 
@@ -20,7 +20,7 @@ def test_entrypoint_loads_the_code_source_named_in_the_environment(tmp_path):
     )
     env = {
         **os.environ,
-        **codeserver.entrypoint_env(spec),
+        **location.code_source_env(spec),
         "META_DEPLOYER_WORKING_DIRECTORY": "pipelines",
         "META_DEPLOYER_REPO": "sales",
         "META_DEPLOYER_PREFIX": "repos/sales",
@@ -28,7 +28,7 @@ def test_entrypoint_loads_the_code_source_named_in_the_environment(tmp_path):
     }
     env.pop("DAGSTER_HOME", None)
     script = (
-        "import meta_deployer.entrypoint as e, dagster as dg\n"
+        "import meta_deployer_runtime.entrypoint as e, dagster as dg\n"
         "defs = next(v for v in vars(e).values() if isinstance(v, dg.Definitions))\n"
         "print(sorted(k.to_user_string() for k in defs.resolve_asset_graph().get_all_asset_keys()))\n"
         "print(type(defs.resources['io_manager']).__name__)\n"

@@ -20,8 +20,8 @@ import boto3
 import pytest
 from botocore.exceptions import ClientError
 
-from meta_deployer.aws import plan as aws_plan
-from meta_deployer.aws.gateway import AwsGateway
+from meta_deployer.platforms.aws import plan as aws_plan
+from meta_deployer.platforms.aws.gateway import AwsGateway
 
 BUCKET = "dagster-storage"
 SETUP_CALLS = 3  # create_user, put_user_policy, create_access_key

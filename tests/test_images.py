@@ -17,7 +17,7 @@ from dockerkit import (
     unique_name,
 )
 
-from meta_deployer import codeserver, images
+from meta_deployer.platforms import images, location
 from meta_deployer.errors import ImageBuildError, SettingsError, SpecError, ValidationFailed
 from meta_deployer.platforms.base import Checkout
 
@@ -26,15 +26,15 @@ from meta_deployer.platforms.base import Checkout
 
 def test_location_args_are_relative_to_the_image_workdir():
     spec = spec_for("a", "file:///x", python_file="defs.py", working_directory="pipelines")
-    assert codeserver.location_args(spec) == ["--python-file", "pipelines/defs.py", "--working-directory", "pipelines"]
+    assert location.location_args(spec) == ["--python-file", "pipelines/defs.py", "--working-directory", "pipelines"]
     spec = spec_for("a", "file:///x", package_name="pkg", working_directory="src")
-    assert codeserver.grpc_command(spec, "127.0.0.1", 4100) == [
+    assert location.grpc_command(spec, "127.0.0.1", 4100) == [
         "dagster", "api", "grpc", "--host", "127.0.0.1", "--port", "4100",
         "--package-name", "pkg", "--working-directory", "src",
     ]
-    assert codeserver.location_args(spec_for("a", "file:///x", module_name="m.defs"))[:2] == ["--module-name", "m.defs"]
+    assert location.location_args(spec_for("a", "file:///x", module_name="m.defs"))[:2] == ["--module-name", "m.defs"]
     with pytest.raises(SpecError, match="python_file, module_name or package_name"):
-        codeserver.location_args(spec_for("a", "file:///x"))
+        location.location_args(spec_for("a", "file:///x"))
 
 
 def test_settings_choose_ecr_and_reject_bad_values():
@@ -129,7 +129,7 @@ def test_templated_build_push_then_noop(tmp_path, git_remote, repo_names):
     assert config["User"] == "dagster" and "grpc-health-check" in " ".join(config["Healthcheck"]["Test"])
     # The runtime layer: the instance's compute log manager imports inside the image.
     out = client.containers.run(
-        artifact.ref, ["python", "-c", "import meta_deployer.compute_logs, sys; print(sys.path[1])"],
+        artifact.ref, ["python", "-c", "import meta_deployer_runtime.compute_logs, sys; print(sys.path[1])"],
         network_mode="host", remove=True,
     )
     assert images.RUNTIME_PYLIB in out.decode()

@@ -86,7 +86,7 @@ def kept() -> int:
 defs = dg.Definitions(assets=[kept], resources={"io_manager": dg.FilesystemIOManager(base_dir=BASE_DIR)})
 '''
 
-COMPUTE_LOGS = "\ncompute_logs:\n  module: meta_deployer.compute_logs\n  class: RepoComputeLogManager\n  config: {}\n"
+COMPUTE_LOGS = "\ncompute_logs:\n  module: meta_deployer_runtime.compute_logs\n  class: RepoComputeLogManager\n  config: {}\n"
 
 
 def make(project, *args: str) -> None:

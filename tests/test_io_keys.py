@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from meta_deployer.errors import SettingsError, StorageIsolationError
-from meta_deployer.io import (
+from meta_deployer_runtime.errors import SettingsError, StorageIsolationError
+from meta_deployer_runtime.io import (
     RepoIOManager,
     RepoKeys,
     inject_io_manager,
@@ -192,7 +192,7 @@ def test_inject_into_every_kind_of_loadable_target(tmp_path) -> None:
         return 1
 
     env = {"META_DEPLOYER_REPO": "alpha", "META_DEPLOYER_STORAGE_DIR": str(tmp_path)}
-    from meta_deployer.io import inject_into_target
+    from meta_deployer_runtime.io import inject_into_target
 
     assert isinstance(inject_into_target(dg.Definitions(assets=[a]), env).resources["io_manager"], RepoIOManager)
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from meta_deployer.errors import StorageIsolationError
-from meta_deployer.io import RepoIOManager, inject_io_manager
+from meta_deployer_runtime.errors import StorageIsolationError
+from meta_deployer_runtime.io import RepoIOManager, inject_io_manager
 
 
 @dg.asset

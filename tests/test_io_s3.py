@@ -29,8 +29,8 @@ from dagster import (
 from dagster._core.execution.api import execute_run
 from dagster._core.remote_origin import RegisteredCodeLocationOrigin, RemoteJobOrigin, RemoteRepositoryOrigin
 
-from meta_deployer.errors import StorageIsolationError
-from meta_deployer.io import inject_io_manager, repo_asset
+from meta_deployer_runtime.errors import StorageIsolationError
+from meta_deployer_runtime.io import inject_io_manager, repo_asset
 
 BUCKET = "dagster-storage"
 DAYS = StaticPartitionsDefinition(["2024-01-01", "2024-01-02"])
@@ -137,7 +137,7 @@ def instance(tmp_path: Path, bucket: str) -> Iterator[DagsterInstance]:
     home.mkdir()
     (home / "dagster.yaml").write_text(
         "compute_logs:\n"
-        "  module: meta_deployer.compute_logs\n"
+        "  module: meta_deployer_runtime.compute_logs\n"
         "  class: RepoComputeLogManager\n"
         f"  config: {{bucket: {bucket}, local_dir: {tmp_path / 'staging'}}}\n"
     )

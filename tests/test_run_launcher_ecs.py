@@ -19,7 +19,7 @@ from dagster._core.origin import JobPythonOrigin, RepositoryPythonOrigin
 from dagster._core.test_utils import create_run_for_test, instance_for_test
 
 from meta_deployer import naming
-from meta_deployer.bootstrap import bootstrap
+from meta_deployer.platforms.aws.bootstrap import bootstrap
 from meta_deployer.platforms.ecs import EcsPlatform
 from test_ecs_support import checkout_for, make_network, published_for, settings_for, spec_for
 

@@ -1,8 +1,8 @@
 """The ``docker`` platform: one container per repo on the local Docker engine.
 
-``build`` and ``publish`` are :mod:`meta_deployer.images` (build, validate,
+``build`` and ``publish`` are :mod:`meta_deployer.platforms.images` (build, validate,
 push). ``serve`` runs the image as a gRPC code server through the location entry point
-(``meta_deployer.entrypoint``, from the image's runtime layer), which loads the
+(``meta_deployer_runtime.entrypoint``, from the image's runtime layer), which loads the
 spec's code source from the image's WORKDIR plus ``working_directory`` and gives
 definitions without an ``io_manager`` the prefix-enforcing one, as on the dev
 platform. The workspace entry is ``grpc_server`` at ``localhost:<port>``.
@@ -48,7 +48,7 @@ host), ``META_DEPLOYER_DOCKER_PORT_BASE`` (default 20000),
 ``META_DEPLOYER_DOCKER_DRAIN_TIMEOUT`` (seconds the old server's runs may
 take to finish, default 60), ``META_DEPLOYER_DOCKER_CONTAINER_CONTEXT`` (JSON
 passed as ``DAGSTER_CONTAINER_CONTEXT``), plus the image settings of
-:mod:`meta_deployer.images`.
+:mod:`meta_deployer.platforms.images`.
 """
 
 from __future__ import annotations
@@ -64,9 +64,10 @@ from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock
 
-from meta_deployer import codeserver, images, naming
+from meta_deployer import naming
 from meta_deployer.errors import SettingsError, UnhealthyError
-from meta_deployer.platforms.base import Artifact, Checkout, Log, Observed, Published, Served
+from meta_deployer.model import Artifact, Checkout, Log, Observed, Published, Served
+from meta_deployer.platforms import images, location
 from meta_deployer.settings import Settings, env_number
 from meta_deployer.spec import RepoSpec
 
@@ -240,13 +241,16 @@ class DockerPlatform:
 
     def storage_env(self, spec: RepoSpec) -> dict[str, str]:
         """What a container gets besides the spec's environment (see the module docstring)."""
-        env = codeserver.injected_env(spec, self.settings.bucket)
-        if not self.settings.env.get("META_DEPLOYER_BUCKET"):
-            # No bucket configured: the local storage folder, as on the dev platform (mounted).
-            env.pop("META_DEPLOYER_BUCKET", None)
-            env["META_DEPLOYER_STORAGE_DIR"] = str(self.settings.storage_dir)
-        elif self.settings.env.get("AWS_ENDPOINT_URL"):
-            env["AWS_ENDPOINT_URL"] = self.settings.env["AWS_ENDPOINT_URL"]
+        # No bucket configured: the local storage folder, as on the dev platform (mounted).
+        env = location.location_env(
+            spec,
+            location.storage_env(
+                spec,
+                bucket=self.settings.env.get("META_DEPLOYER_BUCKET"),
+                storage_dir=str(self.settings.storage_dir),
+                endpoint_url=self.settings.env.get("AWS_ENDPOINT_URL"),
+            ),
+        )
         if self.docker.dagster_home:
             env["DAGSTER_HOME"] = str(self.docker.dagster_home)
         if self.docker.container_context:
@@ -298,7 +302,7 @@ class DockerPlatform:
             taken[pair] = repo
         return pick_pair(name, taken, self.docker.port_base, self.docker.port_pairs)
 
-    # -- build and publish: meta_deployer.images -----------------------------
+    # -- build and publish: meta_deployer.platforms.images -----------------------------
     def build(self, spec: RepoSpec, checkout: Checkout, log: Log) -> Artifact:
         return images.build_image(spec, checkout, self.images, log)
 
@@ -349,9 +353,9 @@ class DockerPlatform:
         self, spec: RepoSpec, published: Published, checkout: Checkout, name: str, port: int, pair: int, fingerprint: str
     ) -> Container:
         volumes, user = self._mounts()
-        env = {**self.storage_env(spec), **codeserver.entrypoint_env(spec)}
+        env = {**self.storage_env(spec), **location.code_source_env(spec)}
         host_mode = self.docker.network == "host"
-        inner_port = port if host_mode else codeserver.CONTAINER_PORT
+        inner_port = port if host_mode else location.CONTAINER_PORT
         image_workdir = self.client.api.inspect_image(published.ref)["Config"].get("WorkingDir")
         labels = {
             LABEL_REPO: spec.name,
@@ -367,8 +371,8 @@ class DockerPlatform:
             "name": name,
             # Served through the location entry point (runtime layer): the repo's definitions,
             # with the prefix-enforcing IO manager when they set none.
-            "command": codeserver.entrypoint_command("127.0.0.1" if host_mode else "0.0.0.0", inner_port),
-            "working_dir": codeserver.container_workdir(image_workdir, spec),
+            "command": location.entrypoint_command("127.0.0.1" if host_mode else "0.0.0.0", inner_port),
+            "working_dir": location.container_workdir(image_workdir, spec),
             "environment": env,
             "labels": labels,
             "restart_policy": RESTART_POLICY,
@@ -376,7 +380,7 @@ class DockerPlatform:
             "init": True,
             "detach": True,
             "healthcheck": {
-                "test": ["CMD", *codeserver.health_command(inner_port)],
+                "test": ["CMD", *location.health_command(inner_port)],
                 "interval": 30 * 10**9,
                 "timeout": 10 * 10**9,
                 "retries": 3,
@@ -390,7 +394,7 @@ class DockerPlatform:
         if host_mode:
             kwargs["network_mode"] = "host"
         else:
-            kwargs["ports"] = {f"{codeserver.CONTAINER_PORT}/tcp": ("127.0.0.1", port)}
+            kwargs["ports"] = {f"{location.CONTAINER_PORT}/tcp": ("127.0.0.1", port)}
         import docker
 
         kwargs.pop("detach")

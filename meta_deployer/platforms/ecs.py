@@ -2,7 +2,7 @@
 
 The stages (see ``meta_deployer.platforms.base`` for the contract):
 
-- ``build`` and ``publish`` delegate to ``meta_deployer.images``: the image is
+- ``build`` and ``publish`` delegate to ``meta_deployer.platforms.images``: the image is
   built once, pushed to ECR (``dagster/<name>``), and referenced **by digest**.
 - ``serve`` computes the desired resources (``aws.plan.desired_repo``), reads
   the live ones (``aws.apply.observe_repo``), plans the difference and applies
@@ -19,7 +19,7 @@ The stages (see ``meta_deployer.platforms.base`` for the contract):
   printed and not applied.
 
 Every name comes from ``meta_deployer.naming``; every AWS call goes through
-``meta_deployer.aws.gateway.AwsGateway``.
+``meta_deployer.platforms.aws.gateway.AwsGateway``.
 """
 
 from __future__ import annotations
@@ -31,12 +31,13 @@ from functools import cached_property
 from typing import Any
 
 from meta_deployer import naming
-from meta_deployer.aws import plan as aws_plan
-from meta_deployer.aws.apply import apply, observe_repo, status_line
-from meta_deployer.aws.gateway import AwsGateway
-from meta_deployer.aws.settings import EcsSettings
-from meta_deployer.bootstrap import SECRETS_PREFIX
-from meta_deployer.platforms.base import Artifact, Checkout, Log, Observed, Published, Served
+from meta_deployer.model import Artifact, Checkout, CodeServer, Log, Observed, Published, Served
+from meta_deployer.platforms import location
+from meta_deployer.platforms.aws import plan as aws_plan
+from meta_deployer.platforms.aws.apply import apply, observe_repo, status_line
+from meta_deployer.platforms.aws.bootstrap import SECRETS_PREFIX
+from meta_deployer.platforms.aws.gateway import AwsGateway
+from meta_deployer.platforms.aws.settings import EcsSettings
 from meta_deployer.settings import Settings
 from meta_deployer.spec import RepoSpec
 
@@ -47,6 +48,17 @@ RENDER_VERSION = "1"
 LOG_FOLLOW_POLL_S = 2.0
 
 __all__ = ["EcsPlatform", "EcsSettings"]
+
+
+def code_server(spec: RepoSpec, bucket: str) -> CodeServer:
+    """A task's code server: the location entry point with the repo's environment (S3 storage)."""
+    storage = location.storage_env(spec, bucket=bucket)
+    return CodeServer(
+        command=tuple(location.entrypoint_command(port=location.CONTAINER_PORT)),
+        environment=location.location_env(spec, storage, location.code_source_env(spec, spec.working_directory or ".")),
+        port=location.CONTAINER_PORT,
+        health_command=tuple(location.health_command(location.CONTAINER_PORT)),
+    )
 
 
 class EcsPlatform:
@@ -86,14 +98,14 @@ class EcsPlatform:
         return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
     def build(self, spec: RepoSpec, checkout: Checkout, log: Log) -> Artifact:
-        """Build (or reuse) the repo's image; see ``meta_deployer.images``."""
-        from meta_deployer import images  # the images engineer's module; imported on use
+        """Build (or reuse) the repo's image; see ``meta_deployer.platforms.images``."""
+        from meta_deployer.platforms import images  # imported on use: it needs the docker SDK
 
         return images.build_image(spec, checkout, self.settings, log)
 
     def publish(self, spec: RepoSpec, artifact: Artifact, log: Log) -> Published:
         """Push the image to ECR (or ``META_DEPLOYER_REGISTRY``) and return it by digest."""
-        from meta_deployer import images
+        from meta_deployer.platforms import images
 
         return images.push_image(spec, artifact, self.registry, log)
 
@@ -101,7 +113,8 @@ class EcsPlatform:
         """The desired AWS resources for ``spec`` at ``checkout`` running ``published``."""
         self.ecs.require_network()
         return aws_plan.desired_repo(
-            spec, published.ref, published.digest, checkout.commit, checkout.branch, self.ecs, self.context
+            spec, published.ref, published.digest, checkout.commit, checkout.branch, self.ecs, self.context,
+            code_server(spec, self.ecs.bucket),
         )
 
     def _observe(self, name: str, *, for_removal: bool = False, purge: bool = False) -> aws_plan.ObservedRepo:

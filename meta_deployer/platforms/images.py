@@ -20,7 +20,7 @@ its final tag only once its definitions loaded, so "the tag exists" means
 
 **The runtime layer.** Every process that opens the Dagster instance loads the
 classes in dagster.yaml, and run workers execute inside the repo's container:
-the per-repo compute log manager (``meta_deployer.compute_logs``) must import
+the per-repo compute log manager (``meta_deployer_runtime.compute_logs``) must import
 there. So a last small layer copies meta_deployer's runtime modules
 (:data:`RUNTIME_MODULES`, which import only Dagster and the standard library)
 to ``/opt/meta_deployer/pylib`` and puts them on ``PYTHONPATH``, whichever
@@ -64,7 +64,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from meta_deployer.codeserver import container_workdir, entrypoint_env, grpc_command, injected_env, validate_command
 from meta_deployer import naming
 from meta_deployer.errors import (
     AwsOperationError,
@@ -74,8 +73,18 @@ from meta_deployer.errors import (
     Retryable,
     ValidationFailed,
 )
-from meta_deployer.platforms.base import Artifact, Checkout, Log, Published
+from meta_deployer.model import Artifact, Checkout, Log, Published
+from meta_deployer.platforms.location import (
+    code_source_env,
+    container_workdir,
+    grpc_command,
+    location_env,
+    storage_env,
+    validate_command,
+)
 from meta_deployer.spec import RepoSpec
+from meta_deployer import versions
+from meta_deployer.versions import runtime_package
 
 if TYPE_CHECKING:
     import docker
@@ -85,15 +94,13 @@ if TYPE_CHECKING:
 DEFAULT_BASE_IMAGE = "python:3.12-slim"
 #: Port the code server listens on inside a container (bridge networking, ECS).
 #: Installed into templated images when the repo's own dependencies name no dagster.
-DAGSTER_REQUIREMENT = "dagster==1.13.27"
+DAGSTER_REQUIREMENT = versions.requirement("dagster")
 #: Bump when the template or the context layout changes: it is part of every tag's hash.
 TEMPLATE_VERSION = "2"
-#: meta_deployer modules a run worker may import inside a repo's container (Dagster + stdlib only).
-RUNTIME_MODULES = ("__init__.py", "errors.py", "naming.py", "settings.py", "io.py", "compute_logs.py", "location.py", "entrypoint.py")
 RUNTIME_PYLIB = "/opt/meta_deployer/pylib"
 #: Installed into templated images when the instance keeps logs/storage in S3 (and Postgres on ecs).
-S3_REQUIREMENTS = ("dagster-aws==0.29.27",)
-ECS_REQUIREMENTS = ("dagster-aws==0.29.27", "dagster-postgres==0.29.27")
+S3_REQUIREMENTS = (versions.requirement("dagster-aws"),)
+ECS_REQUIREMENTS = (versions.requirement("dagster-aws"), versions.requirement("dagster-postgres"))
 DEFAULT_BUILD_TIMEOUT_S = 1800.0
 DEFAULT_VALIDATE_TIMEOUT_S = 300.0
 #: Read timeout of one engine API call; builds stream, so this bounds silence, not duration.
@@ -273,20 +280,21 @@ def _pyproject(path: Path) -> dict[str, Any]:
 
 
 def runtime_files() -> tuple[tuple[str, str], ...]:
-    """The runtime layer's files: (path in its context, text) for each of :data:`RUNTIME_MODULES`."""
-    package = Path(__file__).resolve().parent
+    """The runtime layer's files: the ``meta_deployer_runtime`` package folder, (path in the context, text)."""
+    package = runtime_package()
     return tuple(
-        (f"meta_deployer/{module}", (package / module).read_text())
-        for module in RUNTIME_MODULES
-        if (package / module).is_file()
+        (f"{package.name}/{path.relative_to(package).as_posix()}", path.read_text())
+        for path in sorted(package.rglob("*.py"))
+        if "__pycache__" not in path.parts
     )
 
 
 def runtime_dockerfile(image: str) -> str:
-    """The runtime layer on top of ``image``: meta_deployer's runtime modules on PYTHONPATH."""
+    """The runtime layer on top of ``image``: the runtime package on PYTHONPATH."""
+    name = runtime_package().name
     return (
         f"FROM {image}\n"
-        f"COPY meta_deployer {RUNTIME_PYLIB}/meta_deployer\n"
+        f"COPY {name} {RUNTIME_PYLIB}/{name}\n"
         f"ENV PYTHONPATH={RUNTIME_PYLIB}${{PYTHONPATH:+:$PYTHONPATH}}\n"
     )
 
@@ -640,19 +648,20 @@ def validate_image(
     """Load the spec's definitions inside ``image`` in a throw-away container; ValidationFailed when they fail."""
     import docker
 
-    env = injected_env(spec, bucket or settings.env.get("META_DEPLOYER_BUCKET", ""))
-    env.update(entrypoint_env(spec))
-    if not env.get("META_DEPLOYER_BUCKET"):
-        env.pop("META_DEPLOYER_BUCKET", None)
-        env["META_DEPLOYER_STORAGE_DIR"] = f"{VALIDATE_DAGSTER_HOME}/storage"  # loading writes nothing
-    env["META_DEPLOYER_VALIDATING"] = "1"
+    # Loading writes nothing; a local storage folder on the tmpfs stands in for the bucket.
+    storage = storage_env(
+        spec, bucket=bucket or settings.env.get("META_DEPLOYER_BUCKET"), storage_dir=f"{VALIDATE_DAGSTER_HOME}/storage"
+    )
     # A throw-away instance on a tmpfs: the image's user may not write to its WORKDIR.
-    env["DAGSTER_HOME"] = VALIDATE_DAGSTER_HOME
+    env = location_env(
+        spec, storage, {**code_source_env(spec), "META_DEPLOYER_VALIDATING": "1", "DAGSTER_HOME": VALIDATE_DAGSTER_HOME}
+    )
     workdir = container_workdir(client.api.inspect_image(image)["Config"].get("WorkingDir"), spec)
-    log(f"validating in {workdir}: {' '.join(validate_command(spec))} ({env['META_DEPLOYER_CODE_SOURCE']})")
+    command = validate_command()
+    log(f"validating in {workdir}: {' '.join(command)} ({env['META_DEPLOYER_CODE_SOURCE']})")
     container = client.containers.create(
         image,
-        command=validate_command(spec),
+        command=command,
         environment=env,
         working_dir=workdir,
         network_mode="host",

@@ -6,7 +6,7 @@ layout on both::
 
     repos/<name>/assets/<asset key path>[/<partition>]          asset outputs
     repos/<name>/runs/<run_id>/<step>/<output>[/<mapping key>]   op outputs
-    repos/<name>/logs/...                                        compute logs (meta_deployer.compute_logs)
+    repos/<name>/logs/...                                        compute logs (meta_deployer_runtime.compute_logs)
     repos/shared/assets/<asset key path>                         readable by every repo, writable by none
 
 :class:`RepoIOManager` builds on Dagster's own pickling IO managers
@@ -52,24 +52,19 @@ from dagster import (
 from dagster._core.storage.fs_io_manager import PickledObjectFilesystemIOManager
 from pydantic import Field
 
-from meta_deployer import naming
-from meta_deployer.errors import SettingsError, StorageIsolationError
+from meta_deployer_runtime.contract import (
+    ENV_BUCKET,
+    ENV_PREFIX,
+    ENV_READ_ACCESS,
+    ENV_REPO,
+    ENV_STORAGE_DIR,
+    name_problem,
+)
+from meta_deployer_runtime.errors import SettingsError, StorageIsolationError
 
 if TYPE_CHECKING:
     from dagster import AssetKey, AssetSpec
     from upath import UPath
-
-# -- The injected environment contract (set by every platform) --------------
-#: Repo name; the IO manager writes only under ``repos/<name>/``.
-ENV_REPO = "META_DEPLOYER_REPO"
-#: The repo's prefix, ``repos/<name>`` (checked against the name).
-ENV_PREFIX = "META_DEPLOYER_PREFIX"
-#: S3 bucket; set when S3 storage is used (takes precedence over a directory).
-ENV_BUCKET = "META_DEPLOYER_BUCKET"
-#: Local storage root holding ``repos/<name>/...``; set on the dev platform without a bucket.
-ENV_STORAGE_DIR = "META_DEPLOYER_STORAGE_DIR"
-#: Comma-separated repo names the spec's ``access.read`` grants.
-ENV_READ_ACCESS = "META_DEPLOYER_READ_ACCESS"
 
 # -- The layout ---------------------------------------------------------------
 REPOS_ROOT = "repos"
@@ -118,12 +113,11 @@ class RepoKeys:
     read_access: frozenset[str] = frozenset()
 
     def __post_init__(self) -> None:
-        try:
-            naming.validate_name(self.repo)
-        except ValueError as exc:
-            raise StorageIsolationError(f"IO manager: {exc}") from None
+        problem = name_problem(self.repo)
+        if problem:
+            raise StorageIsolationError(f"IO manager: repo name {problem}")
         for other in self.read_access:
-            problem = naming.name_problem(other) if other != SHARED_REPO else None
+            problem = name_problem(other) if other != SHARED_REPO else None
             if problem:
                 raise StorageIsolationError(f"IO manager: read access entry: repo name {problem}")
 
@@ -150,9 +144,9 @@ class RepoKeys:
                     f"{what}: repo {self.repo!r} may write only under {self.prefix}/, "
                     f"not under {repo_prefix(owner)}/ (metadata {OWNER_METADATA_KEY}={owner!r})"
                 )
-            if owner != SHARED_REPO and naming.name_problem(owner):
+            if owner != SHARED_REPO and name_problem(owner):
                 raise StorageIsolationError(
-                    f"{what}: metadata {OWNER_METADATA_KEY}={owner!r}: repo name {naming.name_problem(owner)}"
+                    f"{what}: metadata {OWNER_METADATA_KEY}={owner!r}: repo name {name_problem(owner)}"
                 )
             if not self.can_read(owner):
                 raise StorageIsolationError(

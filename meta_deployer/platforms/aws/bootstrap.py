@@ -21,9 +21,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from meta_deployer.aws.gateway import AwsGateway
-from meta_deployer.aws.plan import ECS_TASKS_PRINCIPAL, POLICY_VERSION, SHARED_PREFIX, canonical_json
-from meta_deployer.aws.settings import DEFAULT_EXECUTION_ROLE_NAME, EcsSettings
+from meta_deployer.platforms.aws.gateway import AwsGateway
+from meta_deployer.platforms.aws.plan import ECS_TASKS_PRINCIPAL, POLICY_VERSION, SHARED_PREFIX, canonical_json
+from meta_deployer.platforms.aws.settings import DEFAULT_EXECUTION_ROLE_NAME, EcsSettings
 from meta_deployer.errors import SettingsError
 from meta_deployer.settings import Settings
 

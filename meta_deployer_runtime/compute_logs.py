@@ -38,9 +38,9 @@ from dagster._core.storage.compute_log_manager import ComputeIOType
 from dagster._core.storage.local_compute_log_manager import LocalComputeLogManager
 from dagster._serdes import ConfigurableClassData
 
-from meta_deployer import naming
-from meta_deployer.errors import SettingsError, StorageIsolationError
-from meta_deployer.io import ENV_BUCKET, ENV_STORAGE_DIR, LOGS_DIR, REPOS_ROOT, segment_problem
+from meta_deployer_runtime.contract import ENV_BUCKET, ENV_STORAGE_DIR, SELF_LOCATION, default_storage_dir, name_problem
+from meta_deployer_runtime.errors import SettingsError, StorageIsolationError
+from meta_deployer_runtime.io import LOGS_DIR, REPOS_ROOT, segment_problem
 
 #: Prefix for logs that belong to no repo (the deployer's own runs, ticks, backfills).
 SYSTEM_LOGS_PREFIX: tuple[str, ...] = ("system", "logs")
@@ -56,7 +56,7 @@ def logs_prefix_for_location(location_name: str | None) -> tuple[str, ...]:
     ``repos/<name>/logs`` for a location named like a repo, else ``system/logs``
     (the ``meta_deployer`` location, no location, or a name that is no repo name).
     """
-    if location_name and location_name != naming.SELF_LOCATION and naming.name_problem(location_name) is None:
+    if location_name and location_name != SELF_LOCATION and name_problem(location_name) is None:
         return (REPOS_ROOT, location_name, LOGS_DIR)
     return SYSTEM_LOGS_PREFIX
 
@@ -220,10 +220,4 @@ class RepoComputeLogManager(LocalRepoComputeLogManager):
 
 
 def _storage_dir(configured: str | None) -> str:
-    from meta_deployer.settings import Settings
-
-    if configured:
-        return os.path.abspath(configured)
-    settings_dir = Settings.from_env().storage_dir
-    assert settings_dir is not None
-    return str(settings_dir)
+    return os.path.abspath(configured) if configured else default_storage_dir()

@@ -1,10 +1,10 @@
 """Observe one repo's AWS resources, and execute plans through the gateway (side effects).
 
-``observe_repo`` reads live state into a :class:`~meta_deployer.aws.plan.ObservedRepo`
-using only read calls. ``apply`` runs a :class:`~meta_deployer.aws.plan.Plan`
+``observe_repo`` reads live state into a :class:`~meta_deployer.platforms.aws.plan.ObservedRepo`
+using only read calls. ``apply`` runs a :class:`~meta_deployer.platforms.aws.plan.Plan`
 action by action, each dispatched to one gateway method; values created along
 the way (a Cloud Map service ARN, a target group ARN, a new task definition
-revision) fill the plan's :class:`~meta_deployer.aws.plan.Ref` placeholders.
+revision) fill the plan's :class:`~meta_deployer.platforms.aws.plan.Ref` placeholders.
 
 ``wait_stable`` polls the ECS service with a hard timeout and a configurable
 interval. When the rollout does not settle (timeout, or the deployment
@@ -25,8 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from meta_deployer import naming
-from meta_deployer.aws.gateway import AwsGateway
-from meta_deployer.aws.plan import (
+from meta_deployer.platforms.aws.gateway import AwsGateway
+from meta_deployer.platforms.aws.plan import (
     CONTAINER_NAME,
     GRPC_PORT,
     Action,

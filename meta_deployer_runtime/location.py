@@ -10,7 +10,7 @@ through this wrapper, which
 - copies the code server's output into the repo's log file (``repo-logs``);
 - loads the repo's definitions from its code source and, where the repo sets
   no ``io_manager`` of its own, gives it the prefix-enforcing one
-  (``meta_deployer.io``).
+  (``meta_deployer_runtime.io``).
 
 It runs inside the repo's own environment, so it imports only dagster and the
 standard library at module level.
@@ -26,9 +26,7 @@ import traceback
 from pathlib import Path
 from typing import Any, TextIO
 
-LOCATION_CONFIG_ENV = "META_DEPLOYER_LOCATION_CONFIG"
-CODE_SOURCE_ENV = "META_DEPLOYER_CODE_SOURCE"  # "<kind>:<value>", e.g. "module_name:my_project.definitions"
-WORKING_DIRECTORY_ENV = "META_DEPLOYER_WORKING_DIRECTORY"  # relative to the server's current directory
+from meta_deployer_runtime.contract import CODE_SOURCE_ENV, ENV_REPO, LOCATION_CONFIG_ENV, WORKING_DIRECTORY_ENV
 
 
 class _Tee:
@@ -85,7 +83,7 @@ def _load_targets(kind: str, value: str, working_directory: str | None) -> dict[
 
 
 def _wrap(targets: dict[str, Any]) -> dict[str, Any]:
-    from meta_deployer.io import inject_into_target
+    from meta_deployer_runtime.io import inject_into_target
 
     return {attr: inject_into_target(t) for attr, t in targets.items()}
 
@@ -126,7 +124,7 @@ def load_from_env() -> dict[str, Any]:
     working_directory = os.path.normpath(os.path.join(os.getcwd(), os.environ.get(WORKING_DIRECTORY_ENV, ".")))
     return load(
         {
-            "name": os.environ.get("META_DEPLOYER_REPO", "?"),
+            "name": os.environ.get(ENV_REPO, "?"),
             "code_source": {"kind": kind, "value": value},
             "working_directory": working_directory,
         }

@@ -32,26 +32,20 @@ from dataclasses import dataclass
 from typing import Any
 
 from meta_deployer import naming
-from meta_deployer.aws.settings import DEFAULT_EXECUTION_ROLE_NAME, EcsSettings
-from meta_deployer.codeserver import CONTAINER_PORT, entrypoint_command, entrypoint_env, health_command, injected_env
 from meta_deployer.errors import MetaDeployerError
-from meta_deployer.location import WORKING_DIRECTORY_ENV
+from meta_deployer.model import CodeServer
+from meta_deployer.platforms.aws.settings import DEFAULT_EXECUTION_ROLE_NAME, EcsSettings
 from meta_deployer.spec import RepoSpec
 
-#: Port every code server listens on inside its task.
-GRPC_PORT = CONTAINER_PORT
+#: Port every code server listens on inside its task (the runtime contract's CONTAINER_PORT;
+#: this planner imports no runtime code, and a test checks that the two agree).
+GRPC_PORT = 4000
 #: Name of the container in every task definition (also given to EcsRunLauncher).
 CONTAINER_NAME = "dagster"
 #: Cloud Map A-record TTL: low, because the stable name can serve stale answers during a rollout.
 DNS_TTL_S = 10
-#: Container health check: the gRPC server answers its own health service.
-HEALTH_CHECK: dict[str, Any] = {
-    "command": ["CMD", *health_command(GRPC_PORT)],
-    "interval": 30,
-    "timeout": 10,
-    "retries": 3,
-    "startPeriod": 60,
-}
+#: Container health check timing (the command comes from the code server: its gRPC health service).
+HEALTH_CHECK_TIMING: dict[str, Any] = {"interval": 30, "timeout": 10, "retries": 3, "startPeriod": 60}
 DEPLOYMENT_CONFIGURATION: dict[str, Any] = {
     "minimumHealthyPercent": 100,
     "maximumPercent": 200,
@@ -214,16 +208,14 @@ def container_context(spec: RepoSpec, settings: EcsSettings, ctx: AwsContext, en
     }
 
 
-def task_definition(spec: RepoSpec, image: str, settings: EcsSettings, ctx: AwsContext) -> dict[str, Any]:
+def task_definition(
+    spec: RepoSpec, image: str, settings: EcsSettings, ctx: AwsContext, server: CodeServer
+) -> dict[str, Any]:
     """The ``RegisterTaskDefinition`` request (without tags) for the repo's code server."""
     log_group = naming.log_group(spec.name)
     # The task serves the location entry point, as the docker platform does; runs that
     # EcsRunLauncher starts from this family get the same environment.
-    env = {
-        **injected_env(spec, settings.bucket),
-        **entrypoint_env(spec),
-        WORKING_DIRECTORY_ENV: spec.working_directory or ".",
-    }
+    env = dict(server.environment)
     full_env = {
         **env,
         "DAGSTER_CURRENT_IMAGE": image,
@@ -236,8 +228,8 @@ def task_definition(spec: RepoSpec, image: str, settings: EcsSettings, ctx: AwsC
         # A soft limit equal to the task's memory: harmless on Fargate, and emulators
         # (moto's RunTask) need a container-level memory value to place the task.
         "memoryReservation": spec.resources.memory,
-        "command": entrypoint_command(port=GRPC_PORT),
-        "portMappings": [{"containerPort": GRPC_PORT, "protocol": "tcp"}],
+        "command": list(server.command),
+        "portMappings": [{"containerPort": server.port, "protocol": "tcp"}],
         "environment": [{"name": k, "value": v} for k, v in sorted(full_env.items())],
         "secrets": [{"name": s.name, "valueFrom": s.value_from} for s in sorted(spec.secrets, key=lambda s: s.name)],
         "logConfiguration": {
@@ -248,7 +240,7 @@ def task_definition(spec: RepoSpec, image: str, settings: EcsSettings, ctx: AwsC
                 "awslogs-stream-prefix": LOG_STREAM_PREFIX,
             },
         },
-        "healthCheck": HEALTH_CHECK,
+        "healthCheck": {"command": ["CMD", *server.health_command], **HEALTH_CHECK_TIMING},
     }
     return {
         "family": naming.task_family(spec.name),
@@ -352,8 +344,10 @@ def desired_repo(
     branch: str,
     settings: EcsSettings,
     ctx: AwsContext,
+    server: CodeServer,
 ) -> DesiredRepo:
-    """The desired resources of ``spec`` deployed from ``image_ref`` (pinned by ``digest``) at ``commit``."""
+    """The desired resources of ``spec`` deployed from ``image_ref`` (pinned by ``digest``) at ``commit``,
+    its code server started as ``server`` says."""
     name = spec.name
     tags = repo_tags(name)
     image = image_by_digest(image_ref, digest)
@@ -381,7 +375,7 @@ def desired_repo(
         log_group=DesiredLogGroup(naming.log_group(name), settings.log_retention_days, tags),
         discovery=DesiredDiscovery(naming.cloud_map_service(name), settings.namespace, DNS_TTL_S, tags),
         target_group=target_group,
-        task_definition=task_definition(spec, image, settings, ctx),
+        task_definition=task_definition(spec, image, settings, ctx, server),
         task_definition_tags=tags,
         service=DesiredService(
             cluster=settings.cluster,

@@ -1,0 +1,89 @@
+"""The code-server contract between the deployer and a deployed location (pure, stdlib only).
+
+The deployer's platforms start every code server the same way, and the
+location entry point reads what they inject. Both sides import the names from
+here, so a platform serves exactly what the entry point expects:
+
+- the command: ``dagster api grpc --host H --port P --module-name meta_deployer_runtime.entrypoint``;
+- the health check: ``dagster api grpc-health-check -p P``;
+- the validation command: ``dagster definitions validate`` through the same entry point;
+- the environment: the code source (``META_DEPLOYER_CODE_SOURCE``), the working directory, the repo
+  name and its storage settings (``META_DEPLOYER_REPO``, ``_PREFIX``, ``_BUCKET`` or ``_STORAGE_DIR``,
+  ``_READ_ACCESS``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+
+#: The port a code server listens on inside its container.
+CONTAINER_PORT = 4000
+#: The location entry point module (``dagster api grpc --module-name``).
+ENTRYPOINT_MODULE = "meta_deployer_runtime.entrypoint"
+
+# -- environment names ---------------------------------------------------------
+#: A JSON file describing the location (the dev platform).
+LOCATION_CONFIG_ENV = "META_DEPLOYER_LOCATION_CONFIG"
+#: ``<kind>:<value>``, e.g. ``module_name:my_project.definitions`` (the container platforms).
+CODE_SOURCE_ENV = "META_DEPLOYER_CODE_SOURCE"
+#: The working directory, relative to the server's current directory.
+WORKING_DIRECTORY_ENV = "META_DEPLOYER_WORKING_DIRECTORY"
+#: Repo name; the IO manager writes only under ``repos/<name>/``.
+ENV_REPO = "META_DEPLOYER_REPO"
+#: The repo's prefix, ``repos/<name>`` (checked against the name).
+ENV_PREFIX = "META_DEPLOYER_PREFIX"
+#: S3 bucket; set when S3 storage is used (takes precedence over a directory).
+ENV_BUCKET = "META_DEPLOYER_BUCKET"
+#: Local storage root holding ``repos/<name>/...``; set when no bucket is used.
+ENV_STORAGE_DIR = "META_DEPLOYER_STORAGE_DIR"
+#: Comma-separated repo names the spec's ``access.read`` grants.
+ENV_READ_ACCESS = "META_DEPLOYER_READ_ACCESS"
+#: Where the deployer's work area is (``META_DEPLOYER_ROOT`` / ``META_DEPLOYER_WORK_DIR``): the
+#: instance's compute log manager defaults to its ``storage`` folder, as the deployer does.
+ROOT_ENV = "META_DEPLOYER_ROOT"
+WORK_DIR_ENV = "META_DEPLOYER_WORK_DIR"
+DEFAULT_WORK_DIR = ".meta_deployer"
+
+# -- repo names (the deployer's naming module is the authority; this is the same rule) --
+#: Location name of the deployer itself in workspace.yaml.
+SELF_LOCATION = "meta_deployer"
+MAX_NAME_LENGTH = 40
+RESERVED_NAMES = frozenset({"shared", "system", "temp", "meta-deployer"})
+NAME_PATTERN = re.compile(r"^[a-z](?:[a-z0-9-]*[a-z0-9])?$")
+
+
+def name_problem(name: object) -> str | None:
+    """Why ``name`` is not a valid repo name, or None."""
+    if not isinstance(name, str) or not name:
+        return "must be a non-empty string"
+    if len(name) > MAX_NAME_LENGTH or not NAME_PATTERN.match(name):
+        return f"{name!r} is not a repo name (a DNS label of at most {MAX_NAME_LENGTH} characters)"
+    if name in RESERVED_NAMES:
+        return f"{name!r} is reserved"
+    return None
+
+
+def entrypoint_command(host: str = "0.0.0.0", port: int = CONTAINER_PORT) -> list[str]:
+    """``dagster api grpc`` serving the location entry point."""
+    return ["dagster", "api", "grpc", "--host", host, "--port", str(port), "--module-name", ENTRYPOINT_MODULE]
+
+
+def health_command(port: int = CONTAINER_PORT) -> list[str]:
+    """The container health check: ``dagster api grpc-health-check -p <port>``."""
+    return ["dagster", "api", "grpc-health-check", "-p", str(port)]
+
+
+def validate_command() -> list[str]:
+    """Loads the location's definitions through the entry point; exits non-zero when they fail."""
+    return ["dagster", "definitions", "validate", "--module-name", ENTRYPOINT_MODULE]
+
+
+def default_storage_dir(env: Mapping[str, str] | None = None) -> str:
+    """``META_DEPLOYER_STORAGE_DIR``, else ``<root>/<work dir>/storage`` as the deployer resolves it."""
+    env = os.environ if env is None else env
+    root = env.get(ROOT_ENV) or os.getcwd()
+    if env.get(ENV_STORAGE_DIR):
+        return os.path.abspath(os.path.join(root, env[ENV_STORAGE_DIR]))
+    return os.path.abspath(os.path.join(root, env.get(WORK_DIR_ENV) or DEFAULT_WORK_DIR, "storage"))
