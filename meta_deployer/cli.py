@@ -138,7 +138,7 @@ def cmd_list_repos(args: argparse.Namespace) -> int:
     from meta_deployer.webserver import location_statuses
 
     deployer = Deployer()
-    records = deployer.store.all()
+    records = deployer.registry.all()
     observed = deployer.platform.observe()
     configs = scan_repo_configs(deployer.settings.repos_dir)
     try:

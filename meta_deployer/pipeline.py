@@ -14,27 +14,26 @@ and so the version that serves, exactly as it was.
 from __future__ import annotations
 
 import hashlib
-import os
-import shutil
-import tempfile
 import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
-
 import meta_deployer
-from meta_deployer import gitops, naming
-from meta_deployer import workspace as ws
+from meta_deployer import dryrun, gitops, removal, sync
 from meta_deployer.detect import detect_code_source
 from meta_deployer.errors import DetectionError, NotDeployedError, SpecError
+from meta_deployer.model import Artifact, Checkout, Log, Published, Served
 from meta_deployer.platforms import get_platform
-from meta_deployer.platforms.base import Artifact, Checkout, Log, Platform, Published, Served
+from meta_deployer.platforms.base import Platform
+from meta_deployer.registry import Registry
+from meta_deployer.removal import RemoveResult
 from meta_deployer.settings import Settings
-from meta_deployer.spec import RepoSpec, config_path, dump_spec, load_spec, parse_spec
-from meta_deployer.state import Deployment, StateStore
+from meta_deployer.spec import RepoSpec, config_path, load_spec, parse_spec
+from meta_deployer.state import Deployment
 from meta_deployer.webserver import ReloadResult, reload_location, reload_workspace
+
+__all__ = ["DeployState", "Deployer", "RemoveResult", "deployment_summary", "with_detected_code_source"]
 
 
 def _print(message: str) -> None:
@@ -57,20 +56,13 @@ class DeployState:
     workspace_changed: bool = False
 
 
-@dataclass(frozen=True)
-class RemoveResult:
-    name: str
-    removed: bool
-    workspace_changed: bool
-
-
 class Deployer:
     """Runs the deploy steps for one settings/platform pair."""
 
     def __init__(self, settings: Settings | None = None, platform: Platform | None = None):
         self.settings = settings or Settings.from_env()
         self.platform = platform or get_platform(self.settings)
-        self.store = StateStore(self.settings.state_dir)
+        self.registry = Registry(self.settings)
 
     # -- spec ----------------------------------------------------------------
     def spec_from_file(self, name: str) -> RepoSpec:
@@ -78,21 +70,6 @@ class Deployer:
         if not path.is_file():
             raise NotDeployedError(f"{path} does not exist; add the repo first (make add-repo REPO_URL=... REPO_NAME={name})")
         return load_spec(path)
-
-    def _write_config(self, spec: RepoSpec, log: Log) -> None:
-        """Write config.yml when it is missing or says something else (atomic; comments kept otherwise)."""
-        path = config_path(self.settings.repos_dir, spec.name)
-        if path.is_file():
-            try:
-                if load_spec(path) == spec:
-                    return
-            except SpecError:
-                pass
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, prefix=".config-", suffix=".tmp") as tmp:
-            tmp.write(dump_spec(spec))
-        os.replace(tmp.name, path)
-        log(f"wrote {path.relative_to(self.settings.root) if path.is_relative_to(self.settings.root) else path}")
 
     def fingerprint(self, spec: RepoSpec, commit: str) -> str:
         data = "|".join(
@@ -116,12 +93,12 @@ class Deployer:
                 [("working_directory", f"{spec.working_directory!r} is not a folder in the repository at {commit[:12]}")],
             )
         if spec.code_source is None:
-            spec, found = _with_detected_code_source(spec, path)
+            spec, found = with_detected_code_source(spec, path)
             log(f"{spec.name}: detected code source {found}")
         self._check_code_source_exists(spec, path)
         checkout = Checkout(spec.name, path, commit, spec.branch, shown_url, changed)
         fingerprint = self.fingerprint(spec, commit)
-        record = self.store.get(spec.name)
+        record = self.registry.get(spec.name)
         unchanged = (
             record is not None
             and record.fingerprint == fingerprint
@@ -158,7 +135,7 @@ class Deployer:
 
     def switch(self, state: DeployState, log: Log = _print) -> DeployState:
         """Point workspace.yaml at the new version, record it, then retire the old version."""
-        record = self.store.get(state.spec.name)
+        record = self.registry.get(state.spec.name)
         if not state.unchanged:
             assert state.served is not None and state.published is not None and state.artifact is not None
             record = Deployment(
@@ -178,34 +155,19 @@ class Deployer:
                 metadata={**state.artifact.metadata, **state.published.metadata, **state.served.metadata},
             )
         assert record is not None
-        changed = self._update_workspace(put=record)
+        changed = self.registry.update(put=record)
         # config.yml records the desired state (with a detected code source) once it serves:
         # a deploy that fails leaves no file behind for the sensor to retry.
-        self._write_config(state.spec, log)
+        self.registry.write_config(state.spec, log)
         if not state.unchanged:
             assert state.served is not None
             self.platform.after_switch(state.spec, state.served, log)
         log(f"workspace.yaml {'updated' if changed else 'unchanged'}")
         return replace(state, record=record, workspace_changed=changed)
 
-    def _update_workspace(self, put: Deployment | None = None, delete: str | None = None) -> bool:
-        path = self.settings.workspace
-        with ws.lock_for(path):
-            records = self.store.all()
-            if put is not None:
-                records[put.name] = put
-            if delete is not None:
-                records.pop(delete, None)
-            changed = ws.write_if_changed(path, ws.render({n: r.workspace_entry for n, r in records.items()}))
-            if put is not None:
-                self.store.put(put)
-            if delete is not None:
-                self.store.delete(delete)
-            return changed
-
     def render_workspace(self) -> bool:
         """Re-render workspace.yaml from the records (``make dev`` does this first)."""
-        return self._update_workspace()
+        return self.registry.update()
 
     def reload(self, changed: bool, log: Log = _print, location: str | None = None) -> ReloadResult | None:
         """Reload the webserver: the whole workspace when workspace.yaml changed, only ``location``
@@ -237,112 +199,25 @@ class Deployer:
         """The reload a deploy needs: none when nothing changed."""
         return self.reload(state.workspace_changed, log, location=None if state.unchanged else state.spec.name)
 
+    # -- removal, dry runs and sync (their own modules) -----------------------
     def remove(self, name: str, purge: bool = False, log: Log = _print) -> RemoveResult:
-        """Stop serving ``name``, drop it from the workspace, delete its checkout and config.
+        """Stop serving ``name`` and forget it (data kept unless ``purge``): see ``meta_deployer.removal``."""
+        return removal.remove(self, name, purge, log)
 
-        Data (storage, logs, and on AWS log groups and images) is kept unless ``purge``.
-        """
-        naming.validate_name(name)
-        record = self.store.get(name)
-        self.platform.stop(name, purge, log)
-        changed = self._update_workspace(delete=name)
-        checkout = self.settings.checkout_path(name)
-        with FileLock(str(checkout) + ".lock", timeout=600):
-            if checkout.exists():
-                shutil.rmtree(checkout)
-                log(f"deleted checkout {checkout}")
-        path = config_path(self.settings.repos_dir, name)
-        if path.is_file():
-            path.unlink()
-            try:
-                path.parent.rmdir()
-            except OSError:
-                pass
-            log(f"deleted {path}")
-        removed = record is not None or changed
-        if removed:
-            log(f"{name}: removed")
-        else:
-            known = ", ".join(sorted(self.store.all())) or "none"
-            log(f"{name}: nothing is deployed under this name, nothing to do (deployed: {known})")
-        Path(str(checkout) + ".lock").unlink(missing_ok=True)
-        return RemoveResult(name, removed, changed)
-
-    # -- dry run -----------------------------------------------------------------
     def dry_run(self, spec: RepoSpec) -> str:
-        """What a deploy of ``spec`` would do, changing nothing (no clone into the work area,
-        no build, no workspace write): the pinned commit, then the platform's own plan."""
-        token = self.settings.git_token()
-        url = gitops.resolve_url(spec.git_url, self.settings.root)
-        commit = gitops.remote_head(url, spec.branch, token)
-        lines = [f"{spec.name}: {gitops.redact(spec.git_url, (token,))} {spec.branch} is at {commit[:12]}"]
-        with tempfile.TemporaryDirectory(prefix="meta-deployer-dry-run-") as tmp:
-            path = self.settings.checkout_path(spec.name)
-            if spec.code_source is None:
-                path = Path(tmp) / spec.name
-                gitops.converge(url, spec.branch, path, token)
-                spec, found = _with_detected_code_source(spec, path)
-                lines.append(f"would write the detected code source into config.yml: {found}")
-            record = self.store.get(spec.name)
-            if record is not None and record.fingerprint == self.fingerprint(spec, commit) and self.platform.is_serving(spec.name, asdict(record)):
-                lines.append("nothing to do: this commit with this config already serves")
-                return "\n".join(lines)
-            checkout = Checkout(spec.name, path, commit, spec.branch, gitops.redact(spec.git_url, (token,)), True)
-            lines.append(self.platform.dry_run(spec, checkout))
-        lines.append("would write workspace.yaml and reload the webserver")
-        return "\n".join(lines)
+        """What a deploy of ``spec`` would do, changing nothing: see ``meta_deployer.dryrun``."""
+        return dryrun.dry_run(self, spec)
 
     def dry_run_remove(self, name: str, purge: bool = False) -> str:
         """What ``remove`` would do, changing nothing."""
-        naming.validate_name(name)
-        record = self.store.get(name)
-        lines = [self.platform.dry_run_removal(name, purge)]
-        if record is not None:
-            lines.append(f"would remove {name} from workspace.yaml, delete its checkout and config.yml, and reload")
-        return "\n".join(lines)
+        return removal.dry_run_remove(self, name, purge)
 
-    # -- sync ------------------------------------------------------------------
     def moved(self, log: Log = _print) -> tuple[list[RepoSpec], list[str]]:
-        """Specs whose branch head, spec or platform differ from what is deployed; and the problems."""
-        from meta_deployer.scan import scan_repo_configs
-
-        token = self.settings.git_token()
-        moved, problems = [], []
-        configs = scan_repo_configs(self.settings.repos_dir)
-        for name, scanned in sorted(configs.items()):
-            if scanned.error:
-                problems.append(scanned.error)
-                log(f"skipped: {scanned.error}")
-                continue
-            spec = scanned.spec
-            assert spec is not None
-            record = self.store.get(name)
-            try:
-                head = gitops.remote_head(gitops.resolve_url(spec.git_url, self.settings.root), spec.branch, token)
-            except Exception as exc:  # one unreachable remote must not stop the others
-                problems.append(f"{name}: {exc}")
-                log(f"skipped {name}: {exc}")
-                continue
-            reason = None
-            if record is None:
-                reason = "not deployed"
-            elif record.commit != head:
-                reason = f"{record.commit[:12]} -> {head[:12]}"
-            elif record.spec_hash != spec.content_hash() or record.platform != self.platform.name:
-                reason = "config.yml or platform changed"
-            elif not self.platform.is_serving(name, asdict(record)):
-                reason = "no longer serving"
-            if reason:
-                log(f"{name}: {reason}")
-                moved.append(spec)
-            else:
-                log(f"{name}: up to date at {head[:12]}")
-        for name in sorted(set(self.store.all()) - set(configs)):
-            log(f"{name}: deployed but has no config.yml; run remove-repo REPO_NAME={name} to remove it")
-        return moved, problems
+        """Specs whose branch head, spec or platform moved: see ``meta_deployer.sync``."""
+        return sync.moved(self, log)
 
 
-def _with_detected_code_source(spec: RepoSpec, checkout: Path) -> tuple[RepoSpec, dict[str, str]]:
+def with_detected_code_source(spec: RepoSpec, checkout: Path) -> tuple[RepoSpec, dict[str, str]]:
     """``spec`` completed with the code source found in its checkout (inside its working directory)."""
     try:
         found = detect_code_source(checkout / (spec.working_directory or "."))

@@ -37,7 +37,7 @@ def test_deploy_then_noop_then_code_change(project, git_remote):
     assert project.workspace_bytes() == before and not third.workspace_changed
     assert (project.work / "locations" / "team-a" / "current").resolve() != first_version
     assert first_version.exists()  # the previous version is kept until the next switch (daemon lag)
-    assert Deployer().store.get("team-a").commit == remote.head()
+    assert Deployer().registry.get("team-a").commit == remote.head()
 
     remote.commit({"definitions.py": definitions_py("one", "two", "three")})
     Deployer().deploy(load_spec(project.repos / "team-a" / "config.yml"))
@@ -87,7 +87,7 @@ def test_bad_input_changes_nothing(project, git_remote, files, extra, error, fra
         Deployer().deploy(spec_for(bad, **extra))
     assert fragment in str(info.value)
     assert project.workspace_bytes() == before
-    assert Deployer().store.get("team-a") is None
+    assert Deployer().registry.get("team-a") is None
 
 
 def test_failed_update_keeps_the_serving_version(project, git_remote):
@@ -149,4 +149,4 @@ def test_dry_run_changes_nothing(project, git_remote):
     before = project.workspace_bytes()
     assert "nothing to do" in Deployer().dry_run(load_spec(project.repos / "team-a" / "config.yml"))
     assert "would remove team-a" in Deployer().dry_run_remove("team-a")
-    assert project.workspace_bytes() == before and Deployer().store.get("team-a") is not None
+    assert project.workspace_bytes() == before and Deployer().registry.get("team-a") is not None

@@ -1,0 +1,49 @@
+"""Dry runs of a deploy: the pinned commit, then the platform's own plan, changing nothing.
+
+No clone into the work area (a code source is detected in a temporary clone),
+no build, no workspace write.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from meta_deployer import gitops
+from meta_deployer.model import Checkout
+from meta_deployer.spec import RepoSpec
+
+if TYPE_CHECKING:
+    from meta_deployer.pipeline import Deployer
+
+
+def dry_run(deployer: Deployer, spec: RepoSpec) -> str:
+    """What a deploy of ``spec`` would do, as text."""
+    from meta_deployer.pipeline import with_detected_code_source
+
+    settings = deployer.settings
+    token = settings.git_token()
+    url = gitops.resolve_url(spec.git_url, settings.root)
+    commit = gitops.remote_head(url, spec.branch, token)
+    shown_url = gitops.redact(spec.git_url, (token,))
+    lines = [f"{spec.name}: {shown_url} {spec.branch} is at {commit[:12]}"]
+    with tempfile.TemporaryDirectory(prefix="meta-deployer-dry-run-") as tmp:
+        path = settings.checkout_path(spec.name)
+        if spec.code_source is None:
+            path = Path(tmp) / spec.name
+            gitops.converge(url, spec.branch, path, token)
+            spec, found = with_detected_code_source(spec, path)
+            lines.append(f"would write the detected code source into config.yml: {found}")
+        record = deployer.registry.get(spec.name)
+        if (
+            record is not None
+            and record.fingerprint == deployer.fingerprint(spec, commit)
+            and deployer.platform.is_serving(spec.name, asdict(record))
+        ):
+            lines.append("nothing to do: this commit with this config already serves")
+            return "\n".join(lines)
+        lines.append(deployer.platform.dry_run(spec, Checkout(spec.name, path, commit, spec.branch, shown_url, True)))
+    lines.append("would write workspace.yaml and reload the webserver")
+    return "\n".join(lines)

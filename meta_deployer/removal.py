@@ -1,0 +1,58 @@
+"""Removing a repo: stop what serves it, drop it from the workspace, delete its checkout and config.
+
+Data (storage, logs, and on AWS log groups and images) is kept unless ``purge``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from filelock import FileLock
+
+from meta_deployer import naming
+from meta_deployer.model import Log
+
+if TYPE_CHECKING:
+    from meta_deployer.pipeline import Deployer
+
+
+@dataclass(frozen=True)
+class RemoveResult:
+    name: str
+    removed: bool
+    workspace_changed: bool
+
+
+def remove(deployer: Deployer, name: str, purge: bool, log: Log) -> RemoveResult:
+    """Stop serving ``name`` and forget it; see the module docstring."""
+    naming.validate_name(name)
+    registry = deployer.registry
+    record = registry.get(name)
+    deployer.platform.stop(name, purge, log)
+    changed = registry.update(delete=name)
+    checkout = deployer.settings.checkout_path(name)
+    with FileLock(str(checkout) + ".lock", timeout=600):
+        if checkout.exists():
+            shutil.rmtree(checkout)
+            log(f"deleted checkout {checkout}")
+    registry.delete_config(name, log)
+    removed = record is not None or changed
+    if removed:
+        log(f"{name}: removed")
+    else:
+        known = ", ".join(sorted(registry.all())) or "none"
+        log(f"{name}: nothing is deployed under this name, nothing to do (deployed: {known})")
+    Path(str(checkout) + ".lock").unlink(missing_ok=True)
+    return RemoveResult(name, removed, changed)
+
+
+def dry_run_remove(deployer: Deployer, name: str, purge: bool) -> str:
+    """What :func:`remove` would do, changing nothing."""
+    naming.validate_name(name)
+    lines = [deployer.platform.dry_run_removal(name, purge)]
+    if deployer.registry.get(name) is not None:
+        lines.append(f"would remove {name} from workspace.yaml, delete its checkout and config.yml, and reload")
+    return "\n".join(lines)

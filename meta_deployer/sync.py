@@ -1,0 +1,54 @@
+"""``sync-repos``: which repos moved since they were deployed (their branch head, config or platform)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from typing import TYPE_CHECKING
+
+from meta_deployer import gitops
+from meta_deployer.model import Log
+from meta_deployer.scan import scan_repo_configs
+from meta_deployer.spec import RepoSpec
+
+if TYPE_CHECKING:
+    from meta_deployer.pipeline import Deployer
+
+
+def moved(deployer: Deployer, log: Log) -> tuple[list[RepoSpec], list[str]]:
+    """Specs whose branch head, spec or platform differ from what is deployed; and the problems."""
+    settings, platform = deployer.settings, deployer.platform
+    token = settings.git_token()
+    found, problems = [], []
+    configs = scan_repo_configs(settings.repos_dir)
+    records = deployer.registry.all()
+    for name, scanned in sorted(configs.items()):
+        if scanned.error:
+            problems.append(scanned.error)
+            log(f"skipped: {scanned.error}")
+            continue
+        spec = scanned.spec
+        assert spec is not None
+        record = records.get(name)
+        try:
+            head = gitops.remote_head(gitops.resolve_url(spec.git_url, settings.root), spec.branch, token)
+        except Exception as exc:  # one unreachable remote must not stop the others
+            problems.append(f"{name}: {exc}")
+            log(f"skipped {name}: {exc}")
+            continue
+        reason = None
+        if record is None:
+            reason = "not deployed"
+        elif record.commit != head:
+            reason = f"{record.commit[:12]} -> {head[:12]}"
+        elif record.spec_hash != spec.content_hash() or record.platform != platform.name:
+            reason = "config.yml or platform changed"
+        elif not platform.is_serving(name, asdict(record)):
+            reason = "no longer serving"
+        if reason:
+            log(f"{name}: {reason}")
+            found.append(spec)
+        else:
+            log(f"{name}: up to date at {head[:12]}")
+    for name in sorted(set(records) - set(configs)):
+        log(f"{name}: deployed but has no config.yml; run remove-repo REPO_NAME={name} to remove it")
+    return found, problems
