@@ -104,10 +104,10 @@ class Deployer:
     def checkout(self, spec: RepoSpec, log: Log = _print) -> DeployState:
         """Converge the checkout, complete the spec, and decide whether anything must change."""
         started = time.time()
-        token = self.settings.git_token()
+        auth = self.settings.git_auth()
         url = gitops.resolve_url(spec.git_url, self.settings.root)
-        commit, changed = gitops.converge(url, spec.branch, self.settings.checkout_path(spec.name), token)
-        shown_url = gitops.redact(spec.git_url, (token,))
+        commit, changed = gitops.converge(url, spec.branch, self.settings.checkout_path(spec.name), auth)
+        shown_url = gitops.redact(spec.git_url, auth.secrets)
         log(f"{spec.name}: {shown_url} {spec.branch} is at {commit[:12]}" + ("" if changed else " (checkout unchanged)"))
         path = self.settings.checkout_path(spec.name)
         if spec.working_directory and not (path / spec.working_directory).is_dir():
@@ -272,22 +272,22 @@ class Deployer:
     def dry_run(self, spec: RepoSpec) -> str:
         """What a deploy of ``spec`` would do, changing nothing (no clone into the work area,
         no build, no workspace write): the pinned commit, then the platform's own plan."""
-        token = self.settings.git_token()
+        auth = self.settings.git_auth()
         url = gitops.resolve_url(spec.git_url, self.settings.root)
-        commit = gitops.remote_head(url, spec.branch, token)
-        lines = [f"{spec.name}: {gitops.redact(spec.git_url, (token,))} {spec.branch} is at {commit[:12]}"]
+        commit = gitops.remote_head(url, spec.branch, auth)
+        lines = [f"{spec.name}: {gitops.redact(spec.git_url, auth.secrets)} {spec.branch} is at {commit[:12]}"]
         with tempfile.TemporaryDirectory(prefix="meta-deployer-dry-run-") as tmp:
             path = self.settings.checkout_path(spec.name)
             if spec.code_source is None:
                 path = Path(tmp) / spec.name
-                gitops.converge(url, spec.branch, path, token)
+                gitops.converge(url, spec.branch, path, auth)
                 spec, found = _with_detected_code_source(spec, path)
                 lines.append(f"would write the detected code source into config.yml: {found}")
             record = self.store.get(spec.name)
             if record is not None and record.fingerprint == self.fingerprint(spec, commit) and self.platform.is_serving(spec.name, asdict(record)):
                 lines.append("nothing to do: this commit with this config already serves")
                 return "\n".join(lines)
-            checkout = Checkout(spec.name, path, commit, spec.branch, gitops.redact(spec.git_url, (token,)), True)
+            checkout = Checkout(spec.name, path, commit, spec.branch, gitops.redact(spec.git_url, auth.secrets), True)
             lines.append(self.platform.dry_run(spec, checkout))
         lines.append("would write workspace.yaml and reload the webserver")
         return "\n".join(lines)
@@ -306,7 +306,7 @@ class Deployer:
         """Specs whose branch head, spec or platform differ from what is deployed; and the problems."""
         from meta_deployer.scan import scan_repo_configs
 
-        token = self.settings.git_token()
+        auth = self.settings.git_auth()
         moved, problems = [], []
         configs = scan_repo_configs(self.settings.repos_dir)
         for name, scanned in sorted(configs.items()):
@@ -318,7 +318,7 @@ class Deployer:
             assert spec is not None
             record = self.store.get(name)
             try:
-                head = gitops.remote_head(gitops.resolve_url(spec.git_url, self.settings.root), spec.branch, token)
+                head = gitops.remote_head(gitops.resolve_url(spec.git_url, self.settings.root), spec.branch, auth)
             except Exception as exc:  # one unreachable remote must not stop the others
                 problems.append(f"{name}: {exc}")
                 log(f"skipped {name}: {exc}")
