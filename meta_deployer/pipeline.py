@@ -25,7 +25,7 @@ from typing import Any
 from filelock import FileLock
 
 import meta_deployer
-from meta_deployer import gitops, naming
+from meta_deployer import gitops, naming, snapshot
 from meta_deployer import workspace as ws
 from meta_deployer.detect import detect_code_source
 from meta_deployer.errors import DetectionError, NotDeployedError, SpecError
@@ -107,6 +107,7 @@ class Deployer:
         auth = self.settings.git_auth()
         url = gitops.resolve_url(spec.git_url, self.settings.root)
         commit, changed = gitops.converge(url, spec.branch, self.settings.checkout_path(spec.name), auth)
+        snapshot.check_links(self.settings.checkout_path(spec.name))
         shown_url = gitops.redact(spec.git_url, auth.secrets)
         log(f"{spec.name}: {shown_url} {spec.branch} is at {commit[:12]}" + ("" if changed else " (checkout unchanged)"))
         path = self.settings.checkout_path(spec.name)
