@@ -56,6 +56,8 @@ MAX_CONFIG_BYTES = 64 * 1024
 MAX_LIST_ITEMS = 100
 #: The deepest nesting of YAML collections a config.yml may use.
 MAX_YAML_DEPTH = 20
+#: The most YAML nodes (scalars, lists, mappings) a config.yml may hold: a full spec needs ~1200.
+MAX_YAML_NODES = 2000
 #: The longest message one problem may print (values quoted in it are cut).
 MAX_PROBLEM_CHARS = 1000
 #: Secret names every repo may reference (Secrets Manager; SSM parameters start with '/').
@@ -492,9 +494,12 @@ def parse_spec(data: Any, source: str, expected_name: str | None = None) -> Repo
 
 class _ConfigLoader(yaml.SafeLoader):
     """YAML for config.yml: safe types only, and no anchors or aliases (they expand without
-    bound: 'billion laughs'), no merge keys, no duplicate keys, at most MAX_YAML_DEPTH levels."""
+    bound: 'billion laughs'), no merge keys, no duplicate keys, at most MAX_YAML_DEPTH levels,
+    MAX_LIST_ITEMS items per list or mapping and MAX_YAML_NODES values in all (parsing stops
+    there, not at the end of the file: pure-Python YAML costs tens of microseconds a value)."""
 
     _depth = 0
+    _nodes = 0
 
     def fetch_flow_collection_start(self, token_class: Any) -> None:
         # The scanner reads ahead through '[' and '{' before the composer sees a node: stop it early.
@@ -508,6 +513,17 @@ class _ConfigLoader(yaml.SafeLoader):
             raise yaml.composer.ComposerError(
                 None, None, "anchors (&name) and aliases (*name) are not allowed in config.yml; write each value out",
                 event.start_mark,
+            )
+        if parent is not None and len(parent.value) >= MAX_LIST_ITEMS:
+            raise yaml.composer.ComposerError(
+                "in a list or mapping", parent.start_mark,
+                f"more than {MAX_LIST_ITEMS} items; lists (environment, secrets, access.read) hold at most {MAX_LIST_ITEMS}",
+                event.start_mark,
+            )
+        self._nodes += 1
+        if self._nodes > MAX_YAML_NODES:
+            raise yaml.composer.ComposerError(
+                None, None, f"more than {MAX_YAML_NODES} values in all; a config.yml needs far fewer", event.start_mark
             )
         if self._depth >= MAX_YAML_DEPTH:
             raise yaml.composer.ComposerError(
