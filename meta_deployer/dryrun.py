@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from meta_deployer import gitops
+from meta_deployer import gitops, snapshot
 from meta_deployer.model import Checkout
 from meta_deployer.spec import RepoSpec
 
@@ -24,16 +24,17 @@ def dry_run(deployer: Deployer, spec: RepoSpec) -> str:
     from meta_deployer.pipeline import with_detected_code_source
 
     settings = deployer.settings
-    token = settings.git_token()
+    auth = settings.git_auth()
     url = gitops.resolve_url(spec.git_url, settings.root)
-    commit = gitops.remote_head(url, spec.branch, token)
-    shown_url = gitops.redact(spec.git_url, (token,))
+    commit = gitops.remote_head(url, spec.branch, auth)
+    shown_url = gitops.redact(spec.git_url, auth.secrets)
     lines = [f"{spec.name}: {shown_url} {spec.branch} is at {commit[:12]}"]
     with tempfile.TemporaryDirectory(prefix="meta-deployer-dry-run-") as tmp:
         path = settings.checkout_path(spec.name)
         if spec.code_source is None:
             path = Path(tmp) / spec.name
-            gitops.converge(url, spec.branch, path, token)
+            gitops.converge(url, spec.branch, path, auth)
+            snapshot.check_links(path)
             spec, found = with_detected_code_source(spec, path)
             lines.append(f"would write the detected code source into config.yml: {found}")
         record = deployer.registry.get(spec.name)

@@ -41,6 +41,10 @@ class CloneError(MetaDeployerError):
     """Cloning or updating a checkout failed (unknown branch, unreachable remote...)."""
 
 
+class UnsafeRepositoryError(MetaDeployerError):
+    """A repository holds something a location may not serve (a symbolic link that leaves it)."""
+
+
 class BuildError(MetaDeployerError):
     """Preparing the artifact (a virtualenv or an image) failed."""
 

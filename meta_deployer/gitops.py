@@ -4,22 +4,30 @@ An existing checkout is fetched and reset rather than cloned again, under a
 file lock, and nothing is fetched at all when the remote head is the commit
 already checked out. A token (``META_DEPLOYER_GIT_TOKEN_FILE``) reaches git
 through environment configuration, never the command line, and is redacted,
-with any credentials in a URL, from every message this module produces.
+with any credentials in a URL, from every message this module produces. It is
+bound to hosts: git gets it only as the per-host configuration
+``http.https://<host>/.extraHeader``, only when the URL is https and its host is
+in ``META_DEPLOYER_GIT_TOKEN_HOSTS`` (none by default), so a config pointing at
+another host, or at plain http://, never receives it. An SSH deploy key is
+used only with a pinned known_hosts file and strict host key checking.
 """
 
 from __future__ import annotations
 
 import base64
 import re
+import shlex
 import shutil
 import tempfile
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from filelock import FileLock
 from git import Git, GitCommandError, Repo
 from git.exc import InvalidGitRepositoryError, NoSuchPathError
 
 from meta_deployer.errors import CloneError
+from meta_deployer.settings import GitAuth
 
 _USERINFO = re.compile(r"(?P<scheme>[a-z][a-z0-9+.-]*://)[^/@\s]+@", re.I)
 REDACTED = "***"
@@ -42,24 +50,46 @@ def resolve_url(url: str, root: Path) -> str:
     return url
 
 
-def _env(token: str | None) -> dict[str, str]:
+def token_config_key(url: str, hosts: tuple[str, ...]) -> str | None:
+    """The git config key that binds a token to ``url``'s host (``http.https://<host>/.extraHeader``),
+    or None when the token must not go there: not https, or a host not in ``hosts``."""
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+    except ValueError:
+        return None
+    if parts.scheme.lower() != "https" or not host or host not in hosts:
+        return None
+    netloc = parts.netloc.rpartition("@")[2].lower()
+    return f"http.https://{netloc}/.extraHeader"
+
+
+def git_env(url: str, auth: GitAuth | None = None) -> dict[str, str]:
+    """The environment for one git call against ``url`` (pure): no prompts, the token only as
+    per-host configuration when ``url`` may receive it, the SSH key only with pinned host keys."""
     env = {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/true"}
-    if token:
-        basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
-        env.update(
-            GIT_CONFIG_COUNT="1",
-            GIT_CONFIG_KEY_0="http.extraHeader",
-            GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}",
-        )
+    if auth is None:
+        return env
+    key = token_config_key(url, auth.token_hosts) if auth.token else None
+    if key:
+        basic = base64.b64encode(f"x-access-token:{auth.token}".encode()).decode()
+        env.update(GIT_CONFIG_COUNT="1", GIT_CONFIG_KEY_0=key, GIT_CONFIG_VALUE_0=f"Authorization: Basic {basic}")
+    if auth.known_hosts_file is not None:
+        ssh = ["ssh", "-o", "BatchMode=yes"]
+        if auth.ssh_key_file is not None:
+            ssh += ["-i", str(auth.ssh_key_file), "-o", "IdentitiesOnly=yes"]
+        ssh += ["-o", "StrictHostKeyChecking=yes", "-o", f"UserKnownHostsFile={auth.known_hosts_file}"]
+        env["GIT_SSH_COMMAND"] = shlex.join(ssh)
     return env
 
 
-def remote_heads(url: str, token: str | None = None) -> dict[str, str]:
+def remote_heads(url: str, auth: GitAuth | None = None) -> dict[str, str]:
     """``{branch: commit}`` for every branch of the remote at ``url``."""
+    secrets = auth.secrets if auth else ()
     try:
-        out = Git().execute(["git", "ls-remote", "--heads", url], env=_env(token))
+        out = Git().execute(["git", "ls-remote", "--heads", url], env=git_env(url, auth))
     except GitCommandError as exc:
-        raise CloneError(f"cannot read the remote {redact(url, (token,))}: {redact(_stderr(exc), (token,))}") from None
+        raise CloneError(f"cannot read the remote {redact(url, secrets)}: {redact(_stderr(exc), secrets)}") from None
     heads = {}
     for line in str(out).splitlines():
         sha, _, ref = line.partition("\t")
@@ -68,39 +98,40 @@ def remote_heads(url: str, token: str | None = None) -> dict[str, str]:
     return heads
 
 
-def remote_head(url: str, branch: str, token: str | None = None) -> str:
+def remote_head(url: str, branch: str, auth: GitAuth | None = None) -> str:
     """The commit at the head of ``branch``; CloneError naming the branches when missing."""
-    heads = remote_heads(url, token)
+    heads = remote_heads(url, auth)
     if branch not in heads:
         known = ", ".join(sorted(heads)) or "none"
         raise CloneError(
-            f"branch {branch!r} does not exist in {redact(url, (token,))} (branches there: {known}); "
+            f"branch {branch!r} does not exist in {redact(url, auth.secrets if auth else ())} (branches there: {known}); "
             "fix 'branch' in config.yml or BRANCH=..."
         )
     return heads[branch]
 
 
-def converge(url: str, branch: str, dest: Path, token: str | None = None) -> tuple[str, bool]:
+def converge(url: str, branch: str, dest: Path, auth: GitAuth | None = None) -> tuple[str, bool]:
     """Make ``dest`` a clean checkout of ``branch``'s head; return ``(commit, changed)``."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(dest) + ".lock", timeout=600):
-        head = remote_head(url, branch, token)
+        head = remote_head(url, branch, auth)
         repo = _existing(dest, url)
         try:
             if repo is not None:
                 if repo.head.is_valid() and repo.head.commit.hexsha == head and not repo.is_dirty(untracked_files=True):
                     return head, False
-                with repo.git.custom_environment(**_env(token)):
+                with repo.git.custom_environment(**git_env(url, auth)):
                     repo.git.fetch("--depth", "1", "origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
                     repo.git.checkout("--force", "-B", branch, f"refs/remotes/origin/{branch}")
                     repo.git.clean("-ffd")
             else:
-                repo = _fresh_clone(url, branch, dest, token)
+                repo = _fresh_clone(url, branch, dest, auth)
             return repo.head.commit.hexsha, True
         except GitCommandError as exc:
+            secrets = auth.secrets if auth else ()
             raise CloneError(
-                f"git {exc.command[1] if len(exc.command) > 1 else ''} failed for {redact(url, (token,))} "
-                f"branch {branch!r}: {redact(_stderr(exc), (token,))}"
+                f"git {exc.command[1] if len(exc.command) > 1 else ''} failed for {redact(url, secrets)} "
+                f"branch {branch!r}: {redact(_stderr(exc), secrets)}"
             ) from None
 
 
@@ -117,11 +148,11 @@ def _existing(dest: Path, url: str) -> Repo | None:
     return None
 
 
-def _fresh_clone(url: str, branch: str, dest: Path, token: str | None) -> Repo:
+def _fresh_clone(url: str, branch: str, dest: Path, auth: GitAuth | None) -> Repo:
     """Clone into a temporary sibling, then move it into place (never half a checkout)."""
     tmp = Path(tempfile.mkdtemp(prefix=f".{dest.name}-", dir=dest.parent))
     try:
-        Repo.clone_from(url, tmp, env=_env(token), branch=branch, single_branch=True, depth=1, no_tags=True)
+        Repo.clone_from(url, tmp, env=git_env(url, auth), branch=branch, single_branch=True, depth=1, no_tags=True)
         tmp.rename(dest)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import meta_deployer
-from meta_deployer import dryrun, gitops, removal, sync
+from meta_deployer import dryrun, gitops, removal, snapshot, sync
 from meta_deployer.detect import detect_code_source
 from meta_deployer.errors import DetectionError, NotDeployedError, SpecError
 from meta_deployer.model import Artifact, Checkout, Log, Published, Served
@@ -81,10 +81,11 @@ class Deployer:
     def checkout(self, spec: RepoSpec, log: Log = _print) -> DeployState:
         """Converge the checkout, complete the spec, and decide whether anything must change."""
         started = time.time()
-        token = self.settings.git_token()
+        auth = self.settings.git_auth()
         url = gitops.resolve_url(spec.git_url, self.settings.root)
-        commit, changed = gitops.converge(url, spec.branch, self.settings.checkout_path(spec.name), token)
-        shown_url = gitops.redact(spec.git_url, (token,))
+        commit, changed = gitops.converge(url, spec.branch, self.settings.checkout_path(spec.name), auth)
+        snapshot.check_links(self.settings.checkout_path(spec.name))
+        shown_url = gitops.redact(spec.git_url, auth.secrets)
         log(f"{spec.name}: {shown_url} {spec.branch} is at {commit[:12]}" + ("" if changed else " (checkout unchanged)"))
         path = self.settings.checkout_path(spec.name)
         if spec.working_directory and not (path / spec.working_directory).is_dir():

@@ -3,7 +3,8 @@
 The sensor and ``sync-repos`` both start here. Each file is hashed by its
 bytes; a file whose hash the caller already knows is not parsed again, so a
 steady-state sensor tick over many repos costs one read and one hash each.
-One bad file is reported and never stops the others.
+One bad file (unreadable, too big, not UTF-8, expanding YAML...) is reported
+and never stops the others; no file is read beyond ``MAX_CONFIG_BYTES``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from pathlib import Path
 
 from meta_deployer import naming
 from meta_deployer.errors import SpecError
-from meta_deployer.spec import CONFIG_FILENAME, RepoSpec, load_spec
+from meta_deployer.spec import CONFIG_FILENAME, RepoSpec, read_config_bytes, spec_from_bytes
 
 
 @dataclass(frozen=True)
@@ -39,9 +40,9 @@ def scan_repo_configs(repos_dir: Path, known: Mapping[str, str] | None = None) -
     for path in sorted(repos_dir.glob(f"*/{CONFIG_FILENAME}")):
         name = path.parent.name
         try:
-            data = path.read_bytes()
-        except OSError as exc:
-            result[name] = ScannedConfig(name, path, "", error=f"{path}: cannot be read: {exc.strerror}")
+            data = read_config_bytes(path)
+        except SpecError as exc:
+            result[name] = ScannedConfig(name, path, "", error=str(exc))
             continue
         digest = hashlib.sha256(data).hexdigest()[:16]
         if known.get(name) == digest:
@@ -52,7 +53,9 @@ def scan_repo_configs(repos_dir: Path, known: Mapping[str, str] | None = None) -
             result[name] = ScannedConfig(name, path, digest, error=f"{path}: folder name {problem}")
             continue
         try:
-            result[name] = ScannedConfig(name, path, digest, spec=load_spec(path))
+            result[name] = ScannedConfig(name, path, digest, spec=spec_from_bytes(data, str(path), expected_name=name))
         except SpecError as exc:
             result[name] = ScannedConfig(name, path, digest, error=str(exc))
+        except Exception as exc:  # a loader bug on one file must not hide the others: report it
+            result[name] = ScannedConfig(name, path, digest, error=f"{path}: cannot be loaded: {type(exc).__name__}: {exc}"[:2000])
     return result

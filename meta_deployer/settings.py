@@ -10,6 +10,7 @@ same way from the same environment.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,6 +26,9 @@ DEFAULT_WORK_DIR = ".meta_deployer"
 DEFAULT_WEBSERVER_URL = "http://localhost:3000"
 DEFAULT_BUCKET = "dagster-storage"
 DEFAULT_RELOAD_TIMEOUT_S = 120.0
+#: Hosts the git token is sent to (``META_DEPLOYER_GIT_TOKEN_HOSTS``): none unless listed.
+DEFAULT_GIT_TOKEN_HOSTS: tuple[str, ...] = ()
+_HOST_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
 
 
 def env_number(
@@ -45,6 +49,33 @@ def env_number(
 
 
 @dataclass(frozen=True)
+class GitAuth:
+    """The credentials git may use, and where: the token only for https to ``token_hosts``,
+    the SSH key only with a pinned ``known_hosts`` file. Never logged (the token is not in repr)."""
+
+    token: str | None = field(default=None, repr=False)
+    token_hosts: tuple[str, ...] = DEFAULT_GIT_TOKEN_HOSTS
+    ssh_key_file: Path | None = None
+    known_hosts_file: Path | None = None
+
+    @property
+    def secrets(self) -> tuple[str | None, ...]:
+        """The values to redact from every message."""
+        return (self.token,)
+
+
+def _token_hosts(raw: str | None) -> tuple[str, ...]:
+    hosts = tuple(h.strip().lower() for h in (raw or "").split(",") if h.strip())
+    for host in hosts:
+        if not _HOST_NAME.match(host):
+            raise SettingsError(
+                f"META_DEPLOYER_GIT_TOKEN_HOSTS: {host!r} is not a host name; list bare host names separated "
+                "by commas (for example github.com,git.example.com), without scheme, port, user or path"
+            )
+    return hosts
+
+
+@dataclass(frozen=True)
 class Settings:
     """The deployer's settings; build with :meth:`from_env`."""
 
@@ -57,6 +88,9 @@ class Settings:
     bucket: str = DEFAULT_BUCKET
     storage_dir: Path | None = None
     git_token_file: Path | None = None
+    git_token_hosts: tuple[str, ...] = DEFAULT_GIT_TOKEN_HOSTS
+    git_ssh_key_file: Path | None = None
+    git_known_hosts_file: Path | None = None
     reload_timeout_s: float = DEFAULT_RELOAD_TIMEOUT_S
     env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
 
@@ -76,6 +110,14 @@ class Settings:
             )
         work_dir = path("META_DEPLOYER_WORK_DIR", DEFAULT_WORK_DIR)
         token_file = env.get("META_DEPLOYER_GIT_TOKEN_FILE")
+        ssh_key = env.get("META_DEPLOYER_GIT_SSH_KEY_FILE")
+        known_hosts = env.get("META_DEPLOYER_GIT_KNOWN_HOSTS_FILE")
+        if ssh_key and not known_hosts:
+            raise SettingsError(
+                "META_DEPLOYER_GIT_SSH_KEY_FILE is set but META_DEPLOYER_GIT_KNOWN_HOSTS_FILE is not: an SSH deploy key "
+                "is only used against pinned host keys; set META_DEPLOYER_GIT_KNOWN_HOSTS_FILE to a known_hosts file "
+                "(for example the output of 'ssh-keyscan github.com', checked)"
+            )
         reload_timeout = env_number(env, "META_DEPLOYER_RELOAD_TIMEOUT", DEFAULT_RELOAD_TIMEOUT_S, positive=True)
         return cls(
             platform=platform,
@@ -89,6 +131,9 @@ class Settings:
             if env.get("META_DEPLOYER_STORAGE_DIR")
             else work_dir / "storage",
             git_token_file=(root / token_file).resolve() if token_file else None,
+            git_token_hosts=_token_hosts(env.get("META_DEPLOYER_GIT_TOKEN_HOSTS")),
+            git_ssh_key_file=(root / ssh_key).resolve() if ssh_key else None,
+            git_known_hosts_file=(root / known_hosts).resolve() if known_hosts else None,
             reload_timeout_s=reload_timeout,
             env=env,
         )
@@ -121,3 +166,7 @@ class Settings:
             return self.git_token_file.read_text().strip() or None
         except OSError as exc:
             raise SettingsError(f"META_DEPLOYER_GIT_TOKEN_FILE={self.git_token_file}: {exc.strerror}") from None
+
+    def git_auth(self) -> GitAuth:
+        """What git may authenticate with, and where (the token is read from its file now)."""
+        return GitAuth(self.git_token(), self.git_token_hosts, self.git_ssh_key_file, self.git_known_hosts_file)

@@ -13,6 +13,7 @@ import hashlib
 import json
 import posixpath
 import re
+import stat
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -23,6 +24,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -48,9 +50,25 @@ FARGATE_SIZES: dict[int, tuple[int, ...]] = {
 
 CODE_SOURCE_FIELDS = ("python_file", "module_name", "package_name")
 
+#: The largest config.yml accepted; a bigger file is refused before it is read whole.
+MAX_CONFIG_BYTES = 64 * 1024
+#: The most items each list (environment, secrets, access.read) may hold.
+MAX_LIST_ITEMS = 100
+#: The deepest nesting of YAML collections a config.yml may use.
+MAX_YAML_DEPTH = 20
+#: The most YAML nodes (scalars, lists, mappings) a config.yml may hold: a full spec needs ~1200.
+MAX_YAML_NODES = 2000
+#: The longest message one problem may print (values quoted in it are cut).
+MAX_PROBLEM_CHARS = 1000
+#: Secret names every repo may reference (Secrets Manager; SSM parameters start with '/').
+SHARED_SECRETS_PREFIX = "dagster/shared/"
+
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 #: Environment names the platforms inject; a spec may not set them.
 RESERVED_ENV_PREFIXES = ("META_DEPLOYER_", "DAGSTER_")
+#: Names that change how the code server itself starts (interpreter, loader, shell, git).
+STARTUP_ENV_NAMES = frozenset({"PATH", "HOME", "SHELL", "IFS", "BASH_ENV", "ENV", "VIRTUAL_ENV"})
+STARTUP_ENV_PREFIXES = ("PYTHON", "LD_", "DYLD_", "GIT_")
 #: Plain environment variables whose names say they hold a secret.
 _SECRET_LIKE = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|ACCESS_KEY|PRIVATE_KEY)", re.I)
 _ARN = re.compile(r"^arn:aws[a-z-]*:(secretsmanager|ssm):[a-z0-9-]+:\d{12}:[A-Za-z0-9/_+=.@:-]+$")
@@ -71,6 +89,12 @@ def git_url_problem(url: str) -> str | None:
     if url.startswith(_URL_SCHEMES):
         rest = url.split("://", 1)[1]
         authority = rest.split("/", 1)[0]
+        if url.startswith(("https://", "http://")) and "@" in authority:
+            return (
+                "must not hold a user name, password or token before '@' (git would send it to the host, and run "
+                "configs would store it); put the token in a file named by META_DEPLOYER_GIT_TOKEN_FILE (its host in "
+                "META_DEPLOYER_GIT_TOKEN_HOSTS) and use the plain https://host/path URL"
+            )
         if "@" in authority and ":" in authority.split("@", 1)[0]:
             return (
                 "must not embed a password or token; put the token in a file named by META_DEPLOYER_GIT_TOKEN_FILE instead "
@@ -125,6 +149,46 @@ def relative_path_problem(path: str) -> str | None:
     return None
 
 
+def env_name_problem(name: str) -> str | None:
+    """Why ``name`` may not be set in a location's environment (plain or secret), or None."""
+    if not _ENV_NAME.match(name):
+        return f"{name!r} is not an environment variable name (letters, digits, '_'; not starting with a digit)"
+    if name.startswith(RESERVED_ENV_PREFIXES):
+        return f"{name!r} is set by the deployer; names starting with {' or '.join(RESERVED_ENV_PREFIXES)} are reserved"
+    if name in STARTUP_ENV_NAMES or name.startswith(STARTUP_ENV_PREFIXES):
+        return (
+            f"{name!r} would change how the code server itself starts (its interpreter, libraries, shell or git); "
+            f"{', '.join(sorted(STARTUP_ENV_NAMES))} and names starting with {', '.join(STARTUP_ENV_PREFIXES)} are refused: "
+            f"use a name of your own, for example MY_{name}"
+        )
+    return None
+
+
+def secret_arn_problem(arn: str, repo: str) -> str | None:
+    """Why the secret at ``arn`` is not one repo ``repo`` may read, or None. A repo reads only
+    Secrets Manager names under ``dagster/<repo>/`` and SSM parameters under ``/dagster/<repo>/``,
+    plus the platform's shared prefix (every prefix ends with '/': 'fin' never reaches 'finance')."""
+    own, shared = f"dagster/{repo}/", SHARED_SECRETS_PREFIX
+    if ":secretsmanager:" in arn:
+        resource, allowed = arn.partition(":secret:")[2], (own, shared)
+    else:
+        resource, allowed = arn.partition(":parameter")[2], ("/" + own, "/" + shared)
+    if any(resource.startswith(prefix) and len(resource) > len(prefix) for prefix in allowed):
+        return None
+    return (
+        f"{arn!r} is outside this repo's secrets; a repo may only reference Secrets Manager secrets named "
+        f"{own}<secret> or {shared}<secret> (arn:aws:secretsmanager:<region>:<account>:secret:{own}<secret>) "
+        f"and SSM parameters named /{own}<parameter> or /{shared}<parameter> "
+        f"(arn:aws:ssm:<region>:<account>:parameter/{own}<parameter>)"
+    )
+
+
+def _capped(v: Any, field: str) -> Any:
+    if isinstance(v, (list, tuple, dict)) and len(v) > MAX_LIST_ITEMS:
+        raise ValueError(f"{field} has {len(v)} items; at most {MAX_LIST_ITEMS} are allowed")
+    return v
+
+
 def _scalar_to_str(value: Any) -> Any:
     if isinstance(value, bool):
         return "true" if value else "false"
@@ -151,10 +215,9 @@ class EnvVar(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not _ENV_NAME.match(v):
-            raise ValueError(f"{v!r} is not an environment variable name (letters, digits, '_'; not starting with a digit)")
-        if v.startswith(RESERVED_ENV_PREFIXES):
-            raise ValueError(f"{v!r} is set by the deployer; names starting with {' or '.join(RESERVED_ENV_PREFIXES)} are reserved")
+        problem = env_name_problem(v)
+        if problem:
+            raise ValueError(problem)
         if _SECRET_LIKE.search(v):
             raise ValueError(
                 f"{v!r} looks like a secret; secrets never go in plain environment variables: "
@@ -174,10 +237,9 @@ class SecretRef(_Strict):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str) -> str:
-        if not _ENV_NAME.match(v):
-            raise ValueError(f"{v!r} is not an environment variable name")
-        if v.startswith(RESERVED_ENV_PREFIXES):
-            raise ValueError(f"{v!r} is reserved (names starting with {' or '.join(RESERVED_ENV_PREFIXES)})")
+        problem = env_name_problem(v)
+        if problem:
+            raise ValueError(problem)
         return v
 
     @field_validator("value_from")
@@ -220,7 +282,7 @@ class Access(_Strict):
     @field_validator("read", mode="before")
     @classmethod
     def _list(cls, v: Any) -> Any:
-        return tuple(v) if isinstance(v, list) else v
+        return tuple(_capped(v, "access.read")) if isinstance(v, list) else v
 
     @field_validator("read")
     @classmethod
@@ -251,6 +313,7 @@ class RepoSpec(_Strict):
     @field_validator("environment", mode="before")
     @classmethod
     def _environment(cls, v: Any) -> Any:
+        _capped(v, "environment")
         if isinstance(v, dict):  # also accept {NAME: value}
             return tuple({"name": k, "value": val} for k, val in v.items())
         return tuple(v) if isinstance(v, list) else v
@@ -258,9 +321,25 @@ class RepoSpec(_Strict):
     @field_validator("secrets", mode="before")
     @classmethod
     def _secrets(cls, v: Any) -> Any:
+        _capped(v, "secrets")
         if isinstance(v, dict):  # also accept {NAME: arn}
             return tuple({"name": k, "valueFrom": arn} for k, arn in v.items())
         return tuple(v) if isinstance(v, list) else v
+
+    @field_validator("secrets")
+    @classmethod
+    def _own_secrets(cls, v: tuple[SecretRef, ...], info: ValidationInfo) -> tuple[SecretRef, ...]:
+        name = info.data.get("name")
+        if name is None:  # the name itself is invalid and reported
+            return v
+        problems = [
+            f"secrets[{i}].valueFrom {problem}"
+            for i, secret in enumerate(v)
+            if (problem := secret_arn_problem(secret.value_from, name))
+        ]
+        if problems:
+            raise ValueError("; ".join(problems))
+        return v
 
     @field_validator("name")
     @classmethod
@@ -371,7 +450,9 @@ def _problems(exc: ValidationError, data: Any) -> list[tuple[str, str]]:
             msg = "is required"
         elif err["type"].endswith("_type"):
             msg = f"{msg} (got {type(err.get('input')).__name__}: {err.get('input')!r})"
-        problems.append((field, msg))
+        if len(msg) > MAX_PROBLEM_CHARS:  # a message may quote a value: never echo a whole file
+            msg = msg[:MAX_PROBLEM_CHARS] + f"... ({len(msg) - MAX_PROBLEM_CHARS} more characters cut)"
+        problems.append((field[:200], msg))
     return problems
 
 
@@ -411,17 +492,114 @@ def parse_spec(data: Any, source: str, expected_name: str | None = None) -> Repo
     return spec
 
 
-def load_spec(path: Path) -> RepoSpec:
-    """Load and validate ``repos/<name>/config.yml``; the name must match its folder."""
+class _ConfigLoader(yaml.SafeLoader):
+    """YAML for config.yml: safe types only, and no anchors or aliases (they expand without
+    bound: 'billion laughs'), no merge keys, no duplicate keys, at most MAX_YAML_DEPTH levels,
+    MAX_LIST_ITEMS items per list or mapping and MAX_YAML_NODES values in all (parsing stops
+    there, not at the end of the file: pure-Python YAML costs tens of microseconds a value)."""
+
+    _depth = 0
+    _nodes = 0
+
+    def fetch_flow_collection_start(self, token_class: Any) -> None:
+        # The scanner reads ahead through '[' and '{' before the composer sees a node: stop it early.
+        if self.flow_level >= MAX_YAML_DEPTH:
+            raise yaml.scanner.ScannerError(None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", self.get_mark())
+        super().fetch_flow_collection_start(token_class)
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent) or getattr(event, "anchor", None) is not None:
+            raise yaml.composer.ComposerError(
+                None, None, "anchors (&name) and aliases (*name) are not allowed in config.yml; write each value out",
+                event.start_mark,
+            )
+        if parent is not None and len(parent.value) >= MAX_LIST_ITEMS:
+            raise yaml.composer.ComposerError(
+                "in a list or mapping", parent.start_mark,
+                f"more than {MAX_LIST_ITEMS} items; lists (environment, secrets, access.read) hold at most {MAX_LIST_ITEMS}",
+                event.start_mark,
+            )
+        self._nodes += 1
+        if self._nodes > MAX_YAML_NODES:
+            raise yaml.composer.ComposerError(
+                None, None, f"more than {MAX_YAML_NODES} values in all; a config.yml needs far fewer", event.start_mark
+            )
+        if self._depth >= MAX_YAML_DEPTH:
+            raise yaml.composer.ComposerError(
+                None, None, f"nested deeper than {MAX_YAML_DEPTH} levels", event.start_mark
+            )
+        self._depth += 1
+        try:
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+    def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+        seen: dict[Any, int] = {}
+        if isinstance(node, yaml.MappingNode):
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    raise yaml.constructor.ConstructorError(
+                        None, None, "merge keys (<<) are not allowed in config.yml; write each key out", key_node.start_mark
+                    )
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    first = seen.get(key)
+                except TypeError:  # unhashable: SafeConstructor reports it
+                    continue
+                if first is not None:
+                    raise yaml.constructor.ConstructorError(
+                        None, None,
+                        f"duplicate key {key!r} (first set on line {first}); set each key once",
+                        key_node.start_mark,
+                    )
+                seen[key] = key_node.start_mark.line + 1
+        return super().construct_mapping(node, deep=deep)
+
+
+def _too_big(path: Path, size: str) -> SpecError:
+    return SpecError(str(path), [("", f"is {size} bytes; a config.yml may hold at most {MAX_CONFIG_BYTES} bytes")])
+
+
+def read_config_bytes(path: Path) -> bytes:
+    """The bytes of a config file, at most MAX_CONFIG_BYTES: the size is checked before the file
+    is read, and never more than the cap (plus one byte) is read. SpecError naming the file."""
     try:
-        text = path.read_text()
+        info = path.stat()
+        if not stat.S_ISREG(info.st_mode):
+            raise SpecError(str(path), [("", "is not a regular file")])
+        if info.st_size > MAX_CONFIG_BYTES:
+            raise _too_big(path, str(info.st_size))
+        with path.open("rb") as handle:
+            data = handle.read(MAX_CONFIG_BYTES + 1)
     except OSError as exc:
         raise SpecError(str(path), [("", f"cannot be read: {exc.strerror}")]) from None
+    if len(data) > MAX_CONFIG_BYTES:  # it grew after the stat
+        raise _too_big(path, f"more than {MAX_CONFIG_BYTES}")
+    return data
+
+
+def spec_from_bytes(data: bytes, source: str, expected_name: str | None = None) -> RepoSpec:
+    """Decode (UTF-8), parse (restricted YAML) and validate config.yml bytes; SpecError naming ``source``."""
+    if len(data) > MAX_CONFIG_BYTES:
+        raise SpecError(source, [("", f"is {len(data)} bytes; a config.yml may hold at most {MAX_CONFIG_BYTES} bytes")])
     try:
-        data = yaml.safe_load(text)
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SpecError(source, [("", f"is not UTF-8 at byte {exc.start}; save it as UTF-8 text")]) from None
+    try:
+        parsed = yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
-        raise SpecError(str(path), [("", f"is not valid YAML: {exc}")]) from None
-    return parse_spec(data, str(path), expected_name=path.parent.name)
+        raise SpecError(source, [("", f"is not valid YAML: {exc}")]) from None
+    except RecursionError:
+        raise SpecError(source, [("", f"is not valid YAML: nested deeper than {MAX_YAML_DEPTH} levels")]) from None
+    return parse_spec(parsed, source, expected_name=expected_name)
+
+
+def load_spec(path: Path) -> RepoSpec:
+    """Load and validate ``repos/<name>/config.yml``; the name must match its folder."""
+    return spec_from_bytes(read_config_bytes(path), str(path), expected_name=path.parent.name)
 
 
 def dump_spec(spec: RepoSpec) -> str:

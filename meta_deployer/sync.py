@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 def moved(deployer: Deployer, log: Log) -> tuple[list[RepoSpec], list[str]]:
     """Specs whose branch head, spec or platform differ from what is deployed; and the problems."""
     settings, platform = deployer.settings, deployer.platform
-    token = settings.git_token()
+    auth = settings.git_auth()
     found, problems = [], []
     configs = scan_repo_configs(settings.repos_dir)
     records = deployer.registry.all()
@@ -30,7 +30,7 @@ def moved(deployer: Deployer, log: Log) -> tuple[list[RepoSpec], list[str]]:
         assert spec is not None
         record = records.get(name)
         try:
-            head = gitops.remote_head(gitops.resolve_url(spec.git_url, settings.root), spec.branch, token)
+            head = gitops.remote_head(gitops.resolve_url(spec.git_url, settings.root), spec.branch, auth)
         except Exception as exc:  # one unreachable remote must not stop the others
             problems.append(f"{name}: {exc}")
             log(f"skipped {name}: {exc}")

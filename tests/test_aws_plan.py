@@ -84,7 +84,7 @@ def test_trust_policy_only_ecs_tasks():
 def test_task_definition_fields():
     s = spec(
         environment=[{"name": "FOO", "value": "1"}],
-        secrets=[{"name": "DB_PASSWORD", "valueFrom": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:dagster/db"}],
+        secrets=[{"name": "DB_PASSWORD", "valueFrom": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:dagster/sales/db"}],
         resources={"cpu": 512, "memory": 2048},
     )
     td = desired(s).task_definition
@@ -102,7 +102,7 @@ def test_task_definition_fields():
     assert env["META_DEPLOYER_BUCKET"] == "bkt"
     assert env["META_DEPLOYER_PREFIX"] == "repos/sales"
     assert "DB_PASSWORD" not in env
-    assert c["secrets"] == [{"name": "DB_PASSWORD", "valueFrom": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:dagster/db"}]
+    assert c["secrets"] == [{"name": "DB_PASSWORD", "valueFrom": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:dagster/sales/db"}]
     assert c["logConfiguration"] == {
         "logDriver": "awslogs",
         "options": {"awslogs-group": "/dagster/repos/sales", "awslogs-region": "eu-west-1", "awslogs-stream-prefix": "dagster"},
@@ -135,7 +135,7 @@ def test_task_serves_the_entry_point_the_images_step_validated(fields):
 
 
 def test_container_context_is_valid_for_dagster_aws_and_names_role_and_family():
-    s = spec(secrets=[{"name": "TOKEN_X", "valueFrom": "arn:aws:ssm:eu-west-1:123456789012:parameter/dagster/x"}])
+    s = spec(secrets=[{"name": "TOKEN_X", "valueFrom": "arn:aws:ssm:eu-west-1:123456789012:parameter/dagster/sales/x"}])
     (c,) = desired(s).task_definition["containerDefinitions"]
     env = {e["name"]: e["value"] for e in c["environment"]}
     context = json.loads(env["DAGSTER_CONTAINER_CONTEXT"])
@@ -145,7 +145,7 @@ def test_container_context_is_valid_for_dagster_aws_and_names_role_and_family():
     assert parsed.container_name == p.CONTAINER_NAME
     assert parsed.run_resources == {"cpu": "256", "memory": "512"}
     assert "META_DEPLOYER_REPO=sales" in parsed.env_vars
-    assert parsed.secrets == [{"name": "TOKEN_X", "valueFrom": "arn:aws:ssm:eu-west-1:123456789012:parameter/dagster/x"}]
+    assert parsed.secrets == [{"name": "TOKEN_X", "valueFrom": "arn:aws:ssm:eu-west-1:123456789012:parameter/dagster/sales/x"}]
 
 
 def test_image_is_referenced_by_digest():
@@ -197,7 +197,7 @@ def test_unchanged_definition_matches_its_live_form():
     ],
 )
 def test_any_field_we_set_that_differs_is_reported(change, path):
-    s = spec(secrets=[{"name": "DB_PASSWORD", "valueFrom": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:dagster/db"}])
+    s = spec(secrets=[{"name": "DB_PASSWORD", "valueFrom": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:dagster/sales/db"}])
     td = desired(s).task_definition
     live = as_live(td)
     change(live["containerDefinitions"][0])

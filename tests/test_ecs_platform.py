@@ -19,6 +19,7 @@ from meta_deployer.platforms.aws.gateway import AwsGateway
 from meta_deployer.platforms.aws.bootstrap import BUCKET_LAYOUT, TEMP_RULE_ID, bootstrap
 from meta_deployer.errors import AwsOperationError, UnhealthyError
 from meta_deployer.platforms.ecs import EcsPlatform
+from meta_deployer.spec import SecretRef
 from test_ecs_support import CallCounter, checkout_for, make_network, published_for, settings_for, spec_for
 
 LOG: list[str] = []
@@ -65,7 +66,7 @@ def test_add_creates_every_resource_tagged(platform, settings, tmp_path):
     spec = spec_for(
         "sales",
         environment=[{"name": "FOO", "value": "bar"}],
-        secrets=[{"name": "DB_PASSWORD", "valueFrom": "arn:aws:secretsmanager:us-east-1:123456789012:secret:dagster/db"}],
+        secrets=[{"name": "DB_PASSWORD", "valueFrom": "arn:aws:secretsmanager:us-east-1:123456789012:secret:dagster/sales/db"}],
         access={"read": ["marketing"]},
     )
     served = deploy(platform, tmp_path, spec)
@@ -93,7 +94,7 @@ def test_add_creates_every_resource_tagged(platform, settings, tmp_path):
     assert env["META_DEPLOYER_CODE_SOURCE"] == "python_file:definitions.py"
     assert env["FOO"] == "bar" and env["META_DEPLOYER_REPO"] == "sales"
     assert env["META_DEPLOYER_BUCKET"] == "dagster-storage" and env["META_DEPLOYER_PREFIX"] == "repos/sales"
-    assert container["secrets"] == [{"name": "DB_PASSWORD", "valueFrom": "arn:aws:secretsmanager:us-east-1:123456789012:secret:dagster/db"}]
+    assert container["secrets"] == [{"name": "DB_PASSWORD", "valueFrom": "arn:aws:secretsmanager:us-east-1:123456789012:secret:dagster/sales/db"}]
     assert container["logConfiguration"]["options"]["awslogs-group"] == "/dagster/repos/sales"
     assert container["healthCheck"]["command"][1:] == ["dagster", "api", "grpc-health-check", "-p", "4000"]
     context = json.loads(env["DAGSTER_CONTAINER_CONTEXT"])["ecs"]
@@ -411,10 +412,11 @@ def test_secrets_outside_the_execution_role_scope_are_warned_about(tmp_path):
     platform = EcsPlatform(settings_for(tmp_path, {}))  # no AWS call: a check of the spec only
     spec = spec_for(
         "sales",
-        secrets=[
-            {"name": "OK_ONE", "valueFrom": "arn:aws:secretsmanager:us-east-1:123456789012:secret:dagster/db"},
-            {"name": "ELSEWHERE", "valueFrom": "arn:aws:secretsmanager:us-east-1:123456789012:secret:team/db"},
-        ],
+        secrets=[{"name": "OK_ONE", "valueFrom": "arn:aws:secretsmanager:us-east-1:123456789012:secret:dagster/sales/db"}],
     )
+    # The spec itself refuses a secret outside dagster/sales/ (test_hostile_config); this is the
+    # platform's second line, for a spec that got past it: build one without validation.
+    elsewhere = SecretRef.model_construct(name="ELSEWHERE", value_from="arn:aws:secretsmanager:us-east-1:123456789012:secret:team/db")
+    spec = spec.model_copy(update={"secrets": (*spec.secrets, elsewhere)})
     (warning,) = platform.secret_warnings(spec)
     assert "ELSEWHERE" in warning and "META_DEPLOYER_EXECUTION_ROLE_ARN" in warning

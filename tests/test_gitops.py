@@ -4,6 +4,7 @@ import pytest
 
 from meta_deployer import gitops
 from meta_deployer.errors import CloneError
+from meta_deployer.settings import GitAuth
 
 
 def test_clone_then_converge_then_noop(git_remote, tmp_path):
@@ -54,5 +55,5 @@ def test_tokens_and_url_credentials_are_redacted():
 def test_token_never_reaches_the_command_line_or_errors(tmp_path):
     token = "ghp_supersecrettoken"
     with pytest.raises(CloneError) as info:
-        gitops.converge("https://127.0.0.1:9/none.git", "main", tmp_path / "c", token=token)
+        gitops.converge("https://127.0.0.1:9/none.git", "main", tmp_path / "c", GitAuth(token=token, token_hosts=("127.0.0.1",)))
     assert token not in str(info.value)

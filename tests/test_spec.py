@@ -103,7 +103,7 @@ def test_secrets_need_arns_and_env_never_holds_secrets():
     found = problems({**BASE, "secrets": [{"name": "DB", "valueFrom": "hunter2"}], "environment": [{"name": "DB_PASSWORD", "value": "x"}]})
     assert "ARN" in found["secrets.0.valueFrom"]
     assert "secrets" in found["environment.0.name"]
-    ok = parse_spec({**BASE, "secrets": [{"name": "DB", "valueFrom": "arn:aws:secretsmanager:us-east-1:123456789012:secret:db"}]}, "x")
+    ok = parse_spec({**BASE, "secrets": [{"name": "DB", "valueFrom": "arn:aws:secretsmanager:us-east-1:123456789012:secret:dagster/team-a/db"}]}, "x")
     assert ok.secrets[0].value_from.startswith("arn:aws:secretsmanager")
 
 
@@ -149,7 +149,7 @@ def test_spec_is_frozen():
 
 def test_environment_and_secrets_may_be_mappings():
     spec = parse_spec(
-        {**BASE, "environment": {"A": 1}, "secrets": {"DB": "arn:aws:ssm:us-east-1:123456789012:parameter/db"}}, "x"
+        {**BASE, "environment": {"A": 1}, "secrets": {"DB": "arn:aws:ssm:us-east-1:123456789012:parameter/dagster/team-a/db"}}, "x"
     )
     assert [(e.name, e.value) for e in spec.environment] == [("A", "1")]
-    assert spec.secrets[0].value_from.endswith("parameter/db")
+    assert spec.secrets[0].value_from.endswith("parameter/dagster/team-a/db")
