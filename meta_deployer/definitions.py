@@ -14,6 +14,7 @@ in order, and a subprocess per op would set the floor of every no-op run.
 import json
 import warnings
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Optional, TypeVar
 
 from dagster import (
@@ -90,6 +91,7 @@ class RepoConfig(Config):
     module_name: Optional[str] = Field(default=None, description="Module holding the Definitions.")
     package_name: Optional[str] = Field(default=None, description="Package holding the Definitions.")
     working_directory: Optional[str] = Field(default=None, description="Folder inside the repo to run from.")
+    s3_prefix: Optional[str] = Field(default=None, description="Storage prefix; must be repos/<name> (optional).")
     cpu: int = Field(default=256, description="Fargate cpu units (ECS).")
     memory: int = Field(default=512, description="Fargate memory in MiB; must pair with cpu (ECS).")
     environment: dict[str, str] = Field(default_factory=dict, description="Plain environment variables.")
@@ -244,48 +246,67 @@ def sync_repos() -> None:
 def repos_sensor(context: SensorEvaluationContext) -> SensorResult:
     settings = Settings.from_env()
     deployed = StateStore(settings.state_dir)
-    cursor: dict[str, str] = json.loads(context.cursor) if context.cursor else {}
-    scanned = scan_repo_configs(settings.repos_dir, known=cursor)
-    requests, problems, new_cursor = [], [], {}
+    cursor = SensorCursor.parse(context.cursor)
+    scanned = scan_repo_configs(settings.repos_dir, known=cursor.files)
+    requests, problems, files = [], [], {}
+    seq = cursor.seq
+
+    def request(job_name: str, name: str, content_hash: str, run_config: dict) -> RunRequest:
+        # Dagster launches one run per run key, ever: a change that repeats an earlier content
+        # (A -> B -> A -> B) needs a key of its own, hence the sequence kept in the cursor.
+        nonlocal seq
+        seq += 1
+        return RunRequest(
+            run_key=f"{job_name}:{name}:{content_hash}:{seq}",
+            job_name=job_name,
+            run_config=run_config,
+            tags={naming.RUN_TAG_KEY: name},
+        )
+
     for name, item in scanned.items():
         if item.known:
-            new_cursor[name] = item.content_hash
+            files[name] = item.content_hash
             continue
         if item.error or item.spec is None:
             problems.append(item.error or f"{item.path}: unreadable")
-            if name in cursor:
-                new_cursor[name] = cursor[name]  # keep serving the last good version
+            if name in cursor.files:
+                files[name] = cursor.files[name]  # keep serving the last good version
             continue
-        new_cursor[name] = item.content_hash
+        files[name] = item.content_hash
         record = deployed.get(name)
         if record is not None and record.spec_hash == item.spec.content_hash() and record.platform == settings.platform:
             continue  # already deployed with exactly this config (e.g. by make add-repo)
-        job_name = "update_repo" if name in cursor else "add_repo"
-        requests.append(
-            RunRequest(
-                run_key=f"{job_name}:{name}:{item.content_hash}",
-                job_name=job_name,
-                run_config=deploy_run_config(item.spec),
-                tags={naming.RUN_TAG_KEY: name},
-            )
-        )
-    for name in sorted(set(cursor) - set(scanned)):
+        job_name = "update_repo" if name in cursor.files else "add_repo"
+        requests.append(request(job_name, name, item.content_hash, deploy_run_config(item.spec)))
+    for name in sorted(set(cursor.files) - set(scanned)):
         if deployed.get(name) is None:
             continue  # already removed (e.g. by make remove-repo)
-        requests.append(
-            RunRequest(
-                run_key=f"remove_repo:{name}:{cursor[name]}",
-                job_name="remove_repo",
-                run_config=remove_run_config(name),
-                tags={naming.RUN_TAG_KEY: name},
-            )
-        )
+        requests.append(request("remove_repo", name, cursor.files[name], remove_run_config(name)))
     for problem in problems:
         context.log.warning(f"skipped invalid config: {problem}")
     skip = None
     if not requests:
         skip = "; ".join(problems) if problems else "no config.yml changed"
-    return SensorResult(run_requests=requests, cursor=json.dumps(new_cursor, sort_keys=True), skip_reason=skip)
+    return SensorResult(run_requests=requests, cursor=SensorCursor(files, seq).dump(), skip_reason=skip)
+
+
+@dataclass(frozen=True)
+class SensorCursor:
+    """The sensor's memory: each config file's content hash, and how many run requests it made."""
+
+    files: dict[str, str]
+    seq: int = 0
+
+    @classmethod
+    def parse(cls, text: str | None) -> "SensorCursor":
+        """Read a cursor; the first format (a plain ``{name: hash}``) is still understood."""
+        data = json.loads(text) if text else {}
+        if "files" in data and isinstance(data.get("seq"), int):
+            return cls(dict(data["files"]), data["seq"])
+        return cls({k: v for k, v in data.items() if isinstance(v, str)})
+
+    def dump(self) -> str:
+        return json.dumps({"files": self.files, "seq": self.seq}, sort_keys=True)
 
 
 defs = Definitions(

@@ -12,15 +12,18 @@ sensor to retry, and deleted with the repo.
 
 from __future__ import annotations
 
+import io
 import os
 import tempfile
 from pathlib import Path
+from typing import Any
+
 
 from meta_deployer import workspace as ws
 from meta_deployer.errors import SpecError
 from meta_deployer.model import Log
 from meta_deployer.settings import Settings
-from meta_deployer.spec import RepoSpec, config_path, dump_spec, load_spec
+from meta_deployer.spec import RepoSpec, config_path, dump_spec, load_spec, spec_from_bytes
 from meta_deployer.state import Deployment, StateStore
 
 
@@ -61,17 +64,27 @@ class Registry:
         return path.relative_to(root) if path.is_relative_to(root) else path
 
     def write_config(self, spec: RepoSpec, log: Log) -> None:
-        """Write config.yml when it is missing or says something else (atomic; comments kept otherwise)."""
+        """Write config.yml when it is missing or says something else (atomically).
+
+        An existing file is edited, not rewritten: only the keys whose values changed (typically the
+        detected code source) are set, so the user's comments, order and layout stay as they were.
+        """
         path = config_path(self.settings.repos_dir, spec.name)
+        text = None
         if path.is_file():
             try:
-                if load_spec(path) == spec:
-                    return
+                current = load_spec(path)
             except SpecError:
-                pass
+                current = None
+            if current == spec:
+                return
+            if current is not None:
+                text = _edited(path.read_text(encoding="utf-8"), current.to_config(), spec.to_config())
+                if text is not None and not _parses_to(text, path, spec):
+                    text = None
         path.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=path.parent, delete=False, prefix=".config-", suffix=".tmp") as tmp:
-            tmp.write(dump_spec(spec))
+            tmp.write(text if text is not None else dump_spec(spec))
         os.replace(tmp.name, path)
         log(f"wrote {self._shown(path)}")
 
@@ -85,3 +98,35 @@ class Registry:
             except OSError:
                 pass
             log(f"deleted {path}")
+
+
+def _edited(text: str, current: dict[str, Any], target: dict[str, Any]) -> str | None:
+    """``text`` with only the top-level keys that differ between ``current`` and ``target`` changed
+    (ruamel.yaml round trip: comments and order kept); None when it cannot be edited in place."""
+    from ruamel.yaml import YAML
+    from ruamel.yaml.error import YAMLError
+
+    yaml = YAML()  # round-trip mode
+    yaml.preserve_quotes = True
+    try:
+        doc = yaml.load(text)
+    except YAMLError:
+        return None
+    if not isinstance(doc, dict):
+        return None
+    for key in [k for k in current if k not in target]:
+        doc.pop(key, None)
+    for key, value in target.items():
+        if current.get(key) != value:
+            doc[key] = value
+    out = io.StringIO()
+    yaml.dump(doc, out)
+    return out.getvalue()
+
+
+def _parses_to(text: str, path: Path, spec: RepoSpec) -> bool:
+    """True when ``text`` is a config.yml for exactly ``spec``."""
+    try:
+        return spec_from_bytes(text.encode("utf-8"), str(path), expected_name=spec.name) == spec
+    except SpecError:
+        return False

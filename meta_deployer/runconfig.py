@@ -14,7 +14,7 @@ from meta_deployer.spec import RepoSpec
 def spec_dict_from_run_config(cfg: dict[str, Any]) -> dict[str, Any]:
     """Run config (flat) -> config.yml data."""
     data: dict[str, Any] = {k: cfg[k] for k in ("name", "git_url", "branch") if k in cfg}
-    for key in ("python_file", "module_name", "package_name", "working_directory"):
+    for key in ("python_file", "module_name", "package_name", "working_directory", "s3_prefix"):
         if cfg.get(key):
             data[key] = cfg[key]
     data["resources"] = {"cpu": cfg.get("cpu", 256), "memory": cfg.get("memory", 512)}
@@ -30,7 +30,7 @@ def spec_dict_from_run_config(cfg: dict[str, Any]) -> dict[str, Any]:
 def run_config_from_spec(spec: RepoSpec) -> dict[str, Any]:
     """config.yml spec -> the flat run config of the ``clone`` op."""
     cfg: dict[str, Any] = {"name": spec.name, "git_url": spec.git_url, "branch": spec.branch}
-    for key in ("python_file", "module_name", "package_name", "working_directory"):
+    for key in ("python_file", "module_name", "package_name", "working_directory", "s3_prefix"):
         if getattr(spec, key):
             cfg[key] = getattr(spec, key)
     cfg["cpu"], cfg["memory"] = spec.resources.cpu, spec.resources.memory

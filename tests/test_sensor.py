@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import json
 import pytest
 from dagster import DagsterInstance, build_sensor_context, validate_run_config
 
@@ -129,3 +130,25 @@ def test_no_run_for_what_is_already_deployed_or_removed(repos, monkeypatch):
     second = tick()
     (repos / "beta" / "config.yml").unlink()
     assert [r for r in tick(second.cursor).run_requests if r.job_name == "remove_repo"] == []  # never deployed
+
+
+def test_a_reverted_revert_gets_a_run_key_of_its_own(repos):
+    """A -> B -> A -> B: Dagster launches one run per run key ever, so the second B needs a new key."""
+    a = GOOD.format(name="alpha")
+    b = a + "branch: dev\n"
+    keys, cursor = [], None
+    for content in (a, b, a, b):
+        write(repos, "alpha", content)
+        result = tick(cursor)
+        (request,) = result.run_requests
+        keys.append(request.run_key)
+        cursor = result.cursor
+    assert len(set(keys)) == 4
+    assert tick(cursor).run_requests == []  # and nothing more while the file stays as it is
+
+
+def test_the_first_cursor_format_is_still_read(repos):
+    write(repos, "alpha")
+    first = tick()
+    old_format = json.dumps(json.loads(first.cursor)["files"])  # {name: hash}, as before the sequence
+    assert tick(old_format).run_requests == []
