@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import shutil
 from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 from filelock import FileLock
@@ -45,7 +44,8 @@ def remove(deployer: Deployer, name: str, purge: bool, log: Log) -> RemoveResult
     else:
         known = ", ".join(sorted(registry.all())) or "none"
         log(f"{name}: nothing is deployed under this name, nothing to do (deployed: {known})")
-    Path(str(checkout) + ".lock").unlink(missing_ok=True)
+    # The lock file stays: a process may be waiting on it, and deleting it would let a third one
+    # lock a new file of the same name while the waiter holds the old one.
     return RemoveResult(name, removed, changed)
 
 

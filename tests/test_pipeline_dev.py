@@ -108,8 +108,13 @@ def test_remove_keeps_data_and_is_idempotent(project, git_remote):
     data = project.work / "storage" / "repos" / "team-a" / "assets" / "one"
     data.parent.mkdir(parents=True)
     data.write_text("precious")
+    lock = project.work / "checkouts" / "team-a.lock"
+    inode = lock.stat().st_ino
     result = Deployer().remove("team-a")
     assert result.removed and result.workspace_changed
+    # the lock file is never deleted: a process waiting on it would otherwise hold a lock
+    # on a file that a third process can no longer see
+    assert lock.stat().st_ino == inode
     assert "team-a" not in ws.read_entries(project.workspace)
     assert not (project.work / "checkouts" / "team-a").exists()
     assert not (project.repos / "team-a" / "config.yml").exists()

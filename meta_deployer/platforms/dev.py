@@ -312,8 +312,7 @@ class DevPlatform:
         keep_venvs = {self._venv_of(f) for f in keep}
         for venv in sorted(self.venvs_dir.glob(f"{name}-*")) if self.venvs_dir.is_dir() else []:
             if venv.name.rsplit("-", 1)[0] == name and venv.is_dir() and venv not in keep_venvs:
-                shutil.rmtree(venv, ignore_errors=True)
-                Path(str(venv) + ".lock").unlink(missing_ok=True)
+                shutil.rmtree(venv, ignore_errors=True)  # its lock file stays: someone may wait on it
                 log(f"removed old virtualenv {venv.name}")
 
     def is_serving(self, name: str, record: dict[str, Any]) -> bool:
