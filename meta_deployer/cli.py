@@ -139,6 +139,7 @@ def cmd_list_repos(args: argparse.Namespace) -> int:
 
     deployer = Deployer()
     records = deployer.registry.all()
+    corrupt = deployer.registry.store.corrupt()
     observed = deployer.platform.observe()
     configs = scan_repo_configs(deployer.settings.repos_dir)
     try:
@@ -146,11 +147,13 @@ def cmd_list_repos(args: argparse.Namespace) -> int:
     except Exception:
         live = None
     rows = []
-    for name in sorted(set(records) | set(configs) | set(observed)):
+    for name in sorted(set(records) | set(configs) | set(observed) | set(corrupt)):
         record, seen, cfg = records.get(name), observed.get(name), configs.get(name)
         spec = cfg.spec if cfg else None
         if cfg and cfg.error:
             status = "invalid config.yml"
+        elif name in corrupt:
+            status = "corrupt record (redeploy to repair)"
         elif record is None and seen is None:
             status = "not deployed"
         elif seen is not None:
@@ -178,6 +181,8 @@ def cmd_list_repos(args: argparse.Namespace) -> int:
     from meta_deployer.gitops import redact
 
     print(redact(_table(rows, ["NAME", "GIT URL", "BRANCH", "COMMIT", "DIGEST", "PLATFORM", "STATUS", "ENDPOINT"])))
+    for problem in corrupt.values():
+        print(f"warning: {problem}", file=sys.stderr)
     return 0
 
 

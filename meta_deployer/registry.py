@@ -46,12 +46,18 @@ class Registry:
         """Store ``put`` / drop ``delete`` and re-render workspace.yaml; True when the file changed."""
         path = self.settings.workspace
         with ws.lock_for(path):
-            records = self.store.all()
+            entries = {n: r.workspace_entry for n, r in self.store.all().items()}
+            # A repo whose record is corrupt keeps the entry it has: it still serves until its next
+            # deploy repairs the record, and a deploy of another repo must not drop it.
+            current = ws.read_entries(path) if path.is_file() else {}
+            for name in self.store.corrupt():
+                if name in current:
+                    entries[name] = current[name]
             if put is not None:
-                records[put.name] = put
+                entries[put.name] = put.workspace_entry
             if delete is not None:
-                records.pop(delete, None)
-            changed = ws.write_if_changed(path, ws.render({n: r.workspace_entry for n, r in records.items()}))
+                entries.pop(delete, None)
+            changed = ws.write_if_changed(path, ws.render(entries))
             if put is not None:
                 self.store.put(put)
             if delete is not None:

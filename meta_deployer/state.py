@@ -41,8 +41,39 @@ class Deployment:
         return json.dumps(asdict(self), indent=2, sort_keys=True)
 
 
+#: A record is a few KiB; anything much larger is not one of ours.
+MAX_RECORD_BYTES = 1 << 20
+
+
+class CorruptRecord(ValueError):
+    """A record file exists but is not a deployment record (truncated, emptied, edited...)."""
+
+
+def _read(path: Path) -> Deployment:
+    """The record in ``path``; FileNotFoundError when missing, CorruptRecord when unreadable."""
+    try:
+        with path.open("rb") as fh:
+            raw = fh.read(MAX_RECORD_BYTES + 1)
+        if len(raw) > MAX_RECORD_BYTES:
+            raise CorruptRecord(f"larger than {MAX_RECORD_BYTES} bytes")
+        data = json.loads(raw.decode("utf-8"))
+        if not isinstance(data, dict) or data.get("name") != path.stem:
+            raise CorruptRecord("does not describe this repo")
+        record = Deployment(**data)
+        if not isinstance(record.workspace_entry, dict) or not isinstance(record.fingerprint, str):
+            raise CorruptRecord("has fields of the wrong type")
+        return record
+    except (UnicodeDecodeError, json.JSONDecodeError, TypeError) as exc:
+        raise CorruptRecord(f"{type(exc).__name__}: {exc}") from None
+
+
 class StateStore:
-    """Reads and writes deployment records under ``<work_dir>/state``."""
+    """Reads and writes deployment records under ``<work_dir>/state``.
+
+    A corrupt record affects only its own repo: ``get`` answers None for it (so its next deploy
+    starts afresh and rewrites the record), ``all`` leaves it out, and ``corrupt`` names it and says
+    what is wrong, for ``list-repos`` and for keeping its workspace entry as it was.
+    """
 
     def __init__(self, directory: Path):
         self.directory = directory
@@ -51,20 +82,38 @@ class StateStore:
         return self.directory / f"{naming.validate_name(name)}.json"
 
     def get(self, name: str) -> Deployment | None:
-        path = self._path(name)
+        """The record of ``name``; None when there is none or it is corrupt."""
         try:
-            return Deployment(**json.loads(path.read_text()))
-        except FileNotFoundError:
+            return _read(self._path(name))
+        except (FileNotFoundError, CorruptRecord):
             return None
 
-    def all(self) -> dict[str, Deployment]:
+    def _paths(self) -> list[Path]:
         if not self.directory.is_dir():
-            return {}
+            return []
+        return [p for p in sorted(self.directory.glob("*.json")) if naming.name_problem(p.stem) is None]
+
+    def all(self) -> dict[str, Deployment]:
+        """Every readable record, by name (corrupt ones are left out: see :meth:`corrupt`)."""
         records = {}
-        for path in sorted(self.directory.glob("*.json")):
-            if naming.name_problem(path.stem) is None:
-                records[path.stem] = Deployment(**json.loads(path.read_text()))
+        for path in self._paths():
+            try:
+                records[path.stem] = _read(path)
+            except (FileNotFoundError, CorruptRecord):
+                continue
         return records
+
+    def corrupt(self) -> dict[str, str]:
+        """``{name: what is wrong}`` for every record file that cannot be read as a record."""
+        found = {}
+        for path in self._paths():
+            try:
+                _read(path)
+            except FileNotFoundError:
+                continue
+            except (CorruptRecord, OSError) as exc:
+                found[path.stem] = f"{path}: corrupt deployment record ({exc}); the next deploy of {path.stem} rewrites it"
+        return found
 
     def put(self, record: Deployment) -> None:
         """Write ``record`` atomically."""

@@ -1,0 +1,85 @@
+"""Faults stay local: a corrupt record, a killed deploy or a broken repo affects only its own repo."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+
+from devkit import definitions_py
+from meta_deployer import workspace as ws
+from meta_deployer.pipeline import Deployer
+from meta_deployer.registry import Registry
+from meta_deployer.settings import Settings
+from meta_deployer.state import Deployment
+from meta_deployer.spec import load_spec, parse_spec
+
+ROOT_CLI = [sys.executable, "-m", "meta_deployer.cli"]
+
+
+DAMAGES = {
+    "emptied": b"",
+    "truncated": b'{"name": "beta", "commit": "ab',
+    "not-utf8": b"\xff\xfe not json",
+    "other-name": b'{"name": "someone-else"}',
+    "not-a-record": b"[1, 2, 3]",
+    "wrong-fields": b'{"name": "beta", "colour": "blue"}',
+    "huge": b" " * (2 << 20),
+}
+
+
+@pytest.mark.parametrize("damage", DAMAGES.values(), ids=DAMAGES.keys())
+def test_a_corrupt_record_is_reported_and_never_hides_the_others(tmp_path, damage):
+    settings = Settings.from_env({"META_DEPLOYER_ROOT": str(tmp_path)})
+    registry = Registry(settings)
+    for name in ("alpha", "beta"):
+        registry.update(put=record(name))
+    before = settings.workspace.read_bytes()
+    (settings.state_dir / "beta.json").write_bytes(damage)
+    assert registry.get("beta") is None  # its next deploy starts afresh and rewrites it
+    assert set(registry.all()) == {"alpha"}
+    assert "beta.json" in registry.store.corrupt()["beta"]
+    registry.update(put=record("gamma"))  # another repo's deploy keeps beta's entry
+    assert set(ws.read_entries(settings.workspace)) == {"alpha", "beta", "gamma"}
+    registry.update(delete="gamma")
+    assert settings.workspace.read_bytes() == before
+
+
+def record(name: str) -> Deployment:
+    entry = {"python_file": {"relative_path": f"/x/{name}.py", "location_name": name}}
+    return Deployment(
+        name=name, git_url="file:///x", branch="main", commit="c" * 40, platform="dev", artifact="/x", endpoint="-",
+        workspace_entry=entry, fingerprint="f", spec_hash="s", deployed_at=0.0, duration_s=0.0,
+    )
+
+
+def test_a_corrupt_record_affects_only_its_own_repo_and_its_next_deploy_repairs_it(project, git_remote):
+    damage = DAMAGES["truncated"]
+    alpha = git_remote("alpha", {"definitions.py": definitions_py("a")})
+    beta = git_remote("beta", {"definitions.py": definitions_py("b")})
+    Deployer().deploy(parse_spec({"name": "alpha", "git_url": alpha.url}, "test"))
+    Deployer().deploy(parse_spec({"name": "beta", "git_url": beta.url}, "test"))
+    beta_entry = ws.read_entries(project.workspace)["beta"]
+    (project.work / "state" / "beta.json").write_bytes(damage)
+
+    # list-repos still works, and says which record is broken
+    listed = subprocess.run([*ROOT_CLI, "list-repos"], capture_output=True, text=True, timeout=120)
+    assert listed.returncode == 0, listed.stderr
+    assert "Traceback" not in listed.stderr
+    beta_row = next(line for line in listed.stdout.splitlines() if line.startswith("beta "))
+    assert "corrupt record" in beta_row
+    assert "beta.json" in listed.stderr
+    assert "corrupt record" not in next(line for line in listed.stdout.splitlines() if line.startswith("alpha "))
+
+    # a deploy of the healthy repo works, and keeps serving the other one
+    alpha.commit({"definitions.py": definitions_py("a", "a2")})
+    state = Deployer().deploy(load_spec(project.repos / "alpha" / "config.yml"))
+    assert not state.unchanged
+    assert ws.read_entries(project.workspace)["beta"] == beta_entry
+
+    # the broken repo's next deploy repairs its record
+    repaired = Deployer().deploy(load_spec(project.repos / "beta" / "config.yml"))
+    assert Deployer().registry.get("beta").commit == beta.head()
+    assert not Deployer().registry.store.corrupt()
+    assert repaired.record is not None and ws.read_entries(project.workspace)["beta"] == beta_entry
