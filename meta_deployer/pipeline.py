@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import hashlib
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -23,6 +25,7 @@ import meta_deployer
 from meta_deployer import dryrun, gitops, removal, snapshot, sync
 from meta_deployer.detect import detect_code_source
 from meta_deployer.errors import DetectionError, NotDeployedError, SpecError
+from meta_deployer.lease import Leases
 from meta_deployer.model import Artifact, Checkout, Log, Published, Served
 from meta_deployer.platforms import get_platform
 from meta_deployer.platforms.base import Platform
@@ -63,6 +66,7 @@ class Deployer:
         self.settings = settings or Settings.from_env()
         self.platform = platform or get_platform(self.settings)
         self.registry = Registry(self.settings)
+        self.leases = Leases(self.settings.locks_dir)
 
     # -- spec ----------------------------------------------------------------
     def spec_from_file(self, name: str) -> RepoSpec:
@@ -79,6 +83,21 @@ class Deployer:
 
     # -- steps ---------------------------------------------------------------
     def checkout(self, spec: RepoSpec, log: Log = _print) -> DeployState:
+        """Take the repo's deploy lease, then :meth:`_checkout`; the lease is let go after ``switch``
+        or on any failure, so a second deploy of the same repo waits and then finds its work done."""
+        self.leases.acquire(spec.name, log)
+        with self._lease_on_failure(spec.name):
+            return self._checkout(spec, log)
+
+    @contextmanager
+    def _lease_on_failure(self, name: str) -> Iterator[None]:
+        try:
+            yield
+        except BaseException:
+            self.leases.release(name)
+            raise
+
+    def _checkout(self, spec: RepoSpec, log: Log) -> DeployState:
         """Converge the checkout, complete the spec, and decide whether anything must change."""
         started = time.time()
         auth = self.settings.git_auth()
@@ -120,22 +139,32 @@ class Deployer:
     def build(self, state: DeployState, log: Log = _print) -> DeployState:
         if state.unchanged:
             return state
-        return replace(state, artifact=self.platform.build(state.spec, state.checkout, log))
+        with self._lease_on_failure(state.spec.name):
+            return replace(state, artifact=self.platform.build(state.spec, state.checkout, log))
 
     def publish(self, state: DeployState, log: Log = _print) -> DeployState:
         if state.unchanged:
             return state
         assert state.artifact is not None
-        return replace(state, published=self.platform.publish(state.spec, state.artifact, log))
+        with self._lease_on_failure(state.spec.name):
+            return replace(state, published=self.platform.publish(state.spec, state.artifact, log))
 
     def serve(self, state: DeployState, log: Log = _print) -> DeployState:
         if state.unchanged:
             return state
         assert state.published is not None
-        return replace(state, served=self.platform.serve(state.spec, state.published, state.checkout, log))
+        with self._lease_on_failure(state.spec.name):
+            return replace(state, served=self.platform.serve(state.spec, state.published, state.checkout, log))
 
     def switch(self, state: DeployState, log: Log = _print) -> DeployState:
-        """Point workspace.yaml at the new version, record it, then retire the old version."""
+        """Point workspace.yaml at the new version, record it, retire the old version; then let go
+        of the repo's lease (the reload needs none)."""
+        try:
+            return self._switch(state, log)
+        finally:
+            self.leases.release(state.spec.name)
+
+    def _switch(self, state: DeployState, log: Log) -> DeployState:
         record = self.registry.get(state.spec.name)
         if not state.unchanged:
             assert state.served is not None and state.published is not None and state.artifact is not None
@@ -191,8 +220,9 @@ class Deployer:
     def deploy(self, spec: RepoSpec, log: Log = _print) -> DeployState:
         """All steps in order (the CLI and benchmarks; the jobs run them as ops)."""
         state = self.checkout(spec, log)
-        for step in (self.build, self.publish, self.serve, self.switch):
-            state = step(state, log)
+        with self._lease_on_failure(spec.name):
+            for step in (self.build, self.publish, self.serve, self.switch):
+                state = step(state, log)
         self.reload_after(state, log)
         return state
 

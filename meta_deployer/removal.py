@@ -28,6 +28,14 @@ class RemoveResult:
 def remove(deployer: Deployer, name: str, purge: bool, log: Log) -> RemoveResult:
     """Stop serving ``name`` and forget it; see the module docstring."""
     naming.validate_name(name)
+    deployer.leases.acquire(name, log)
+    try:
+        return _remove(deployer, name, purge, log)
+    finally:
+        deployer.leases.release(name)
+
+
+def _remove(deployer: Deployer, name: str, purge: bool, log: Log) -> RemoveResult:
     registry = deployer.registry
     record = registry.get(name)
     deployer.platform.stop(name, purge, log)

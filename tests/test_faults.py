@@ -83,3 +83,25 @@ def test_a_corrupt_record_affects_only_its_own_repo_and_its_next_deploy_repairs_
     assert Deployer().registry.get("beta").commit == beta.head()
     assert not Deployer().registry.store.corrupt()
     assert repaired.record is not None and ws.read_entries(project.workspace)["beta"] == beta_entry
+
+
+def test_the_same_repo_added_twice_at_once_deploys_once_and_the_other_finds_nothing_to_do(project, git_remote):
+    """Two people (or the sensor and a Make target) add one repo at the same moment."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from devkit import run_make
+
+    remote = git_remote(files={"definitions.py": definitions_py("a")})
+    args = ("add-repo", f"REPO_URL={remote.url}", "REPO_NAME=twice")
+    with ThreadPoolExecutor(2) as pool:
+        results = list(pool.map(lambda _: run_make(project, *args, check=False), range(2)))
+    outputs = [r.stdout + r.stderr for r in results]
+    assert [r.returncode for r in results] == [0, 0], outputs
+    assert sum("already serves" in out for out in outputs) == 1, outputs
+    assert sum("now serves version" in out for out in outputs) == 1, outputs
+    assert Deployer().registry.get("twice").commit == remote.head()
+    assert list(ws.read_entries(project.workspace)) == ["twice"]
+    leftovers = [p for p in project.root.rglob("*") if p.name.endswith(".tmp") or p.name.startswith(".current-")]
+    assert not leftovers
+    versions = [p for p in (project.work / "locations" / "twice").iterdir() if not p.is_symlink()]
+    assert len(versions) == 1
