@@ -95,12 +95,43 @@ def _entries(entries: list[dict]) -> dict[str, str]:
     return result
 
 
+#: A reload that timed out (the webserver is up but busy) is sent again this many times in all.
+RELOAD_ATTEMPTS = 3
+
+
+class Slow(Exception):
+    """The webserver accepted the connection but did not answer in time."""
+
+
+def _mutate(url: str, query: str, variables: dict | None, timeout: float) -> dict | None:
+    """Send a reload mutation: None when no webserver runs at ``url``; retried when it is only slow.
+
+    "Not running" (the connection is refused or cannot be made) and "slow" (connected, no answer
+    within the timeout) are different faults: the first is answered at once, the second is tried
+    again, up to :data:`RELOAD_ATTEMPTS` times, then raised as :class:`Slow`.
+    """
+    for attempt in range(1, RELOAD_ATTEMPTS + 1):
+        try:
+            return graphql(url, query, variables, timeout=timeout)
+        except requests.exceptions.ReadTimeout:
+            if attempt == RELOAD_ATTEMPTS:
+                raise Slow(
+                    f"the webserver at {url} is running but did not answer the reload within {timeout:g}s "
+                    f"({RELOAD_ATTEMPTS} tries); it is busy, and will pick the change up when it gets to it"
+                ) from None
+        except requests.RequestException:
+            return None
+    return None  # unreachable: the loop returns or raises
+
+
 def reload_workspace(url: str, timeout: float = 120.0) -> ReloadResult:
-    """Ask the webserver to re-read workspace.yaml; unreachable is reported, not raised."""
+    """Ask the webserver to re-read workspace.yaml; unreachable or slow is reported, not raised."""
     try:
-        data = graphql(url, RELOAD_WORKSPACE, timeout=timeout)
-    except requests.RequestException as exc:
-        return ReloadResult(False, f"no webserver answered at {url} ({type(exc).__name__}); it will read workspace.yaml when it starts")
+        data = _mutate(url, RELOAD_WORKSPACE, None, timeout)
+    except Slow as exc:
+        return ReloadResult(True, f"warning: {exc}")
+    if data is None:
+        return ReloadResult(False, f"no webserver answered at {url} (nothing listens there); it will read workspace.yaml when it starts")
     result = data["reloadWorkspace"]
     if result["__typename"] != "Workspace":
         return ReloadResult(True, f"reload failed: {result.get('message', result['__typename'])}")
@@ -114,9 +145,11 @@ def reload_location(url: str, name: str, timeout: float = 120.0) -> ReloadResult
     Falls back to ``reloadWorkspace`` when the webserver does not know the location yet.
     """
     try:
-        data = graphql(url, RELOAD_LOCATION, {"name": name}, timeout=timeout)
-    except requests.RequestException as exc:
-        return ReloadResult(False, f"no webserver answered at {url} ({type(exc).__name__}); it will load {name} when it starts")
+        data = _mutate(url, RELOAD_LOCATION, {"name": name}, timeout)
+    except Slow as exc:
+        return ReloadResult(True, f"warning: {exc}")
+    if data is None:
+        return ReloadResult(False, f"no webserver answered at {url} (nothing listens there); it will load {name} when it starts")
     result = data["reloadRepositoryLocation"]
     if result["__typename"] == "RepositoryLocationNotFound":
         return reload_workspace(url, timeout)
