@@ -21,6 +21,7 @@ from dagster import (
     AssetMaterialization,
     Config,
     ConfigurableResource,
+    DagsterRunStatus,
     DefaultSensorStatus,
     Definitions,
     DynamicOut,
@@ -31,8 +32,10 @@ from dagster import (
     RetryRequested,
     RunConfig,
     RunRequest,
+    RunsFilter,
     SensorEvaluationContext,
     SensorResult,
+    SkipReason,
     graph,
     in_process_executor,
     job,
@@ -47,6 +50,7 @@ from meta_deployer.pipeline import Deployer, DeployState, deployment_summary
 from meta_deployer.scan import scan_repo_configs
 from meta_deployer.settings import Settings
 from meta_deployer.state import StateStore
+from meta_deployer.worker import WORKER_TAG, is_dead, this_worker
 from meta_deployer.runconfig import deploy_run_config, remove_run_config, run_config_from_spec, spec_dict_from_run_config
 from meta_deployer.spec import RepoSpec, parse_spec
 
@@ -56,6 +60,7 @@ T = TypeVar("T")
 warnings.filterwarnings("ignore", message=r"Parameter `owners` .* is currently in beta")
 
 SENSOR_INTERVAL_S = 15
+DEAD_DEPLOYS_INTERVAL_S = 30
 #: The add_repo launchpad default: the example location shipped with this project.
 EXAMPLE_SPEC = {"name": "hello", "git_url": ".", "branch": "main", "working_directory": "examples/hello", "python_file": "definitions.py"}
 
@@ -102,6 +107,11 @@ class RepoConfig(Config):
         return parse_spec(spec_dict_from_run_config(self.model_dump()), source)
 
 
+def _claim(context: OpExecutionContext) -> None:
+    """Tag the run with the process that executes it (see ``meta_deployer.worker``)."""
+    context.instance.add_run_tags(context.run_id, {WORKER_TAG: this_worker()})
+
+
 def _step(context: OpExecutionContext, fn: Callable[[], T]) -> T:
     """Run one step: transient errors retry, our own errors fail cleanly with their message."""
     try:
@@ -115,6 +125,7 @@ def _step(context: OpExecutionContext, fn: Callable[[], T]) -> T:
 # -- ops -------------------------------------------------------------------------
 @op(description="Clone or converge the repo at its branch, pin the commit, detect its code source.")
 def clone(context: OpExecutionContext, config: RepoConfig, deployer: DeployerResource) -> DeployState:
+    _claim(context)
     d = deployer.get()
     spec = _step(context, lambda: config.to_spec(f"run config of {context.run_id[:8]}"))
     state = _step(context, lambda: d.checkout(spec, context.log.info))
@@ -165,6 +176,7 @@ class RemoveConfig(Config):
 
 @op(description="Stop the repo's location, drop its workspace entry, checkout and config.")
 def remove(context: OpExecutionContext, config: RemoveConfig, deployer: DeployerResource) -> bool:
+    _claim(context)
     d = deployer.get()
     if naming.name_problem(config.name):
         raise Failure(description=f"run config name: repo name {naming.name_problem(config.name)}")
@@ -187,6 +199,7 @@ def reload_after_remove(context: OpExecutionContext, changed: bool, deployer: De
 
 @op(out=DynamicOut(dict), description="Repos whose branch head, config or platform moved.")
 def find_moved(context: OpExecutionContext, deployer: DeployerResource):
+    _claim(context)
     moved, problems = deployer.get().moved(context.log.info)
     for problem in problems:
         context.log.warning(problem)
@@ -309,8 +322,32 @@ class SensorCursor:
         return json.dumps({"files": self.files, "seq": self.seq}, sort_keys=True)
 
 
+DEPLOY_JOBS = ("add_repo", "update_repo", "remove_repo", "sync_repos")
+
+
+@sensor(
+    minimum_interval_seconds=DEAD_DEPLOYS_INTERVAL_S,
+    default_status=DefaultSensorStatus.RUNNING,
+    description="Fails deploy runs whose process died (killed, closed terminal), so they never block their repo.",
+)
+def dead_deploys_sensor(context: SensorEvaluationContext) -> SkipReason:
+    instance = context.instance
+    failed = []
+    for record in instance.get_run_records(RunsFilter(statuses=[DagsterRunStatus.STARTED]), limit=500):
+        run = record.dagster_run
+        worker = run.tags.get(WORKER_TAG)
+        if run.job_name not in DEPLOY_JOBS or not worker or not is_dead(worker):
+            continue
+        instance.report_run_failed(
+            run, f"the process that ran this deploy ({worker}) is gone (killed or crashed); marked failed so that "
+            f"the next deploy of {run.tags.get(naming.RUN_TAG_KEY, 'this repo')} is not held back"
+        )
+        failed.append(run.run_id[:8])
+    return SkipReason(f"failed dead deploy run(s): {', '.join(failed)}" if failed else "no dead deploy runs")
+
+
 defs = Definitions(
     jobs=[add_repo, update_repo, remove_repo, sync_repos],
-    sensors=[repos_sensor],
+    sensors=[repos_sensor, dead_deploys_sensor],
     resources={"deployer": DeployerResource()},
 )

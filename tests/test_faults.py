@@ -105,3 +105,75 @@ def test_the_same_repo_added_twice_at_once_deploys_once_and_the_other_finds_noth
     assert not leftovers
     versions = [p for p in (project.work / "locations" / "twice").iterdir() if not p.is_symlink()]
     assert len(versions) == 1
+
+
+SLOW_TO_VALIDATE = '''\
+import os
+import time
+
+import dagster as dg
+
+if os.environ.get("META_DEPLOYER_VALIDATING"):
+    time.sleep(120)  # long enough to be killed in the middle of the build
+
+
+@dg.asset
+def a() -> int:
+    return 1
+
+
+defs = dg.Definitions(assets=[a])
+'''
+
+
+def test_a_killed_deploy_is_failed_and_never_blocks_its_repo(project, git_remote):
+    """kill -9 in the middle of a deploy: the run does not stay STARTED, and the repo deploys again."""
+    import os
+    import signal
+    import time
+
+    from dagster import DagsterInstance, DagsterRunStatus, RunsFilter, build_sensor_context
+
+    from devkit import run_make
+    from meta_deployer import definitions as d
+    from meta_deployer.runconfig import deploy_run_config
+    from meta_deployer.worker import WORKER_TAG
+
+    remote = git_remote(files={"definitions.py": SLOW_TO_VALIDATE})
+    spec = parse_spec({"name": "killed", "git_url": remote.url, "python_file": "definitions.py"}, "test")
+    config = project.root / "run.yaml"
+    config.write_text(__import__("yaml").safe_dump(deploy_run_config(spec)))
+    dagster = os.path.join(os.path.dirname(sys.executable), "dagster")
+    proc = subprocess.Popen(
+        [dagster, "job", "execute", "-m", "meta_deployer.definitions", "-j", "add_repo", "-c", str(config),
+         "--tags", '{"meta_deployer/repo": "killed"}'],
+        env={**os.environ}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+    )
+    try:
+        with DagsterInstance.get() as instance:
+            deadline = time.monotonic() + 120
+            run = None
+            while time.monotonic() < deadline:
+                runs = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTED]))
+                if runs and WORKER_TAG in runs[0].tags and (project.work / "venvs").exists():
+                    run = runs[0]
+                    break
+                time.sleep(0.5)
+            assert run is not None, "the deploy never started"
+            time.sleep(3)  # well inside the slow validation
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+        with DagsterInstance.get() as instance:
+            assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.STARTED  # what Dagster leaves
+            result = d.dead_deploys_sensor(build_sensor_context(instance=instance))
+            assert run.run_id[:8] in result.skip_message
+            assert instance.get_run_by_id(run.run_id).status == DagsterRunStatus.FAILURE
+            assert d.dead_deploys_sensor(build_sensor_context(instance=instance)).skip_message == "no dead deploy runs"
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+    # nothing of the killed deploy serves, and the repo's next deploy goes through (the lease died with it)
+    assert "killed" not in ws.read_entries(project.workspace)
+    remote.commit({"definitions.py": definitions_py("a")})
+    run_make(project, "add-repo", f"REPO_URL={remote.url}", "REPO_NAME=killed", "PYTHON_FILE=definitions.py")
+    assert Deployer().registry.get("killed").commit == remote.head()
