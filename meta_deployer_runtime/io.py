@@ -292,6 +292,29 @@ def _s3_store_class() -> type:
             # granted repo's assets), so the base is the root, not the own prefix.
             self._base_path = UPath(".")
 
+        # A task role may list the bucket only under its own prefixes (an s3:prefix condition),
+        # and S3 then answers a GetObject/HeadObject of a missing key with 403, not 404
+        # (https://docs.aws.amazon.com/AmazonS3/latest/API/API_GetObject.html, "Permissions").
+        # dagster-aws treats only NoSuchKey as absent, so the first write of every asset would
+        # fail on real S3. Existence is asked with ListObjectsV2 and the key as the prefix:
+        # the role's conditional grant allows it, and it tells "absent" from "denied".
+        def path_exists(self, path: "UPath") -> bool:
+            return self._exists(path.as_posix())
+
+        def _exists(self, key: str) -> bool:
+            listed = self.s3.list_objects_v2(Bucket=self.bucket, Prefix=key, MaxKeys=1)
+            return any(obj.get("Key") == key for obj in listed.get("Contents", []))
+
+        def load_from_path(self, context: InputContext, path: "UPath") -> Any:
+            from botocore.exceptions import ClientError
+
+            try:
+                return super().load_from_path(context, path)
+            except ClientError as exc:
+                if exc.response.get("Error", {}).get("Code") in ("AccessDenied", "403") and not self._exists(path.as_posix()):
+                    raise FileNotFoundError(f"Could not find file {path} in S3 bucket {self.bucket}") from None
+                raise
+
     return RepoS3Store
 
 

@@ -265,3 +265,43 @@ def test_shared_is_readable_by_every_repo(as_repo) -> None:
         [repo_asset("shared", "orders"), report], resources={"io_manager": beta_defs().resources["io_manager"]}
     )
     assert result.success and result.output_for_node("report") == 30
+
+
+def test_every_s3_call_of_every_io_path_is_allowed_by_the_task_role_with_its_conditions(s3_calls, as_repo, instance) -> None:
+    """What the repo's code does in S3 must pass its real task role, s3:prefix condition included:
+    moto evaluates no conditions, so the recorded calls are checked against the generated policy."""
+    from iam_eval import allowed, s3_call_allowed
+
+    from meta_deployer.platforms.aws.plan import task_role_policy
+
+    boto3.client("s3").put_object(Bucket=BUCKET, Key="repos/shared/assets/orders", Body=pickle.dumps([10, 20]))
+    as_repo("alpha")
+    assert materialize([orders], resources={"io_manager": alpha_defs().resources["io_manager"]}).success
+    policy = task_role_policy(BUCKET, "beta", ["alpha"])
+    assert not allowed(policy, "s3:ListBucket", f"arn:aws:s3:::{BUCKET}", {"s3:prefix": "repos/"})  # the evaluator bites
+
+    as_repo("beta", read="alpha")
+    s3_calls.clear()
+    resources = {"io_manager": beta_defs().resources["io_manager"]}
+    assert materialize([customers], resources=resources).success  # first write: the key does not exist yet
+    assert materialize([customers], resources=resources).success  # overwrite
+    assert materialize([daily], resources=resources, partition_key="2024-01-01").success
+    assert materialize([repo_asset("alpha", "orders"), report], resources=resources).success  # granted read
+    assert materialize([repo_asset("shared", "orders"), report], resources=resources).success  # shared read
+    run_as_location(instance, beta_etl, "beta")  # op outputs and compute logs
+    io = beta_defs().resources["io_manager"].create_io_manager(None)
+    assert io.path_exists(__import__("upath").UPath("repos/beta/assets/customers"))
+    assert not io.path_exists(__import__("upath").UPath("repos/beta/assets/never_written"))
+
+    calls = list(s3_calls)
+    assert calls, "nothing was recorded"
+    refused = [c for c in calls if not s3_call_allowed(policy, BUCKET, *c)]
+    assert not refused, f"calls the task role would refuse on real AWS: {refused}"
+    # S3 answers GetObject/HeadObject of a missing key with 403 under this role: existence is
+    # never asked that way, so no object read may come before the object's first write.
+    written: set[str] = set(bucket_keys()) - {k for op, k in calls if op == "PutObject"}
+    for operation, key in calls:
+        if operation == "PutObject":
+            written.add(key)
+        elif operation in ("GetObject", "HeadObject"):
+            assert key in written, f"{operation} {key} before it exists: real S3 would answer 403 AccessDenied"
