@@ -22,6 +22,7 @@ mutating calls.
 from __future__ import annotations
 
 import json
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
@@ -29,6 +30,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import boto3
+from botocore import xform_name
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError
 
@@ -113,6 +115,28 @@ class AwsGateway:
         self.s3 = self._client("s3", config)
         self.secretsmanager = self._client("secretsmanager", config)
         self._identity: tuple[str, str] | None = None
+        self._config = config
+        self._lock = threading.Lock()
+        self._clients: dict[str, Any] = {name: getattr(self, name) for name in SERVICES}
+
+    def client(self, service: str) -> Any:
+        """The boto3 client of ``service`` (one of SERVICES, or created on first use, recorded alike)."""
+        with self._lock:
+            if service not in self._clients:
+                self._clients[service] = self._client(service, self._config)
+            return self._clients[service]
+
+    def call(
+        self, service: str, operation: str, params: Mapping[str, Any], *, resource: str, ok: tuple[str, ...] = ()
+    ) -> dict[str, Any] | None:
+        """Any API call: ``operation`` (``CreateLogGroup``) of ``service`` with ``params``.
+
+        Returns the response, or None when the error code is in ``ok`` ("already
+        exists" on a create, "not found" on a delete). Other errors become
+        :class:`AwsOperationError` or :class:`TransientAwsError` naming the call
+        and ``resource``, as every gateway method does.
+        """
+        return self._call(getattr(self.client(service), xform_name(operation)), resource, ok=ok, **params)
 
     def _client(self, service: str, config: Config) -> Any:
         client = self.session.client(service, config=config)
@@ -410,6 +434,20 @@ class AwsGateway:
                 if action.get("TargetGroupArn") == target_group_arn:
                     return rule
         return None
+
+    def listener_rules(self, listener_arn: str) -> list[dict[str, Any]]:
+        """Every rule of the listener (the default one included); [] when the listener is missing."""
+        rules: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"ListenerArn": listener_arn}
+        while True:
+            result = self._call(
+                self.elbv2.describe_rules, f"rules of listener {listener_arn}", ok=("ListenerNotFound",), **kwargs
+            )
+            rules += (result or {}).get("Rules", [])
+            marker = (result or {}).get("NextMarker")
+            if not marker:
+                return rules
+            kwargs["Marker"] = marker
 
     def create_rule(self, listener_arn: str, priority: int, host: str, target_group_arn: str, tags: Mapping[str, str]) -> str:
         """Forward requests for ``host`` on the listener to the target group; return the rule ARN."""
