@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meta_deployer.platforms.aws.gateway import AwsGateway
-from meta_deployer.platforms.aws.plan import ECS_TASKS_PRINCIPAL, POLICY_VERSION, SHARED_PREFIX, canonical_json
+from meta_deployer.platforms.aws.common import POLICY_VERSION, SHARED_PREFIX, canonical_json, trust_policy
 from meta_deployer.platforms.aws.settings import DEFAULT_EXECUTION_ROLE_NAME, EcsSettings
 from meta_deployer.errors import SettingsError
 from meta_deployer.settings import Settings
@@ -72,13 +72,8 @@ def temp_lifecycle_rule(days: int) -> dict[str, Any]:
 
 
 def execution_trust_policy() -> str:
-    """Trust policy of the shared execution role: ECS tasks only."""
-    return canonical_json(
-        {
-            "Version": POLICY_VERSION,
-            "Statement": [{"Effect": "Allow", "Principal": {"Service": ECS_TASKS_PRINCIPAL}, "Action": "sts:AssumeRole"}],
-        }
-    )
+    """Trust policy of the shared execution role: ECS tasks only (the task roles' own)."""
+    return canonical_json(trust_policy())
 
 
 def execution_policy(partition: str, region: str, account: str) -> str:

@@ -14,6 +14,10 @@ Rules every method follows:
 - every other failure becomes :class:`AwsOperationError` (or
   :class:`TransientAwsError`) naming the call and the resource.
 
+The plans' steps go through :meth:`AwsGateway.call` (any service, any
+operation, the same rules); the typed methods are the reads the resource kinds
+use, and what ``make bootstrap`` and the logs need.
+
 Every API call made through the gateway is recorded in ``calls`` (through a
 botocore ``before-call`` hook), which is how tests and the bench count
 mutating calls.
@@ -223,13 +227,6 @@ class AwsGateway:
         result = self._call(self.iam.list_role_policies, f"IAM role {role}", ok=("NoSuchEntity",), RoleName=role)
         return list(result["PolicyNames"]) if result else []
 
-    def list_attached_role_policies(self, role: str) -> list[str]:
-        """ARNs of the managed policies attached to the role ([] when missing)."""
-        result = self._call(
-            self.iam.list_attached_role_policies, f"IAM role {role}", ok=("NoSuchEntity",), RoleName=role
-        )
-        return [p["PolicyArn"] for p in result["AttachedPolicies"]] if result else []
-
     def create_role(self, name: str, trust_policy: str, tags: Mapping[str, str], description: str) -> None:
         """Create the role with its trust policy and tags (exists already: success)."""
         self._call(
@@ -237,20 +234,12 @@ class AwsGateway:
             RoleName=name, AssumeRolePolicyDocument=trust_policy, Tags=_tags_list(tags), Description=description,
         )
 
-    def update_trust_policy(self, name: str, trust_policy: str) -> None:
-        """Replace the role's trust policy."""
-        self._call(self.iam.update_assume_role_policy, f"IAM role {name}", RoleName=name, PolicyDocument=trust_policy)
-
     def put_role_policy(self, role: str, policy: str, document: str) -> None:
         """Create or replace one inline policy of the role."""
         self._call(
             self.iam.put_role_policy, f"inline policy {policy} of IAM role {role}",
             RoleName=role, PolicyName=policy, PolicyDocument=document,
         )
-
-    def attach_role_policy(self, role: str, policy_arn: str) -> None:
-        """Attach a managed policy to the role."""
-        self._call(self.iam.attach_role_policy, f"IAM role {role}", RoleName=role, PolicyArn=policy_arn)
 
     def delete_role_policy(self, role: str, policy: str) -> None:
         """Delete one inline policy (missing: success)."""
@@ -371,35 +360,6 @@ class AwsGateway:
                     return svc
         return None
 
-    def create_discovery_service(self, namespace_id: str, name: str, ttl: int, tags: Mapping[str, str]) -> dict[str, Any]:
-        """Create a Cloud Map service with one A record (multivalue, ``ttl``); return it."""
-        result = self._call(
-            self.servicediscovery.create_service, f"Cloud Map service {name}", ok=("ServiceAlreadyExists",),
-            # A fresh token per call (botocore's retries resend the same one): a name-derived
-            # token would make a re-create after a delete return the deleted service.
-            Name=name, NamespaceId=namespace_id, CreatorRequestId=str(uuid.uuid4()),
-            DnsConfig={"RoutingPolicy": "MULTIVALUE", "DnsRecords": [{"Type": "A", "TTL": ttl}]},
-            HealthCheckCustomConfig={"FailureThreshold": 1},
-            Tags=_tags_list(tags),
-        )
-        if result is None:
-            found = self.find_discovery_service(namespace_id, name)
-            if found is None:
-                raise AwsOperationError(f"Cloud Map service {name} exists but cannot be found")
-            return found
-        return result["Service"]
-
-    def update_discovery_ttl(self, service_id: str, name: str, ttl: int) -> None:
-        """Set the TTL of the service's A record."""
-        self._call(
-            self.servicediscovery.update_service, f"Cloud Map service {name}",
-            Id=service_id, Service={"DnsConfig": {"DnsRecords": [{"Type": "A", "TTL": ttl}]}},
-        )
-
-    def delete_discovery_service(self, service_id: str, name: str) -> None:
-        """Delete the Cloud Map service (missing: success; in use: TransientAwsError)."""
-        self._call(self.servicediscovery.delete_service, f"Cloud Map service {name}", ok=("ServiceNotFound",), Id=service_id)
-
     # -- ELBv2 ---------------------------------------------------------------
     def find_target_group(self, name: str) -> dict[str, Any] | None:
         """The target group called ``name``, or None."""
@@ -408,32 +368,6 @@ class AwsGateway:
         )
         groups = result.get("TargetGroups", []) if result else []
         return groups[0] if groups else None
-
-    def create_target_group(self, name: str, vpc_id: str, port: int, tags: Mapping[str, str]) -> str:
-        """Create a gRPC target group (ip targets, gRPC health check); return its ARN."""
-        result = self._call(
-            self.elbv2.create_target_group, f"target group {name}",
-            Name=name, Protocol="HTTP", ProtocolVersion="GRPC", Port=port, VpcId=vpc_id, TargetType="ip",
-            HealthCheckEnabled=True, HealthCheckProtocol="HTTP", HealthCheckPath="/grpc.health.v1.Health/Check",
-            Matcher={"GrpcCode": "0"}, Tags=_tags_list(tags),
-        )
-        return result["TargetGroups"][0]["TargetGroupArn"]
-
-    def delete_target_group(self, arn: str, name: str) -> None:
-        """Delete the target group (missing: success; in use: TransientAwsError)."""
-        self._call(self.elbv2.delete_target_group, f"target group {name}", ok=("TargetGroupNotFound",), TargetGroupArn=arn)
-
-    def find_rule(self, listener_arn: str, target_group_arn: str) -> dict[str, Any] | None:
-        """The listener rule forwarding to ``target_group_arn``, or None."""
-        result = self._call(
-            self.elbv2.describe_rules, f"rules of listener {listener_arn}", ok=("ListenerNotFound",),
-            ListenerArn=listener_arn,
-        )
-        for rule in result.get("Rules", []) if result else []:
-            for action in rule.get("Actions", []):
-                if action.get("TargetGroupArn") == target_group_arn:
-                    return rule
-        return None
 
     def listener_rules(self, listener_arn: str) -> list[dict[str, Any]]:
         """Every rule of the listener (the default one included); [] when the listener is missing."""
@@ -448,20 +382,6 @@ class AwsGateway:
             if not marker:
                 return rules
             kwargs["Marker"] = marker
-
-    def create_rule(self, listener_arn: str, priority: int, host: str, target_group_arn: str, tags: Mapping[str, str]) -> str:
-        """Forward requests for ``host`` on the listener to the target group; return the rule ARN."""
-        result = self._call(
-            self.elbv2.create_rule, f"listener rule for {host}",
-            ListenerArn=listener_arn, Priority=priority,
-            Conditions=[{"Field": "host-header", "HostHeaderConfig": {"Values": [host]}}],
-            Actions=[{"Type": "forward", "TargetGroupArn": target_group_arn}], Tags=_tags_list(tags),
-        )
-        return result["Rules"][0]["RuleArn"]
-
-    def delete_rule(self, arn: str) -> None:
-        """Delete the listener rule (missing: success)."""
-        self._call(self.elbv2.delete_rule, f"listener rule {arn}", ok=("RuleNotFound",), RuleArn=arn)
 
     # -- ECS -----------------------------------------------------------------
     def get_cluster(self, name: str) -> dict[str, Any] | None:
@@ -500,28 +420,6 @@ class AwsGateway:
         mine = [a for a in arns if a.rsplit("/", 1)[-1].rsplit(":", 1)[0] == family]
         return sorted(mine, key=lambda a: int(a.rsplit(":", 1)[-1]))
 
-    def register_task_definition(self, definition: Mapping[str, Any], tags: Mapping[str, str]) -> str:
-        """Register a new revision of ``definition['family']``; return its ARN."""
-        result = self._call(
-            self.ecs.register_task_definition, f"task definition {definition['family']}",
-            **definition, tags=_tags_list(tags, "key", "value"),
-        )
-        return result["taskDefinition"]["taskDefinitionArn"]
-
-    def deregister_task_definition(self, arn: str) -> None:
-        """Mark one revision INACTIVE (missing or already inactive: success)."""
-        self._call(
-            self.ecs.deregister_task_definition, f"task definition {arn}", ok=("ClientException",), taskDefinition=arn
-        )
-
-    def delete_task_definitions(self, arns: list[str]) -> None:
-        """Delete INACTIVE revisions for good (batches of 10)."""
-        for start in range(0, len(arns), 10):  # the API takes at most 10 at a time
-            self._call(
-                self.ecs.delete_task_definitions, f"task definitions {', '.join(arns[start:start + 10])}",
-                ok=("ClientException",), taskDefinitions=arns[start : start + 10],
-            )
-
     def get_service(self, cluster: str, name: str) -> dict[str, Any] | None:
         """The ACTIVE (or DRAINING) service with ``tagsDict``, or None when missing or INACTIVE."""
         services = self.describe_services(cluster, [name])
@@ -548,20 +446,6 @@ class AwsGateway:
         )
         return sorted(arn.rsplit("/", 1)[-1] for page in pages for arn in page.get("serviceArns", []))
 
-    def create_service(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        """Create an ECS service from a CreateService request; return it."""
-        result = self._call(
-            self.ecs.create_service, f"ECS service {request['serviceName']} in cluster {request['cluster']}", **request
-        )
-        return result["service"]
-
-    def update_service(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        """Apply an UpdateService request; return the service."""
-        result = self._call(
-            self.ecs.update_service, f"ECS service {request['service']} in cluster {request['cluster']}", **request
-        )
-        return result["service"]
-
     def delete_service(self, cluster: str, name: str) -> None:
         """Delete the service (missing or inactive: success); scale it to 0 first."""
         self._call(
@@ -569,10 +453,6 @@ class AwsGateway:
             ok=("ServiceNotFoundException", "ServiceNotActiveException", "ClusterNotFoundException"),
             cluster=cluster, service=name,
         )
-
-    def tag_ecs_resource(self, arn: str, tags: Mapping[str, str]) -> None:
-        """Add or overwrite tags on an ECS resource."""
-        self._call(self.ecs.tag_resource, f"ECS resource {arn}", resourceArn=arn, tags=_tags_list(tags, "key", "value"))
 
     def stopped_tasks(self, cluster: str, service: str, limit: int = 5) -> list[dict[str, Any]]:
         """The service's most recently stopped tasks (with stoppedReason)."""
