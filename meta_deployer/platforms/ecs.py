@@ -36,7 +36,7 @@ from meta_deployer.platforms import location
 from meta_deployer.platforms.aws import plan as aws_plan
 from meta_deployer.platforms.aws.apply import apply, observe, status_line
 from meta_deployer.platforms.aws.resources import REPO_KINDS
-from meta_deployer.platforms.aws.bootstrap import SECRETS_PREFIX
+from meta_deployer.platforms.aws.resources.shared import SECRETS_PREFIX
 from meta_deployer.platforms.aws.gateway import AwsGateway
 from meta_deployer.platforms.aws.settings import EcsSettings
 from meta_deployer.settings import Settings

@@ -132,6 +132,8 @@ class Executor:
                 if hint:
                     raise AwsOperationError(f"{exc}. {hint}") from exc
                 raise
+        if call.until is not None:
+            response = self._until(call, params, response)
         if response is None and call.fallback is not None:
             response = self.gateway.call(
                 call.fallback.service, call.fallback.operation, self.resolve(call.fallback.params),
@@ -142,6 +144,17 @@ class Executor:
         if follow is not None:
             self.log(f"  then: {follow.describe()}")
             self.call(follow)
+        return response
+
+    def _until(self, call: Call, params: Mapping[str, Any], response: Any) -> Any:
+        """Repeat ``call`` until ``call.until`` holds for its response (hard timeout)."""
+        assert call.until is not None
+        deadline = time.monotonic() + call.until_timeout_s
+        while not call.until(response or {}):
+            if time.monotonic() > deadline:
+                raise AwsOperationError(f"{call.describe()}: not done within {call.until_timeout_s:g}s")
+            time.sleep(min(RELEASE_POLL_S, max(self.poll_interval_s, 0.01)))
+            response = self._send(call, params)
         return response
 
     def wait(self, step: WaitStable) -> None:

@@ -93,6 +93,9 @@ class Call:
     hints: tuple[tuple[str, str], ...] = ()
     release_timeout_s: float | None = None
     follow_up: Callable[[Mapping[str, Any], Mapping[str, Any]], Call | None] | None = field(default=None, compare=False)
+    #: Repeat the call (a read) until this holds for its response, for at most ``until_timeout_s``.
+    until: Callable[[Mapping[str, Any]], bool] | None = field(default=None, compare=False)
+    until_timeout_s: float = 300.0
     mutating = True
 
     @property

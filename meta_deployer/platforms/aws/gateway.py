@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
-import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -62,8 +60,6 @@ TRANSIENT_CODES = frozenset(
         "OperationAborted",
     }
 )
-_NAMESPACE_POLL_S = 1.0
-_NAMESPACE_TIMEOUT_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -325,29 +321,6 @@ class AwsGateway:
                     return ns
         return None
 
-    def create_private_namespace(self, name: str, vpc_id: str, tags: Mapping[str, str]) -> str:
-        """Create the namespace and wait for the operation; return its id."""
-        result = self._call(
-            self.servicediscovery.create_private_dns_namespace, f"Cloud Map namespace {name}",
-            ok=("NamespaceAlreadyExists", "ConflictingDomainExists"),
-            Name=name, Vpc=vpc_id, Tags=_tags_list(tags), CreatorRequestId=str(uuid.uuid4()),
-        )
-        if result is not None:
-            deadline = time.monotonic() + _NAMESPACE_TIMEOUT_S
-            while time.monotonic() < deadline:
-                op = self._call(
-                    self.servicediscovery.get_operation, f"Cloud Map namespace {name}", OperationId=result["OperationId"]
-                )["Operation"]
-                if op["Status"] == "SUCCESS":
-                    break
-                if op["Status"] == "FAIL":
-                    raise AwsOperationError(f"creating Cloud Map namespace {name} failed: {op.get('ErrorMessage')}")
-                time.sleep(_NAMESPACE_POLL_S)
-        ns = self.find_namespace(name)
-        if ns is None:
-            raise AwsOperationError(f"Cloud Map namespace {name} was created but cannot be found")
-        return ns["Id"]
-
     def find_discovery_service(self, namespace_id: str, name: str) -> dict[str, Any] | None:
         """The Cloud Map service ``name`` in the namespace, or None."""
         pages = self._pages(
@@ -389,13 +362,6 @@ class AwsGateway:
         result = self._call(self.ecs.describe_clusters, f"ECS cluster {name}", clusters=[name])
         active = [c for c in result.get("clusters", []) if c.get("status") == "ACTIVE"]
         return active[0] if active else None
-
-    def create_cluster(self, name: str, tags: Mapping[str, str]) -> None:
-        """Create the ECS cluster (Container Insights on) with tags."""
-        self._call(
-            self.ecs.create_cluster, f"ECS cluster {name}", clusterName=name, tags=_tags_list(tags, "key", "value"),
-            settings=[{"name": "containerInsights", "value": "enabled"}],
-        )
 
     def latest_task_definition(self, family: str) -> dict[str, Any] | None:
         """The latest ACTIVE revision of ``family`` with its tags under ``tagsDict``, or None."""
@@ -490,13 +456,6 @@ class AwsGateway:
         )
         return result is not None
 
-    def create_bucket(self, bucket: str) -> None:
-        """Create the bucket in the clients' region (owned already: success)."""
-        kwargs: dict[str, Any] = {"Bucket": bucket}
-        if self.s3.meta.region_name != "us-east-1":  # us-east-1 rejects an explicit LocationConstraint
-            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.s3.meta.region_name}
-        self._call(self.s3.create_bucket, f"S3 bucket {bucket}", ok=("BucketAlreadyOwnedByYou",), **kwargs)
-
     def existing_keys(self, bucket: str, keys: list[str]) -> set[str]:
         """Which of ``keys`` exist (one listing per distinct top-level folder)."""
         found: set[str] = set()
@@ -515,10 +474,6 @@ class AwsGateway:
         )
         return bool((result or {}).get("KeyCount") or (result or {}).get("Contents"))
 
-    def put_marker(self, bucket: str, key: str) -> None:
-        """Write an empty object at ``key`` (a folder marker when it ends with '/')."""
-        self._call(self.s3.put_object, f"s3://{bucket}/{key}", Bucket=bucket, Key=key, Body=b"")
-
     def get_lifecycle_rules(self, bucket: str) -> list[dict[str, Any]]:
         """The bucket's lifecycle rules ([] when none)."""
         result = self._call(
@@ -526,13 +481,6 @@ class AwsGateway:
             ok=("NoSuchLifecycleConfiguration", "NoSuchBucket"), Bucket=bucket,
         )
         return (result or {}).get("Rules", [])
-
-    def put_lifecycle_rules(self, bucket: str, rules: list[dict[str, Any]]) -> None:
-        """Replace the bucket's lifecycle rules."""
-        self._call(
-            self.s3.put_bucket_lifecycle_configuration, f"lifecycle of S3 bucket {bucket}",
-            Bucket=bucket, LifecycleConfiguration={"Rules": rules},
-        )
 
     def delete_prefix(self, bucket: str, prefix: str) -> int:
         """Delete every object under ``prefix`` (must end with '/'); return how many."""
