@@ -41,6 +41,12 @@ def test_an_unchanged_definition_matches_its_described_form():
     td = td_with_secret()
     assert td.matches(as_live(dict(td.request)))
     assert p.normalise(td.request) == p.normalise(as_live(dict(td.request)))
+    newer_api = as_live(dict(td.request))
+    newer_api["enableFaultInjection"] = False
+    newer_api["containerDefinitions"][0]["versionConsistency"] = "enabled"
+    assert td.matches(newer_api)
+    newer_api["enableFaultInjection"] = True
+    assert td.differences(newer_api) == ["enableFaultInjection"]
 
 
 @pytest.mark.parametrize("path", list(leaf_paths(td_with_secret().request)), ids=str)

@@ -47,8 +47,11 @@ AWS_ADDED_FIELDS = frozenset(
         "registeredBy", "deregisteredAt", "deleteRequestedAt", "tagsDict", "tags",
     }
 )
-#: Container fields whose AWS default we never set: dropped when they hold that default.
-CONTAINER_DEFAULTS: dict[str, Any] = {"cpu": 0}
+#: Fields whose AWS default we never set, dropped when they hold that default (AWS fills them in:
+#: ``cpu: 0`` on containers, and newer API versions report ``enableFaultInjection`` and
+#: ``versionConsistency``; see the RegisterTaskDefinition reference).
+TASK_DEFAULTS: dict[str, Any] = {"enableFaultInjection": False}
+CONTAINER_DEFAULTS: dict[str, Any] = {"cpu": 0, "versionConsistency": "enabled"}
 #: Lists of ``{"name": ...}`` items whose order AWS does not keep.
 NAMED_LISTS = frozenset({"environment", "secrets"})
 
@@ -82,7 +85,7 @@ def _container(container: Mapping[str, Any]) -> dict[str, Any]:
 
 def normalise(definition: Mapping[str, Any]) -> dict[str, Any]:
     """The comparable shape of a task definition, from a request or from DescribeTaskDefinition."""
-    body = {k: v for k, v in definition.items() if k not in AWS_ADDED_FIELDS}
+    body = {k: v for k, v in definition.items() if k not in AWS_ADDED_FIELDS and TASK_DEFAULTS.get(k, object()) != v}
     body["containerDefinitions"] = sorted(
         (_container(c) for c in definition.get("containerDefinitions") or []), key=lambda c: c.get("name", "")
     )
