@@ -207,18 +207,19 @@ def test_any_field_we_set_that_differs_is_reported(change, path):
 # -- plans ---------------------------------------------------------------------------
 
 
-def observed_after(d: p.DesiredRepo) -> p.ObservedRepo:
-    """What AWS would report after a successful apply of ``d``."""
+def observed_after(d: p.DesiredRepo) -> dict:
+    """What AWS would report after a successful apply of ``d`` (one observation per kind)."""
     td = as_live(d.task_definition, 1)
     arn = td["taskDefinitionArn"]
-    return p.ObservedRepo(
-        role={"RoleName": d.role.name, "AssumeRolePolicyDocument": d.role.trust_policy},
-        role_policy=d.role.policy,
+    return dict(
+        task_role={"role": {"RoleName": d.role.name, "AssumeRolePolicyDocument": d.role.trust_policy}, "policy": d.role.policy},
         log_group={"logGroupName": d.log_group.name, "retentionInDays": d.log_group.retention_days},
-        namespace_id="ns-1",
-        discovery={"Id": "srv-1", "Arn": "arn:sd:srv-1", "Name": d.discovery.name, "DnsConfig": {"DnsRecords": [{"Type": "A", "TTL": 10}]}},
+        discovery={
+            "namespace_id": "ns-1",
+            "service": {"Id": "srv-1", "Arn": "arn:sd:srv-1", "Name": d.want("discovery").name, "DnsConfig": {"DnsRecords": [{"Type": "A", "TTL": 10}]}},
+        },
         task_definition=td,
-        active_revisions=(arn,),
+        revisions={"active": (arn,), "inactive": ()},
         service={
             "serviceName": d.service.name, "serviceArn": "arn:svc", "status": "ACTIVE", "taskDefinition": arn,
             "desiredCount": 1, "runningCount": 1,
@@ -233,14 +234,19 @@ def observed_after(d: p.DesiredRepo) -> p.ObservedRepo:
 
 
 def kinds(plan):
-    return [type(a).__name__ for a in plan.actions]
+    return plan.operations
+
+
+NO_NAMESPACE = {"discovery": {"namespace_id": None, "service": None}}
+EMPTY = {"discovery": {"namespace_id": "ns-1", "service": None}}
 
 
 def test_first_deploy_plans_everything_in_order():
-    plan = p.plan(desired(), p.ObservedRepo(namespace_id="ns-1"))
+    plan = p.plan(desired(), EMPTY)
     assert kinds(plan) == [
-        "CreateLogGroup", "SetLogRetention", "CreateRole", "PutRolePolicy", "CreateDiscoveryService",
-        "RegisterTaskDefinition", "CreateService", "WaitStable", "TagService",
+        "logs.CreateLogGroup", "logs.PutRetentionPolicy", "iam.CreateRole", "iam.PutRolePolicy",
+        "servicediscovery.CreateService", "ecs.RegisterTaskDefinition", "ecs.CreateService", "wait.ServiceStable",
+        "ecs.TagResource",
     ]
     assert "create ECS service sales" in plan.render()
 
@@ -255,22 +261,22 @@ def test_code_change_registers_and_rolls_out_a_revision():
     old = desired()
     new = desired(digest="sha256:" + "cd" * 32, commit="d" * 40)
     plan = p.plan(new, observed_after(old))
-    assert kinds(plan) == ["RegisterTaskDefinition", "UpdateService", "WaitStable", "TagService"]
+    assert kinds(plan) == ["ecs.RegisterTaskDefinition", "ecs.UpdateService", "wait.ServiceStable", "ecs.TagResource"]
 
 
 def test_commit_change_with_same_image_only_rewrites_the_record():
     old = desired()
     plan = p.plan(desired(commit="e" * 40), observed_after(old))
-    assert kinds(plan) == ["TagService"]
+    assert kinds(plan) == ["ecs.TagResource"]
 
 
 def test_unstable_service_is_waited_for_before_the_record_is_written():
     d = desired()
     obs = observed_after(d)
-    service = dict(obs.service, runningCount=0, deployments=[{"status": "PRIMARY", "rolloutState": "IN_PROGRESS"}])
+    service = dict(obs["service"], runningCount=0, deployments=[{"status": "PRIMARY", "rolloutState": "IN_PROGRESS"}])
     service["tagsDict"] = {naming.REPO_TAG_KEY: "sales"}
-    plan = p.plan(d, p.ObservedRepo(**{**obs.__dict__, "service": service}))
-    assert kinds(plan) == ["WaitStable", "TagService"]
+    plan = p.plan(d, {**obs, "service": service})
+    assert kinds(plan) == ["wait.ServiceStable", "ecs.TagResource"]
 
 
 def test_old_revisions_beyond_the_kept_ones_are_deregistered_after_the_rollout():
@@ -278,45 +284,46 @@ def test_old_revisions_beyond_the_kept_ones_are_deregistered_after_the_rollout()
     obs = observed_after(d)
     arns = tuple(f"arn:aws:ecs:eu-west-1:123456789012:task-definition/dagster-repo-sales:{i}" for i in range(1, 6))
     live = as_live(d.task_definition, 5)
-    service = dict(obs.service, taskDefinition=arns[-1])
-    plan = p.plan(d, p.ObservedRepo(**{**obs.__dict__, "task_definition": live, "active_revisions": arns, "service": service}))
-    assert kinds(plan) == ["DeregisterTaskDefinitions"]
-    assert plan.actions[0].arns == arns[:2]  # keeps 3, the serving one included
+    service = dict(obs["service"], taskDefinition=arns[-1])
+    plan = p.plan(d, {**obs, "task_definition": live, "revisions": {"active": arns, "inactive": ()}, "service": service})
+    assert kinds(plan) == ["ecs.DeregisterTaskDefinition"] * 2
+    assert tuple(c.params["taskDefinition"] for c in plan.actions) == arns[:2]  # keeps 3, the serving one included
 
 
 def test_missing_namespace_says_run_bootstrap():
     with pytest.raises(p.PlanError, match="make bootstrap"):
-        p.plan(desired(), p.ObservedRepo())
+        p.plan(desired(), NO_NAMESPACE)
 
 
 def test_load_balancer_adds_target_group_rule_and_registration():
     settings = EcsSettings(**{**SETTINGS.__dict__, "lb_listener_arn": "arn:listener"})
-    plan = p.plan(desired(settings=settings), p.ObservedRepo(namespace_id="ns-1"))
-    assert "CreateTargetGroup" in kinds(plan) and "CreateListenerRule" in kinds(plan)
-    create = next(a for a in plan.actions if isinstance(a, p.CreateService))
-    assert isinstance(create.target_group, p.Ref)
+    plan = p.plan(desired(settings=settings), EMPTY)
+    assert "elbv2.CreateTargetGroup" in kinds(plan) and "elbv2.CreateRule" in kinds(plan)
+    create = next(a for a in plan.actions if a.label == "ecs.CreateService")
+    assert isinstance(create.params["loadBalancers"][0]["targetGroupArn"], p.Output)
 
 
 def test_removal_plan_order_and_purge():
-    obs = p.ObservedRepo(
+    obs = dict(
         service={"serviceName": "sales", "desiredCount": 1},
-        discovery={"Id": "srv-1", "Name": "sales-service"},
-        role={"RoleName": "dagster-repo-sales"},
-        role_policies=("repo-storage",),
-        active_revisions=("arn:td:1",),
+        discovery={"namespace_id": "ns-1", "service": {"Id": "srv-1", "Name": "sales-service"}},
+        task_role={"role": {"RoleName": "dagster-repo-sales"}, "policies": ("repo-storage",)},
+        revisions={"active": ("arn:td:1",), "inactive": ()},
         log_group={"logGroupName": "/dagster/repos/sales"},
         ecr_repository=True,
-        s3_objects=True,
+        s3_data=True,
     )
-    keep = p.plan_removal("sales", obs, "dagster", purge=False, bucket="bkt", timeout_s=1)
+    removal_settings = EcsSettings(**{**SETTINGS.__dict__, "cluster": "dagster", "stability_timeout_s": 1})
+    keep = p.plan_removal("sales", obs, removal_settings, purge=False)
     assert kinds(keep) == [
-        "ScaleServiceToZero", "DeleteService", "DeleteDiscoveryService", "DeleteRolePolicy", "DeleteRole",
-        "DeregisterTaskDefinitions",
+        "ecs.UpdateService", "ecs.DeleteService", "servicediscovery.DeleteService", "iam.DeleteRolePolicy",
+        "iam.DeleteRole", "ecs.DeregisterTaskDefinition",
     ]
-    purge = p.plan_removal("sales", obs, "dagster", purge=True, bucket="bkt", timeout_s=1)
-    assert kinds(purge)[-3:] == ["DeleteLogGroup", "DeleteEcrRepository", "DeleteS3Prefix"]
+    assert "scale ECS service sales to 0" in keep.render()
+    purge = p.plan_removal("sales", obs, removal_settings, purge=True)
+    assert kinds(purge)[-3:] == ["logs.DeleteLogGroup", "ecr.DeleteRepository", "s3.DeletePrefix"]
     assert purge.actions[-1].prefix == "repos/sales/"
-    assert p.plan_removal("sales", p.ObservedRepo(), "dagster", purge=True, bucket="bkt", timeout_s=1).actions == ()
+    assert p.plan_removal("sales", {}, removal_settings, purge=True).actions == ()
 
 
 # -- names and settings -------------------------------------------------------------
@@ -327,7 +334,7 @@ def test_long_names_fit_aws_limits():
     assert len(naming.target_group(name)) <= 32
     assert len(naming.task_role(name)) <= 64
     assert naming.target_group(name) != naming.target_group("a" * 39 + "b")
-    assert 1 <= p.rule_priority(name) <= p.RULE_PRIORITY_RANGE
+    assert 1 <= p.allocate_priority(()) <= 50_000
 
 
 def test_settings_from_env_defaults_and_errors():
@@ -393,8 +400,9 @@ class _RolledBackGateway:
     def recent_log_events(self, group, tail):
         return [{"message": "ImportError: cannot import name 'defs'"}]
 
-    def deregister_task_definition(self, arn):
-        self.deregistered.append(arn)
+    def call(self, service, operation, params, *, resource, ok=()):
+        assert (service, operation) == ("ecs", "DeregisterTaskDefinition")
+        self.deregistered.append(params["taskDefinition"])
 
 
 def test_a_rolled_back_rollout_fails_with_its_reasons_and_retires_the_failed_revision():
@@ -403,8 +411,9 @@ def test_a_rolled_back_rollout_fails_with_its_reasons_and_retires_the_failed_rev
 
     gateway = _RolledBackGateway()
     executor = Executor(gateway, lambda _: None, poll_interval_s=0)
-    executor.refs[p.Ref("task-definition", "dagster-repo-sales")] = "dagster-repo-sales:2"
-    wait = p.WaitStable("dagster", "sales", p.Ref("task-definition", "dagster-repo-sales"), "/dagster/repos/sales", 5)
+    executor.responses["task_definition.register"] = {"taskDefinition": {"taskDefinitionArn": "dagster-repo-sales:2"}}
+    new_revision = p.Output("task_definition.register", "taskDefinition.taskDefinitionArn")
+    wait = p.WaitStable("dagster", "sales", new_revision, "/dagster/repos/sales", 5, retire_on_failure=True)
     with pytest.raises(UnhealthyError) as info:
         executor.execute(wait)
     message = str(info.value)

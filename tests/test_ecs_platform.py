@@ -156,9 +156,9 @@ def test_dry_run_without_a_build(platform, tmp_path):
     calls = CallCounter(platform.gateway)
     assert platform.plan_for(spec_for("sales"), None, checkout_for("sales", tmp_path)).actions == ()
     env_change = platform.plan_for(spec_for("sales", environment=[{"name": "X", "value": "1"}]), None, checkout_for("sales", tmp_path))
-    assert [type(a).__name__ for a in env_change.actions][:2] == ["RegisterTaskDefinition", "UpdateService"]
+    assert env_change.operations[:2] == ["ecs.RegisterTaskDefinition", "ecs.UpdateService"]
     new_commit = platform.plan_for(spec_for("sales"), None, checkout_for("sales", tmp_path, "c2"))
-    assert "RegisterTaskDefinition" in [type(a).__name__ for a in new_commit.actions]
+    assert "ecs.RegisterTaskDefinition" in new_commit.operations
     assert calls.mutating == []
 
 
@@ -332,7 +332,7 @@ def test_stability_timeout_keeps_state_and_says_why(moto_factory, monkeypatch, t
     assert not platform.is_serving("sales", {"commit": checkout_for("sales", tmp_path).commit})
     # The next plan still waits and then records: it does not redo the work.
     again = platform.plan_for(spec_for("sales"), published_for("sales"), checkout_for("sales", tmp_path))
-    assert [type(a).__name__ for a in again.actions] == ["WaitStable", "TagService"]
+    assert again.operations == ["wait.ServiceStable", "ecs.TagResource"]
 
 
 def test_aws_errors_name_the_call_and_the_resource(settings, tmp_path):

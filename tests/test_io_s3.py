@@ -272,7 +272,7 @@ def test_every_s3_call_of_every_io_path_is_allowed_by_the_task_role_with_its_con
     moto evaluates no conditions, so the recorded calls are checked against the generated policy."""
     from iam_eval import allowed, s3_call_allowed
 
-    from meta_deployer.platforms.aws.plan import task_role_policy
+    from meta_deployer.platforms.aws.resources.task_role import task_role_policy
 
     boto3.client("s3").put_object(Bucket=BUCKET, Key="repos/shared/assets/orders", Body=pickle.dumps([10, 20]))
     as_repo("alpha")

@@ -30,9 +30,23 @@ def test_the_runtime_imports_nothing_from_the_deployer_and_no_side_effect_librar
 
 @pytest.mark.parametrize(
     "module",
-    ["meta_deployer.platforms.aws.plan", "meta_deployer.spec", "meta_deployer.naming", "meta_deployer.model", "meta_deployer.workspace"],
+    ["meta_deployer.platforms.aws.plan", "meta_deployer.platforms.aws.engine", "meta_deployer.platforms.aws.resources",
+     "meta_deployer.spec", "meta_deployer.naming", "meta_deployer.model", "meta_deployer.workspace"],
 )
 def test_pure_modules_load_no_boto3_docker_git_or_runtime(module):
     modules = loaded_after(f"import {module}")
     assert module in modules
     assert not {m for m in modules if m.split(".")[0] in (*SIDE_EFFECT_LIBRARIES, "meta_deployer_runtime")}
+
+
+def test_the_planner_and_its_kinds_import_only_the_bottom_layers():
+    """resources/ and the planner import spec, naming, errors, model and settings, never the gateway or apply."""
+    modules = loaded_after("import meta_deployer.platforms.aws.plan")
+    ours = {m for m in modules if m.startswith("meta_deployer.")}
+    allowed_roots = ("meta_deployer.spec", "meta_deployer.naming", "meta_deployer.errors", "meta_deployer.model",
+                     "meta_deployer.settings", "meta_deployer.platforms.aws.settings", "meta_deployer.platforms.aws.engine",
+                     "meta_deployer.platforms.aws.common", "meta_deployer.platforms.aws.resources",
+                     "meta_deployer.platforms.aws.plan", "meta_deployer.platforms.aws", "meta_deployer.platforms",
+                     "meta_deployer.versions", "meta_deployer.util")
+    assert {m for m in ours if not m.startswith(allowed_roots)} == set()
+    assert "meta_deployer.platforms.aws.gateway" not in ours and "meta_deployer.platforms.aws.apply" not in ours

@@ -5,8 +5,8 @@ The stages (see ``meta_deployer.platforms.base`` for the contract):
 - ``build`` and ``publish`` delegate to ``meta_deployer.platforms.images``: the image is
   built once, pushed to ECR (``dagster/<name>``), and referenced **by digest**.
 - ``serve`` computes the desired resources (``aws.plan.desired_repo``), reads
-  the live ones (``aws.apply.observe_repo``), plans the difference and applies
-  it: log group, task role and inline policy, Cloud Map service, optional
+  the live ones (``aws.apply.observe``, one read per resource kind), plans the
+  difference (``aws.plan.plan``: generic AWS calls) and applies it: log group, task role and inline policy, Cloud Map service, optional
   target group and listener rule, a task definition revision only when the
   rendered definition differs, and the ECS service. It then waits until the
   rollout is stable and records the deployment as tags on the service. An
@@ -34,8 +34,9 @@ from meta_deployer import naming
 from meta_deployer.model import Artifact, Checkout, CodeServer, Log, Observed, Published, Served
 from meta_deployer.platforms import location
 from meta_deployer.platforms.aws import plan as aws_plan
-from meta_deployer.platforms.aws.apply import apply, observe_repo, status_line
-from meta_deployer.platforms.aws.bootstrap import SECRETS_PREFIX
+from meta_deployer.platforms.aws.apply import apply, observe, status_line
+from meta_deployer.platforms.aws.resources import REPO_KINDS
+from meta_deployer.platforms.aws.resources.shared import SECRETS_PREFIX
 from meta_deployer.platforms.aws.gateway import AwsGateway
 from meta_deployer.platforms.aws.settings import EcsSettings
 from meta_deployer.settings import Settings
@@ -117,18 +118,8 @@ class EcsPlatform:
             code_server(spec, self.ecs.bucket),
         )
 
-    def _observe(self, name: str, *, for_removal: bool = False, purge: bool = False) -> aws_plan.ObservedRepo:
-        return observe_repo(
-            self.gateway,
-            name,
-            cluster=self.ecs.cluster,
-            namespace=self.ecs.namespace,
-            policy_name=aws_plan.TASK_POLICY_NAME,
-            lb_listener_arn=self.ecs.lb_listener_arn,
-            for_removal=for_removal,
-            purge=purge,
-            bucket=self.ecs.bucket,
-        )
+    def _observe(self, name: str, *, for_removal: bool = False, purge: bool = False) -> dict[str, Any]:
+        return observe(REPO_KINDS, self.gateway, aws_plan.scope(name, self.ecs, removal=for_removal, purge=purge))
 
     def plan_for(self, spec: RepoSpec, published: Published | None, checkout: Checkout) -> aws_plan.Plan:
         """Dry run of add/update: the actions ``serve`` would take (read calls only).
@@ -156,9 +147,7 @@ class EcsPlatform:
         the_plan = aws_plan.plan(desired, observed)
         log(the_plan.render())
         results = apply(the_plan, self.gateway, log, self.ecs.poll_interval_s)
-        revision = results.get("task_definition") or aws_plan.revision_of(
-            (observed.task_definition or {}).get("taskDefinitionArn", "")
-        )
+        revision = aws_plan.revision_of(results.get("task_definition") or "")
         return Served(
             endpoint=aws_plan.endpoint(spec.name, self.ecs.namespace),
             workspace_entry=aws_plan.workspace_entry(spec.name, self.ecs.namespace),
@@ -211,7 +200,7 @@ class EcsPlatform:
         """Dry run of remove: the actions ``stop`` would take."""
         naming.validate_name(name)
         observed = self._observe(name, for_removal=True, purge=purge)
-        return aws_plan.plan_removal(name, observed, self.ecs.cluster, purge, self.ecs.bucket, self.ecs.stability_timeout_s)
+        return aws_plan.plan_removal(name, observed, self.ecs, purge)
 
     def dry_run(self, spec: RepoSpec, checkout: Checkout) -> str:
         """The AWS actions a deploy would take (reads only; nothing is built)."""

@@ -14,6 +14,10 @@ Rules every method follows:
 - every other failure becomes :class:`AwsOperationError` (or
   :class:`TransientAwsError`) naming the call and the resource.
 
+The plans' steps go through :meth:`AwsGateway.call` (any service, any
+operation, the same rules); the typed methods are the reads the resource kinds
+use, and what ``make bootstrap`` and the logs need.
+
 Every API call made through the gateway is recorded in ``calls`` (through a
 botocore ``before-call`` hook), which is how tests and the bench count
 mutating calls.
@@ -22,13 +26,13 @@ mutating calls.
 from __future__ import annotations
 
 import json
-import time
-import uuid
+import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import boto3
+from botocore import xform_name
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError
 
@@ -56,8 +60,6 @@ TRANSIENT_CODES = frozenset(
         "OperationAborted",
     }
 )
-_NAMESPACE_POLL_S = 1.0
-_NAMESPACE_TIMEOUT_S = 300.0
 
 
 @dataclass(frozen=True)
@@ -113,6 +115,28 @@ class AwsGateway:
         self.s3 = self._client("s3", config)
         self.secretsmanager = self._client("secretsmanager", config)
         self._identity: tuple[str, str] | None = None
+        self._config = config
+        self._lock = threading.Lock()
+        self._clients: dict[str, Any] = {name: getattr(self, name) for name in SERVICES}
+
+    def client(self, service: str) -> Any:
+        """The boto3 client of ``service`` (one of SERVICES, or created on first use, recorded alike)."""
+        with self._lock:
+            if service not in self._clients:
+                self._clients[service] = self._client(service, self._config)
+            return self._clients[service]
+
+    def call(
+        self, service: str, operation: str, params: Mapping[str, Any], *, resource: str, ok: tuple[str, ...] = ()
+    ) -> dict[str, Any] | None:
+        """Any API call: ``operation`` (``CreateLogGroup``) of ``service`` with ``params``.
+
+        Returns the response, or None when the error code is in ``ok`` ("already
+        exists" on a create, "not found" on a delete). Other errors become
+        :class:`AwsOperationError` or :class:`TransientAwsError` naming the call
+        and ``resource``, as every gateway method does.
+        """
+        return self._call(getattr(self.client(service), xform_name(operation)), resource, ok=ok, **params)
 
     def _client(self, service: str, config: Config) -> Any:
         client = self.session.client(service, config=config)
@@ -199,13 +223,6 @@ class AwsGateway:
         result = self._call(self.iam.list_role_policies, f"IAM role {role}", ok=("NoSuchEntity",), RoleName=role)
         return list(result["PolicyNames"]) if result else []
 
-    def list_attached_role_policies(self, role: str) -> list[str]:
-        """ARNs of the managed policies attached to the role ([] when missing)."""
-        result = self._call(
-            self.iam.list_attached_role_policies, f"IAM role {role}", ok=("NoSuchEntity",), RoleName=role
-        )
-        return [p["PolicyArn"] for p in result["AttachedPolicies"]] if result else []
-
     def create_role(self, name: str, trust_policy: str, tags: Mapping[str, str], description: str) -> None:
         """Create the role with its trust policy and tags (exists already: success)."""
         self._call(
@@ -213,20 +230,12 @@ class AwsGateway:
             RoleName=name, AssumeRolePolicyDocument=trust_policy, Tags=_tags_list(tags), Description=description,
         )
 
-    def update_trust_policy(self, name: str, trust_policy: str) -> None:
-        """Replace the role's trust policy."""
-        self._call(self.iam.update_assume_role_policy, f"IAM role {name}", RoleName=name, PolicyDocument=trust_policy)
-
     def put_role_policy(self, role: str, policy: str, document: str) -> None:
         """Create or replace one inline policy of the role."""
         self._call(
             self.iam.put_role_policy, f"inline policy {policy} of IAM role {role}",
             RoleName=role, PolicyName=policy, PolicyDocument=document,
         )
-
-    def attach_role_policy(self, role: str, policy_arn: str) -> None:
-        """Attach a managed policy to the role."""
-        self._call(self.iam.attach_role_policy, f"IAM role {role}", RoleName=role, PolicyArn=policy_arn)
 
     def delete_role_policy(self, role: str, policy: str) -> None:
         """Delete one inline policy (missing: success)."""
@@ -312,29 +321,6 @@ class AwsGateway:
                     return ns
         return None
 
-    def create_private_namespace(self, name: str, vpc_id: str, tags: Mapping[str, str]) -> str:
-        """Create the namespace and wait for the operation; return its id."""
-        result = self._call(
-            self.servicediscovery.create_private_dns_namespace, f"Cloud Map namespace {name}",
-            ok=("NamespaceAlreadyExists", "ConflictingDomainExists"),
-            Name=name, Vpc=vpc_id, Tags=_tags_list(tags), CreatorRequestId=str(uuid.uuid4()),
-        )
-        if result is not None:
-            deadline = time.monotonic() + _NAMESPACE_TIMEOUT_S
-            while time.monotonic() < deadline:
-                op = self._call(
-                    self.servicediscovery.get_operation, f"Cloud Map namespace {name}", OperationId=result["OperationId"]
-                )["Operation"]
-                if op["Status"] == "SUCCESS":
-                    break
-                if op["Status"] == "FAIL":
-                    raise AwsOperationError(f"creating Cloud Map namespace {name} failed: {op.get('ErrorMessage')}")
-                time.sleep(_NAMESPACE_POLL_S)
-        ns = self.find_namespace(name)
-        if ns is None:
-            raise AwsOperationError(f"Cloud Map namespace {name} was created but cannot be found")
-        return ns["Id"]
-
     def find_discovery_service(self, namespace_id: str, name: str) -> dict[str, Any] | None:
         """The Cloud Map service ``name`` in the namespace, or None."""
         pages = self._pages(
@@ -347,35 +333,6 @@ class AwsGateway:
                     return svc
         return None
 
-    def create_discovery_service(self, namespace_id: str, name: str, ttl: int, tags: Mapping[str, str]) -> dict[str, Any]:
-        """Create a Cloud Map service with one A record (multivalue, ``ttl``); return it."""
-        result = self._call(
-            self.servicediscovery.create_service, f"Cloud Map service {name}", ok=("ServiceAlreadyExists",),
-            # A fresh token per call (botocore's retries resend the same one): a name-derived
-            # token would make a re-create after a delete return the deleted service.
-            Name=name, NamespaceId=namespace_id, CreatorRequestId=str(uuid.uuid4()),
-            DnsConfig={"RoutingPolicy": "MULTIVALUE", "DnsRecords": [{"Type": "A", "TTL": ttl}]},
-            HealthCheckCustomConfig={"FailureThreshold": 1},
-            Tags=_tags_list(tags),
-        )
-        if result is None:
-            found = self.find_discovery_service(namespace_id, name)
-            if found is None:
-                raise AwsOperationError(f"Cloud Map service {name} exists but cannot be found")
-            return found
-        return result["Service"]
-
-    def update_discovery_ttl(self, service_id: str, name: str, ttl: int) -> None:
-        """Set the TTL of the service's A record."""
-        self._call(
-            self.servicediscovery.update_service, f"Cloud Map service {name}",
-            Id=service_id, Service={"DnsConfig": {"DnsRecords": [{"Type": "A", "TTL": ttl}]}},
-        )
-
-    def delete_discovery_service(self, service_id: str, name: str) -> None:
-        """Delete the Cloud Map service (missing: success; in use: TransientAwsError)."""
-        self._call(self.servicediscovery.delete_service, f"Cloud Map service {name}", ok=("ServiceNotFound",), Id=service_id)
-
     # -- ELBv2 ---------------------------------------------------------------
     def find_target_group(self, name: str) -> dict[str, Any] | None:
         """The target group called ``name``, or None."""
@@ -385,45 +342,19 @@ class AwsGateway:
         groups = result.get("TargetGroups", []) if result else []
         return groups[0] if groups else None
 
-    def create_target_group(self, name: str, vpc_id: str, port: int, tags: Mapping[str, str]) -> str:
-        """Create a gRPC target group (ip targets, gRPC health check); return its ARN."""
-        result = self._call(
-            self.elbv2.create_target_group, f"target group {name}",
-            Name=name, Protocol="HTTP", ProtocolVersion="GRPC", Port=port, VpcId=vpc_id, TargetType="ip",
-            HealthCheckEnabled=True, HealthCheckProtocol="HTTP", HealthCheckPath="/grpc.health.v1.Health/Check",
-            Matcher={"GrpcCode": "0"}, Tags=_tags_list(tags),
-        )
-        return result["TargetGroups"][0]["TargetGroupArn"]
-
-    def delete_target_group(self, arn: str, name: str) -> None:
-        """Delete the target group (missing: success; in use: TransientAwsError)."""
-        self._call(self.elbv2.delete_target_group, f"target group {name}", ok=("TargetGroupNotFound",), TargetGroupArn=arn)
-
-    def find_rule(self, listener_arn: str, target_group_arn: str) -> dict[str, Any] | None:
-        """The listener rule forwarding to ``target_group_arn``, or None."""
-        result = self._call(
-            self.elbv2.describe_rules, f"rules of listener {listener_arn}", ok=("ListenerNotFound",),
-            ListenerArn=listener_arn,
-        )
-        for rule in result.get("Rules", []) if result else []:
-            for action in rule.get("Actions", []):
-                if action.get("TargetGroupArn") == target_group_arn:
-                    return rule
-        return None
-
-    def create_rule(self, listener_arn: str, priority: int, host: str, target_group_arn: str, tags: Mapping[str, str]) -> str:
-        """Forward requests for ``host`` on the listener to the target group; return the rule ARN."""
-        result = self._call(
-            self.elbv2.create_rule, f"listener rule for {host}",
-            ListenerArn=listener_arn, Priority=priority,
-            Conditions=[{"Field": "host-header", "HostHeaderConfig": {"Values": [host]}}],
-            Actions=[{"Type": "forward", "TargetGroupArn": target_group_arn}], Tags=_tags_list(tags),
-        )
-        return result["Rules"][0]["RuleArn"]
-
-    def delete_rule(self, arn: str) -> None:
-        """Delete the listener rule (missing: success)."""
-        self._call(self.elbv2.delete_rule, f"listener rule {arn}", ok=("RuleNotFound",), RuleArn=arn)
+    def listener_rules(self, listener_arn: str) -> list[dict[str, Any]]:
+        """Every rule of the listener (the default one included); [] when the listener is missing."""
+        rules: list[dict[str, Any]] = []
+        kwargs: dict[str, Any] = {"ListenerArn": listener_arn}
+        while True:
+            result = self._call(
+                self.elbv2.describe_rules, f"rules of listener {listener_arn}", ok=("ListenerNotFound",), **kwargs
+            )
+            rules += (result or {}).get("Rules", [])
+            marker = (result or {}).get("NextMarker")
+            if not marker:
+                return rules
+            kwargs["Marker"] = marker
 
     # -- ECS -----------------------------------------------------------------
     def get_cluster(self, name: str) -> dict[str, Any] | None:
@@ -431,13 +362,6 @@ class AwsGateway:
         result = self._call(self.ecs.describe_clusters, f"ECS cluster {name}", clusters=[name])
         active = [c for c in result.get("clusters", []) if c.get("status") == "ACTIVE"]
         return active[0] if active else None
-
-    def create_cluster(self, name: str, tags: Mapping[str, str]) -> None:
-        """Create the ECS cluster (Container Insights on) with tags."""
-        self._call(
-            self.ecs.create_cluster, f"ECS cluster {name}", clusterName=name, tags=_tags_list(tags, "key", "value"),
-            settings=[{"name": "containerInsights", "value": "enabled"}],
-        )
 
     def latest_task_definition(self, family: str) -> dict[str, Any] | None:
         """The latest ACTIVE revision of ``family`` with its tags under ``tagsDict``, or None."""
@@ -461,28 +385,6 @@ class AwsGateway:
         arns = [arn for page in pages for arn in page.get("taskDefinitionArns", [])]
         mine = [a for a in arns if a.rsplit("/", 1)[-1].rsplit(":", 1)[0] == family]
         return sorted(mine, key=lambda a: int(a.rsplit(":", 1)[-1]))
-
-    def register_task_definition(self, definition: Mapping[str, Any], tags: Mapping[str, str]) -> str:
-        """Register a new revision of ``definition['family']``; return its ARN."""
-        result = self._call(
-            self.ecs.register_task_definition, f"task definition {definition['family']}",
-            **definition, tags=_tags_list(tags, "key", "value"),
-        )
-        return result["taskDefinition"]["taskDefinitionArn"]
-
-    def deregister_task_definition(self, arn: str) -> None:
-        """Mark one revision INACTIVE (missing or already inactive: success)."""
-        self._call(
-            self.ecs.deregister_task_definition, f"task definition {arn}", ok=("ClientException",), taskDefinition=arn
-        )
-
-    def delete_task_definitions(self, arns: list[str]) -> None:
-        """Delete INACTIVE revisions for good (batches of 10)."""
-        for start in range(0, len(arns), 10):  # the API takes at most 10 at a time
-            self._call(
-                self.ecs.delete_task_definitions, f"task definitions {', '.join(arns[start:start + 10])}",
-                ok=("ClientException",), taskDefinitions=arns[start : start + 10],
-            )
 
     def get_service(self, cluster: str, name: str) -> dict[str, Any] | None:
         """The ACTIVE (or DRAINING) service with ``tagsDict``, or None when missing or INACTIVE."""
@@ -510,20 +412,6 @@ class AwsGateway:
         )
         return sorted(arn.rsplit("/", 1)[-1] for page in pages for arn in page.get("serviceArns", []))
 
-    def create_service(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        """Create an ECS service from a CreateService request; return it."""
-        result = self._call(
-            self.ecs.create_service, f"ECS service {request['serviceName']} in cluster {request['cluster']}", **request
-        )
-        return result["service"]
-
-    def update_service(self, request: Mapping[str, Any]) -> dict[str, Any]:
-        """Apply an UpdateService request; return the service."""
-        result = self._call(
-            self.ecs.update_service, f"ECS service {request['service']} in cluster {request['cluster']}", **request
-        )
-        return result["service"]
-
     def delete_service(self, cluster: str, name: str) -> None:
         """Delete the service (missing or inactive: success); scale it to 0 first."""
         self._call(
@@ -531,10 +419,6 @@ class AwsGateway:
             ok=("ServiceNotFoundException", "ServiceNotActiveException", "ClusterNotFoundException"),
             cluster=cluster, service=name,
         )
-
-    def tag_ecs_resource(self, arn: str, tags: Mapping[str, str]) -> None:
-        """Add or overwrite tags on an ECS resource."""
-        self._call(self.ecs.tag_resource, f"ECS resource {arn}", resourceArn=arn, tags=_tags_list(tags, "key", "value"))
 
     def stopped_tasks(self, cluster: str, service: str, limit: int = 5) -> list[dict[str, Any]]:
         """The service's most recently stopped tasks (with stoppedReason)."""
@@ -572,13 +456,6 @@ class AwsGateway:
         )
         return result is not None
 
-    def create_bucket(self, bucket: str) -> None:
-        """Create the bucket in the clients' region (owned already: success)."""
-        kwargs: dict[str, Any] = {"Bucket": bucket}
-        if self.s3.meta.region_name != "us-east-1":  # us-east-1 rejects an explicit LocationConstraint
-            kwargs["CreateBucketConfiguration"] = {"LocationConstraint": self.s3.meta.region_name}
-        self._call(self.s3.create_bucket, f"S3 bucket {bucket}", ok=("BucketAlreadyOwnedByYou",), **kwargs)
-
     def existing_keys(self, bucket: str, keys: list[str]) -> set[str]:
         """Which of ``keys`` exist (one listing per distinct top-level folder)."""
         found: set[str] = set()
@@ -597,10 +474,6 @@ class AwsGateway:
         )
         return bool((result or {}).get("KeyCount") or (result or {}).get("Contents"))
 
-    def put_marker(self, bucket: str, key: str) -> None:
-        """Write an empty object at ``key`` (a folder marker when it ends with '/')."""
-        self._call(self.s3.put_object, f"s3://{bucket}/{key}", Bucket=bucket, Key=key, Body=b"")
-
     def get_lifecycle_rules(self, bucket: str) -> list[dict[str, Any]]:
         """The bucket's lifecycle rules ([] when none)."""
         result = self._call(
@@ -608,13 +481,6 @@ class AwsGateway:
             ok=("NoSuchLifecycleConfiguration", "NoSuchBucket"), Bucket=bucket,
         )
         return (result or {}).get("Rules", [])
-
-    def put_lifecycle_rules(self, bucket: str, rules: list[dict[str, Any]]) -> None:
-        """Replace the bucket's lifecycle rules."""
-        self._call(
-            self.s3.put_bucket_lifecycle_configuration, f"lifecycle of S3 bucket {bucket}",
-            Bucket=bucket, LifecycleConfiguration={"Rules": rules},
-        )
 
     def delete_prefix(self, bucket: str, prefix: str) -> int:
         """Delete every object under ``prefix`` (must end with '/'); return how many."""

@@ -1,0 +1,33 @@
+"""The resource kinds of a repo on the ``ecs`` platform, one module each (pure: no boto3).
+
+``REPO_KINDS`` is the deploy order: a kind may use what an earlier one
+published (an ARN, whether the service changed). Removal runs them by their
+``removal_rank``. Adding a kind is one module and one entry here.
+"""
+
+from __future__ import annotations
+
+from meta_deployer.platforms.aws.resources import (
+    discovery,
+    load_balancer,
+    log_group,
+    purge,
+    record,
+    revisions,
+    service,
+    task_definition,
+    task_role,
+)
+
+REPO_KINDS = (
+    log_group.KIND,  # first: tasks fail to start when their awslogs group is missing
+    task_role.KIND,
+    discovery.KIND,
+    load_balancer.KIND,
+    task_definition.KIND,
+    service.KIND,  # and the wait for a stable rollout
+    record.KIND,  # only once stable
+    revisions.KIND,  # retire old revisions after the rollout
+    purge.ECR_KIND,
+    purge.DATA_KIND,
+)
