@@ -12,7 +12,7 @@ from meta_deployer.platforms.aws.engine import Context, Scope
 from meta_deployer.platforms.aws.resources import load_balancer
 from test_aws_plan import SETTINGS, as_live, desired, spec
 
-SECRET = {"name": "DB_PASSWORD", "valueFrom": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:dagster/db"}
+SECRET = {"name": "DB_PASSWORD", "valueFrom": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:dagster/sales/db"}
 
 
 def td_with_secret():
