@@ -79,9 +79,7 @@ class DeployerResource(ConfigurableResource):
         if self._deployer is None:
             settings = Settings.from_env()
             if self.platform:
-                from dataclasses import replace
-
-                settings = replace(settings, platform=self.platform)
+                settings = settings.with_platform(self.platform)
             self._deployer = Deployer(settings)
         return self._deployer
 

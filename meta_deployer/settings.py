@@ -1,142 +1,555 @@
-"""Settings read from environment variables, in one place.
+"""Settings: every environment variable the deployer reads, in one model (pydantic-settings).
 
-Every setting has a named default, documented in README.md ("Settings").
-Relative paths are resolved against ``META_DEPLOYER_ROOT`` (default: the
-current directory, which the Makefile sets to the project root). Platform
-specific settings (docker, ecs) live beside their platform and are read the
-same way from the same environment.
+One environment builds four groups, each a frozen ``BaseSettings``:
+
+    Settings.from_env(env)             core: platform, paths, webserver, storage, AWS endpoint
+      .docker   DockerSettings         the docker platform (networking, ports, health, drain)
+      .images   ImageSettings          images for the docker and ecs platforms (registry, base, timeouts)
+      .ecs      EcsSettings            the ecs platform (cluster, network, retention, rollouts, retries)
+
+Every field names its variable (``validation_alias``), its default (a named constant
+below), its bounds, and in ``description`` the README line it backs ("Settings",
+"Images and the docker platform", "The ECS platform"); ``tests/test_settings.py``
+holds the two to each other. An empty variable counts as unset. A bad value raises
+:class:`SettingsError` naming the variable and what would be valid.
+
+Values derived from settings (is a bucket explicitly configured, the storage folder
+under the work area, the deploy fingerprint of the ecs settings) are properties and
+methods here, not lookups in the platforms. Relative paths are resolved against
+``META_DEPLOYER_ROOT`` (default: the current directory, which the Makefile sets to the
+project root). Building a group by keyword (``EcsSettings(cluster="c")``) reads no
+environment: only :meth:`from_env` does.
+
+``DOCKER_HOST`` and the ``AWS_*`` variables other than ``AWS_ENDPOINT_URL`` belong to the
+Docker SDK and boto3, which read them themselves: ``Settings.env`` passes the
+environment on to them.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from dataclasses import field as dc_field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic.fields import FieldInfo
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from meta_deployer.errors import SettingsError
 
+# -- defaults: core (README "Settings") -------------------------------------------
 PLATFORMS = ("dev", "docker", "ecs")
 DEFAULT_PLATFORM = "dev"
 DEFAULT_REPOS_DIR = "repos"
 DEFAULT_WORKSPACE = "workspace/workspace.yaml"
 DEFAULT_WORK_DIR = ".meta_deployer"
+#: The local storage root, inside the work area, when META_DEPLOYER_STORAGE_DIR is unset.
+STORAGE_SUBDIR = "storage"
 DEFAULT_WEBSERVER_URL = "http://localhost:3000"
 DEFAULT_BUCKET = "dagster-storage"
 DEFAULT_RELOAD_TIMEOUT_S = 120.0
+
+# -- defaults: docker platform ------------------------------------------------------
+NETWORK_MODES = ("host", "bridge")
+DEFAULT_NETWORK = "host"
+#: Below Linux's ephemeral range (32768-60999 by default): an outgoing connection's local
+#: port can never sit on a repo's port and make it look taken.
+DEFAULT_PORT_BASE = 20000
+DEFAULT_PORT_PAIRS = 1000
+MIN_PORT, MAX_PORT = 1024, 65535
+DEFAULT_HEALTH_TIMEOUT_S = 180.0
+DEFAULT_DOCKER_POLL_INTERVAL_S = 0.5
+DEFAULT_DRAIN_TIMEOUT_S = 60.0
+
+# -- defaults: images ---------------------------------------------------------------
+DEFAULT_BASE_IMAGE = "python:3.12-slim"
+DEFAULT_BUILD_TIMEOUT_S = 1800.0
+DEFAULT_VALIDATE_TIMEOUT_S = 300.0
+#: An ECR registry host: <account>.dkr.ecr.<region>.amazonaws.com.
+ECR_HOST = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr(-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
+
+# -- defaults: ecs platform ---------------------------------------------------------
+DEFAULT_CLUSTER = "dagster"
+DEFAULT_NAMESPACE = "local"
+#: Shared execution role that ``make bootstrap`` creates (pulls images, writes logs, reads secrets).
+DEFAULT_EXECUTION_ROLE_NAME = "dagster-ecs-execution"
+DEFAULT_LOG_RETENTION_DAYS = 30
+DEFAULT_DESIRED_COUNT = 1
+DEFAULT_STABILITY_TIMEOUT_S = 600.0
+DEFAULT_ECS_POLL_INTERVAL_S = 10.0
+DEFAULT_HEALTH_CHECK_GRACE_S = 120
+DEFAULT_KEEP_REVISIONS = 3
+DEFAULT_RETRY_MODE = "standard"
+DEFAULT_MAX_ATTEMPTS = 8
+DEFAULT_TEMP_EXPIRY_DAYS = 7
+RETRY_MODES = ("standard", "adaptive")
+#: CloudWatch Logs accepts only these retention periods (days).
+LOG_RETENTION_CHOICES = (
+    1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
+)
+#: EcsSettings fields that change no resource a deploy creates (left out of its fingerprint).
+ECS_TRANSIENT_FIELDS = ("stability_timeout_s", "poll_interval_s", "retry_mode", "max_attempts", "temp_expiry_days")
+
 #: Hosts the git token is sent to (``META_DEPLOYER_GIT_TOKEN_HOSTS``): none unless listed.
 DEFAULT_GIT_TOKEN_HOSTS: tuple[str, ...] = ()
-_HOST_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
+HOST_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
+
+# -- README lines the fields back (shared by the groups that read the same variable) --
+_PLATFORM_DOC = "where locations run: `dev`, `docker` or `ecs`"
+_BUCKET_DOC = "the storage bucket. On `dev`, storage is local unless this is set"
 
 
-def env_number(
-    env: Mapping[str, str], var: str, default: float, kind: type = float, minimum: float = 0, positive: bool = False
-) -> Any:
-    """The number in ``env[var]`` (``default`` when unset or empty), at least ``minimum`` (above 0
-    with ``positive``); a SettingsError names the variable and what would be valid."""
-    raw = env.get(var)
-    if raw in (None, ""):
-        return kind(default)
-    try:
-        value = kind(raw)
-    except ValueError:
-        raise SettingsError(f"{var}={raw!r} must be a {'whole ' if kind is int else ''}number") from None
-    if value < minimum or (positive and value <= 0):
-        raise SettingsError(f"{var}={raw!r} must be {'positive' if positive else f'at least {minimum}'}")
-    return value
+def setting(var: str, default: Any = None, description: str = "", **bounds: Any) -> Any:
+    """A field read from the environment variable ``var``; ``description`` is its README line."""
+    if callable(default):
+        return Field(default_factory=default, validation_alias=var, description=description, **bounds)
+    return Field(default, validation_alias=var, description=description, **bounds)
 
 
-@dataclass(frozen=True)
-class GitAuth:
-    """The credentials git may use, and where: the token only for https to ``token_hosts``,
-    the SSH key only with a pinned ``known_hosts`` file. Never logged (the token is not in repr)."""
+def env_var(field: FieldInfo) -> str | None:
+    """The environment variable a field is read from (None for a group or a derived field)."""
+    return field.validation_alias if isinstance(field.validation_alias, str) else None
 
-    token: str | None = field(default=None, repr=False)
-    token_hosts: tuple[str, ...] = DEFAULT_GIT_TOKEN_HOSTS
-    ssh_key_file: Path | None = None
-    known_hosts_file: Path | None = None
+
+def is_ecr(registry: str | None) -> bool:
+    """True when ``registry`` is an ECR host (``<account>.dkr.ecr.<region>.amazonaws.com``)."""
+    return bool(registry) and bool(ECR_HOST.match(str(registry).split("/")[0]))
+
+
+class _EnvSource(PydanticBaseSettingsSource):
+    """The model's variables from one environment mapping, as raw strings; empty means unset."""
+
+    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]):
+        super().__init__(settings_cls)
+        self.env = env
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        var = env_var(field)
+        value = self.env.get(var) if var else None
+        return (value if value not in (None, "") else None), var or field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        values = {}
+        for name, field in self.settings_cls.model_fields.items():
+            value, key, _ = self.get_field_value(field, name)
+            if value is not None:
+                values[key] = value
+        return values
+
+
+def _settings_error(model: type[BaseSettings], exc: ValidationError) -> SettingsError:
+    """One actionable message per problem: the variable, its value and what would be valid."""
+    fields = model.model_fields
+    lines = []
+    for err in exc.errors(include_url=False):
+        loc = err["loc"][0] if err["loc"] else None
+        var = env_var(fields[loc]) if loc in fields else loc
+        ctx = err.get("ctx") or {}
+        kind = err["type"]
+        if kind == "value_error":
+            what = str(ctx.get("error", err["msg"]))
+        elif kind in ("int_parsing", "int_from_float", "int_type"):
+            what = "must be a whole number"
+        elif kind in ("float_parsing", "float_type", "finite_number"):
+            what = "must be a number"
+        elif kind == "greater_than":
+            what = "must be positive" if ctx.get("gt") == 0 else f"must be greater than {ctx.get('gt'):g}"
+        elif kind == "greater_than_equal":
+            what = f"must be at least {ctx.get('ge'):g}"
+        elif kind == "less_than_equal":
+            what = f"must be at most {ctx.get('le'):g}"
+        elif kind == "literal_error":
+            what = f"use one of {ctx.get('expected', '').replace(' or ', ', ').replace(chr(39), '')}"
+        else:
+            what = err["msg"]
+        lines.append(f"{var}={err['input']!r}: {what}" if var else what)
+    return SettingsError("; ".join(lines))
+
+
+class SettingsGroup(BaseSettings):
+    """Base of the groups: frozen, read only by :meth:`from_env`, never from ``os.environ`` on construction."""
+
+    model_config = SettingsConfigDict(frozen=True, populate_by_name=True, extra="ignore", validate_default=True)
+
+    @classmethod
+    def settings_customise_sources(cls, settings_cls, init_settings, *args, **kwargs):  # noqa: ANN001
+        # Keyword arguments only: from_env is the one place that reads an environment.
+        return (init_settings,)
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Any:
+        """Read the group from ``env`` (default ``os.environ``)."""
+        return cls._read(os.environ if env is None else env)
+
+    def replace(self, **changes: Any) -> Any:
+        """A validated copy with ``changes`` (field names), as ``dataclasses.replace`` did; fields left
+        at their default stay defaults (so derived values such as ``storage_bucket`` follow)."""
+        try:
+            return type(self)(**{**{name: getattr(self, name) for name in self.model_fields_set}, **changes})
+        except ValidationError as exc:
+            raise _settings_error(type(self), exc) from None
+
+    @classmethod
+    def _read(cls, env: Mapping[str, str], /, **values: Any) -> Any:
+        """The group from ``env`` plus ``values``, fields that are already built; SettingsError when invalid."""
+        try:
+            return cls(**_EnvSource(cls, env)(), **values)
+        except ValidationError as exc:
+            raise _settings_error(cls, exc) from None
+
+
+def _no_trailing_slash(value: str | None) -> str | None:
+    return (value or "").strip().rstrip("/") or None
+
+
+# -- the groups ---------------------------------------------------------------------------
+
+
+class DockerSettings(SettingsGroup):
+    """The docker platform (README "Images and the docker platform"; meta_deployer.platforms.docker)."""
+
+    network: Literal["host", "bridge"] = setting("META_DEPLOYER_DOCKER_NETWORK", DEFAULT_NETWORK, "`host` or `bridge`")
+    port_base: int = setting(
+        "META_DEPLOYER_DOCKER_PORT_BASE",
+        DEFAULT_PORT_BASE,
+        "the first port of the range of port pairs (kept below Linux's ephemeral ports, 32768–60999, "
+        "so outgoing connections never take a repo's port)",
+        ge=MIN_PORT,
+        le=MAX_PORT,
+    )
+    port_pairs: int = setting(
+        "META_DEPLOYER_DOCKER_PORT_PAIRS", DEFAULT_PORT_PAIRS, "how many port pairs the range holds", ge=1
+    )
+    health_timeout_s: float = setting(
+        "META_DEPLOYER_HEALTH_TIMEOUT", DEFAULT_HEALTH_TIMEOUT_S, "seconds a new container has to answer gRPC", ge=0
+    )
+    poll_interval_s: float = setting(
+        "META_DEPLOYER_DOCKER_POLL_INTERVAL", DEFAULT_DOCKER_POLL_INTERVAL_S, "seconds between health polls", ge=0
+    )
+    drain_timeout_s: float = setting(
+        "META_DEPLOYER_DOCKER_DRAIN_TIMEOUT",
+        DEFAULT_DRAIN_TIMEOUT_S,
+        "seconds the old server's runs may take to finish",
+        ge=0,
+    )
+    dagster_home: Path | None = setting(
+        "DAGSTER_HOME", None, "the Dagster instance; `dagster.yaml` is copied there"
+    )
+    container_context: str | None = setting(
+        "META_DEPLOYER_DOCKER_CONTAINER_CONTEXT", None, "JSON passed to the container as `DAGSTER_CONTAINER_CONTEXT`"
+    )
+
+    @field_validator("dagster_home")
+    @classmethod
+    def _absolute_home(cls, value: Path | None) -> Path | None:
+        return value.resolve() if value else None
+
+    @field_validator("container_context")
+    @classmethod
+    def _json(cls, value: str | None) -> str | None:
+        if value:
+            try:
+                json.loads(value)
+            except ValueError:
+                raise ValueError("must be JSON") from None
+        return value or None
+
+    @model_validator(mode="after")
+    def _ports_in_range(self) -> "DockerSettings":
+        last = self.port_base + 2 * self.port_pairs - 1
+        if last > MAX_PORT:
+            raise ValueError(
+                f"ports {self.port_base}..{last} (META_DEPLOYER_DOCKER_PORT_BASE/_PAIRS) "
+                f"must lie within {MIN_PORT}..{MAX_PORT}"
+            )
+        return self
+
+
+class ImageSettings(SettingsGroup):
+    """Images for the docker and ecs platforms (README "Images and the docker platform")."""
+
+    registry: str | None = setting(
+        "META_DEPLOYER_REGISTRY",
+        None,
+        "where images are pushed (`127.0.0.1:5000`, an ECR host, …); unset: images stay on the engine (docker) "
+        "or go to the account's ECR (ecs)",
+    )
+    base_image: str = setting("META_DEPLOYER_BASE_IMAGE", DEFAULT_BASE_IMAGE, "base of the image template")
+    build_timeout_s: float = setting(
+        "META_DEPLOYER_BUILD_TIMEOUT", DEFAULT_BUILD_TIMEOUT_S, "seconds an image build may take", gt=0
+    )
+    validate_timeout_s: float = setting(
+        "META_DEPLOYER_VALIDATE_TIMEOUT",
+        DEFAULT_VALIDATE_TIMEOUT_S,
+        "seconds loading the definitions in a new image may take",
+        gt=0,
+    )
+    platform: Literal["dev", "docker", "ecs"] = setting("META_DEPLOYER_PLATFORM", DEFAULT_PLATFORM, _PLATFORM_DOC)
+    bucket: str = setting("META_DEPLOYER_BUCKET", DEFAULT_BUCKET, _BUCKET_DOC)
+    env: Mapping[str, str] = Field(
+        default_factory=dict, exclude=True, repr=False, description="Derived: the environment, for the Docker SDK and boto3"
+    )
+
+    @field_validator("registry")
+    @classmethod
+    def _registry_host(cls, value: str | None) -> str | None:
+        value = _no_trailing_slash(value)
+        if value and ("://" in value or " " in value):
+            raise ValueError(
+                "must be a registry host[:port][/path] without a scheme, "
+                "e.g. 127.0.0.1:5000 or 123456789012.dkr.ecr.us-east-1.amazonaws.com"
+            )
+        return value
 
     @property
-    def secrets(self) -> tuple[str | None, ...]:
-        """The values to redact from every message."""
-        return (self.token,)
+    def ecr(self) -> bool:
+        """Push to ECR: the registry is an ECR host, or no registry is set on the ecs platform."""
+        return is_ecr(self.registry) or (self.registry is None and self.platform == "ecs")
+
+    @property
+    def storage_bucket(self) -> str | None:
+        """The bucket when one is configured explicitly (storage in S3), else None (local storage)."""
+        return self.bucket if "bucket" in self.model_fields_set else None
+
+    @property
+    def extra_requirements(self) -> tuple[str, ...]:
+        """What the instance's classes need in templated images: dagster-aws when storage is in S3,
+        and dagster-postgres too on ecs (the Dagster family's pins, from meta_deployer.versions)."""
+        from meta_deployer import versions
+
+        if self.platform == "ecs":
+            return (versions.requirement("dagster-aws"), versions.requirement("dagster-postgres"))
+        return (versions.requirement("dagster-aws"),) if self.storage_bucket else ()
 
 
-def _token_hosts(raw: str | None) -> tuple[str, ...]:
-    hosts = tuple(h.strip().lower() for h in (raw or "").split(",") if h.strip())
-    for host in hosts:
-        if not _HOST_NAME.match(host):
-            raise SettingsError(
-                f"META_DEPLOYER_GIT_TOKEN_HOSTS: {host!r} is not a host name; list bare host names separated "
-                "by commas (for example github.com,git.example.com), without scheme, port, user or path"
+class EcsSettings(SettingsGroup):
+    """Where and how the ecs platform deploys (README "The ECS platform")."""
+
+    cluster: str = setting("META_DEPLOYER_ECS_CLUSTER", DEFAULT_CLUSTER, "the cluster")
+    subnets: tuple[str, ...] = setting(
+        "META_DEPLOYER_SUBNETS", (), "private subnets, comma-separated (no public IP is assigned)"
+    )
+    security_groups: tuple[str, ...] = setting(
+        "META_DEPLOYER_SECURITY_GROUPS", (), "security groups, comma-separated"
+    )
+    vpc_id: str | None = setting("META_DEPLOYER_VPC_ID", None, "the VPC")
+    namespace: str = setting("META_DEPLOYER_NAMESPACE", DEFAULT_NAMESPACE, "the Cloud Map private DNS namespace")
+    execution_role_arn: str | None = setting(
+        "META_DEPLOYER_EXECUTION_ROLE_ARN", None, "the shared execution role"
+    )  # None: the role make bootstrap creates
+    bucket: str = setting("META_DEPLOYER_BUCKET", DEFAULT_BUCKET, _BUCKET_DOC)
+    registry: str | None = setting("META_DEPLOYER_REGISTRY", None, "where images are pushed")  # None: the account's ECR
+    lb_listener_arn: str | None = setting(
+        "META_DEPLOYER_LB_LISTENER_ARN", None, "when set, each repo gets a gRPC target group and a listener rule"
+    )
+    log_retention_days: int = setting(
+        "META_DEPLOYER_LOG_RETENTION_DAYS", DEFAULT_LOG_RETENTION_DAYS, "log group retention", ge=1
+    )
+    desired_count: int = setting("META_DEPLOYER_ECS_DESIRED_COUNT", DEFAULT_DESIRED_COUNT, "tasks per service", ge=0)
+    stability_timeout_s: float = setting(
+        "META_DEPLOYER_ECS_STABILITY_TIMEOUT",
+        DEFAULT_STABILITY_TIMEOUT_S,
+        "seconds to wait for a stable deployment",
+        ge=0,
+    )
+    poll_interval_s: float = setting(
+        "META_DEPLOYER_ECS_POLL_INTERVAL", DEFAULT_ECS_POLL_INTERVAL_S, "seconds between checks while waiting", ge=0
+    )
+    health_check_grace_s: int = setting(
+        "META_DEPLOYER_ECS_HEALTH_CHECK_GRACE",
+        DEFAULT_HEALTH_CHECK_GRACE_S,
+        "the service's health-check grace period, in seconds",
+        ge=0,
+    )
+    keep_revisions: int = setting(
+        "META_DEPLOYER_ECS_KEEP_REVISIONS", DEFAULT_KEEP_REVISIONS, "task definition revisions kept", ge=1
+    )
+    retry_mode: Literal["standard", "adaptive"] = setting(
+        "META_DEPLOYER_AWS_RETRY_MODE", DEFAULT_RETRY_MODE, "botocore retry mode (`standard` or `adaptive`)"
+    )
+    max_attempts: int = setting(
+        "META_DEPLOYER_AWS_MAX_ATTEMPTS", DEFAULT_MAX_ATTEMPTS, "botocore total attempts per call", ge=1
+    )
+    temp_expiry_days: int = setting(
+        "META_DEPLOYER_TEMP_EXPIRY_DAYS", DEFAULT_TEMP_EXPIRY_DAYS, "lifecycle expiry of `temp/`", ge=1
+    )
+
+    @field_validator("subnets", "security_groups", mode="before")
+    @classmethod
+    def _csv(cls, value: Any) -> tuple[str, ...]:
+        items = value.split(",") if isinstance(value, str) else (value or ())
+        return tuple(sorted({v.strip() for v in items if v.strip()}))
+
+    @field_validator("vpc_id", "execution_role_arn", "lb_listener_arn")
+    @classmethod
+    def _empty_is_unset(cls, value: str | None) -> str | None:
+        return value or None
+
+    @field_validator("registry")
+    @classmethod
+    def _registry(cls, value: str | None) -> str | None:
+        return (value or "").rstrip("/") or None
+
+    @field_validator("log_retention_days")
+    @classmethod
+    def _cloudwatch_retention(cls, value: int) -> int:
+        if value not in LOG_RETENTION_CHOICES:
+            raise ValueError(
+                f"is not a CloudWatch retention; use one of {', '.join(map(str, LOG_RETENTION_CHOICES))}"
             )
-    return hosts
+        return value
+
+    def deploy_fingerprint(self) -> str:
+        """A hash of the settings that change what a deploy creates (not timeouts or retries)."""
+        data = self.model_dump(exclude=set(ECS_TRANSIENT_FIELDS))
+        return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+    def require_network(self) -> None:
+        """Raise SettingsError unless subnets and security groups are set (needed to create a service)."""
+        missing = [
+            var
+            for var, value in (("META_DEPLOYER_SUBNETS", self.subnets), ("META_DEPLOYER_SECURITY_GROUPS", self.security_groups))
+            if not value
+        ]
+        if missing:
+            raise SettingsError(
+                f"{' and '.join(missing)} must be set for the ecs platform "
+                "(comma-separated private subnet and security group ids)"
+            )
 
 
-@dataclass(frozen=True)
-class Settings:
-    """The deployer's settings; build with :meth:`from_env`."""
+# -- the core settings, holding the groups ------------------------------------------------
 
-    platform: str = DEFAULT_PLATFORM
-    root: Path = field(default_factory=Path.cwd)
-    repos_dir: Path = Path(DEFAULT_REPOS_DIR)
-    workspace: Path = Path(DEFAULT_WORKSPACE)
-    work_dir: Path = Path(DEFAULT_WORK_DIR)
-    webserver_url: str = DEFAULT_WEBSERVER_URL
-    bucket: str = DEFAULT_BUCKET
-    storage_dir: Path | None = None
-    git_token_file: Path | None = None
-    git_token_hosts: tuple[str, ...] = DEFAULT_GIT_TOKEN_HOSTS
-    git_ssh_key_file: Path | None = None
-    git_known_hosts_file: Path | None = None
-    reload_timeout_s: float = DEFAULT_RELOAD_TIMEOUT_S
-    env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
+
+class Settings(SettingsGroup):
+    """The deployer's settings (README "Settings") and its platform groups; build with :meth:`from_env`."""
+
+    platform: Literal["dev", "docker", "ecs"] = setting("META_DEPLOYER_PLATFORM", DEFAULT_PLATFORM, _PLATFORM_DOC)
+    root: Path = setting("META_DEPLOYER_ROOT", Path.cwd, "base of relative paths")
+    repos_dir: Path = setting("META_DEPLOYER_REPOS_DIR", Path(DEFAULT_REPOS_DIR), "where `<name>/config.yml` files live")
+    workspace: Path = setting("META_DEPLOYER_WORKSPACE", Path(DEFAULT_WORKSPACE), "the generated workspace file")
+    work_dir: Path = setting(
+        "META_DEPLOYER_WORK_DIR",
+        Path(DEFAULT_WORK_DIR),
+        "checkouts, virtualenvs, deployment records, logs, local storage",
+    )
+    webserver_url: str = setting(
+        "DAGSTER_WEBSERVER_URL", DEFAULT_WEBSERVER_URL, "where `reloadWorkspace` is sent; no answer is a warning"
+    )
+    reload_timeout_s: float = setting(
+        "META_DEPLOYER_RELOAD_TIMEOUT", DEFAULT_RELOAD_TIMEOUT_S, "seconds to wait for the reload", gt=0
+    )
+    bucket: str = setting("META_DEPLOYER_BUCKET", DEFAULT_BUCKET, _BUCKET_DOC)
+    storage_dir: Path | None = setting(
+        "META_DEPLOYER_STORAGE_DIR", None, "local storage root (dev platform without a bucket)"
+    )  # None: <work_dir>/storage, filled in by validation
+    git_token_file: Path | None = setting(
+        "META_DEPLOYER_GIT_TOKEN_FILE",
+        None,
+        "a file holding a git token for https remotes; passed to git through its environment (as per-host "
+        "configuration `http.https://<host>/.extraHeader`), never on a command line, and redacted from every message",
+    )
+    git_token_hosts: tuple[str, ...] = setting(
+        "META_DEPLOYER_GIT_TOKEN_HOSTS",
+        DEFAULT_GIT_TOKEN_HOSTS,
+        "comma-separated host names (`github.com,git.example.com`) that may receive the token; only over "
+        "`https://`, never over plain `http://` nor to any other host",
+    )
+    git_ssh_key_file: Path | None = setting(
+        "META_DEPLOYER_GIT_SSH_KEY_FILE",
+        None,
+        "an SSH deploy key for private repositories (`ssh://`, `user@host:path`); needs "
+        "`META_DEPLOYER_GIT_KNOWN_HOSTS_FILE`",
+    )
+    git_known_hosts_file: Path | None = setting(
+        "META_DEPLOYER_GIT_KNOWN_HOSTS_FILE",
+        None,
+        "the pinned `known_hosts` file for git over SSH; git runs ssh with `StrictHostKeyChecking=yes` against "
+        "it only (and `IdentitiesOnly=yes` with the key)",
+    )
+    aws_endpoint_url: str | None = setting(
+        "AWS_ENDPOINT_URL", None, "any AWS endpoint (boto3 reads it); the tests point it at a moto server"
+    )
+    docker: DockerSettings = Field(default_factory=DockerSettings, description="Group: the docker platform")
+    images: ImageSettings = Field(default_factory=ImageSettings, description="Group: images (docker and ecs)")
+    ecs: EcsSettings = Field(default_factory=EcsSettings, description="Group: the ecs platform")
+    env: Mapping[str, str] = Field(
+        default_factory=dict, exclude=True, repr=False, description="Derived: the environment, for the Docker SDK and boto3"
+    )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
-        """Read settings from ``env`` (default ``os.environ``)."""
+        """Read every group from ``env`` (default ``os.environ``): the one reader of the environment."""
         env = dict(os.environ if env is None else env)
-        root = Path(env.get("META_DEPLOYER_ROOT") or Path.cwd()).resolve()
+        groups = {
+            "docker": DockerSettings.from_env(env),
+            "images": ImageSettings._read(env, env=env),
+            "ecs": EcsSettings.from_env(env),
+        }
+        return cls._read(env, env=env, **groups)
 
-        def path(var: str, default: str) -> Path:
-            return (root / (env.get(var) or default)).resolve()
+    def with_platform(self, platform: str) -> "Settings":
+        """The same settings on another platform (every group that depends on it follows)."""
+        return Settings.from_env({**self.env, "META_DEPLOYER_PLATFORM": platform})
 
-        platform = env.get("META_DEPLOYER_PLATFORM") or DEFAULT_PLATFORM
-        if platform not in PLATFORMS:
-            raise SettingsError(
-                f"META_DEPLOYER_PLATFORM={platform!r} is not a platform; use one of {', '.join(PLATFORMS)}"
+    # -- validation: paths under the root -----------------------------------------
+    @field_validator("root")
+    @classmethod
+    def _absolute_root(cls, value: Path) -> Path:
+        return value.resolve()
+
+    @field_validator("git_token_hosts", mode="before")
+    @classmethod
+    def _host_names(cls, value: Any) -> tuple[str, ...]:
+        hosts = tuple(h.strip().lower() for h in value.split(",") if h.strip()) if isinstance(value, str) else tuple(value)
+        for host in hosts:
+            if not HOST_NAME.match(host):
+                raise ValueError(
+                    f"{host!r} is not a host name; list bare host names separated by commas (for example "
+                    "github.com,git.example.com), without scheme, port, user or path"
+                )
+        return hosts
+
+    @model_validator(mode="after")
+    def _ssh_key_needs_known_hosts(self) -> "Settings":
+        if self.git_ssh_key_file and not self.git_known_hosts_file:
+            raise ValueError(
+                "META_DEPLOYER_GIT_SSH_KEY_FILE is set but META_DEPLOYER_GIT_KNOWN_HOSTS_FILE is not: an SSH deploy "
+                "key is only used against pinned host keys; set META_DEPLOYER_GIT_KNOWN_HOSTS_FILE to a known_hosts "
+                "file (for example the output of 'ssh-keyscan github.com', checked)"
             )
-        work_dir = path("META_DEPLOYER_WORK_DIR", DEFAULT_WORK_DIR)
-        token_file = env.get("META_DEPLOYER_GIT_TOKEN_FILE")
-        ssh_key = env.get("META_DEPLOYER_GIT_SSH_KEY_FILE")
-        known_hosts = env.get("META_DEPLOYER_GIT_KNOWN_HOSTS_FILE")
-        if ssh_key and not known_hosts:
-            raise SettingsError(
-                "META_DEPLOYER_GIT_SSH_KEY_FILE is set but META_DEPLOYER_GIT_KNOWN_HOSTS_FILE is not: an SSH deploy key "
-                "is only used against pinned host keys; set META_DEPLOYER_GIT_KNOWN_HOSTS_FILE to a known_hosts file "
-                "(for example the output of 'ssh-keyscan github.com', checked)"
-            )
-        reload_timeout = env_number(env, "META_DEPLOYER_RELOAD_TIMEOUT", DEFAULT_RELOAD_TIMEOUT_S, positive=True)
-        return cls(
-            platform=platform,
-            root=root,
-            repos_dir=path("META_DEPLOYER_REPOS_DIR", DEFAULT_REPOS_DIR),
-            workspace=path("META_DEPLOYER_WORKSPACE", DEFAULT_WORKSPACE),
-            work_dir=work_dir,
-            webserver_url=(env.get("DAGSTER_WEBSERVER_URL") or DEFAULT_WEBSERVER_URL).rstrip("/"),
-            bucket=env.get("META_DEPLOYER_BUCKET") or DEFAULT_BUCKET,
-            storage_dir=(root / env["META_DEPLOYER_STORAGE_DIR"]).resolve()
-            if env.get("META_DEPLOYER_STORAGE_DIR")
-            else work_dir / "storage",
-            git_token_file=(root / token_file).resolve() if token_file else None,
-            git_token_hosts=_token_hosts(env.get("META_DEPLOYER_GIT_TOKEN_HOSTS")),
-            git_ssh_key_file=(root / ssh_key).resolve() if ssh_key else None,
-            git_known_hosts_file=(root / known_hosts).resolve() if known_hosts else None,
-            reload_timeout_s=reload_timeout,
-            env=env,
-        )
+        return self
+
+    @field_validator("repos_dir", "workspace", "work_dir", "git_token_file", "git_ssh_key_file", "git_known_hosts_file")
+    @classmethod
+    def _under_root(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        root = info.data.get("root", Path.cwd())
+        return (root / value).resolve() if value else None
+
+    @field_validator("storage_dir")
+    @classmethod
+    def _storage_under_work_dir(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value:
+            return (info.data.get("root", Path.cwd()) / value).resolve()
+        work_dir = info.data.get("work_dir")
+        return work_dir / STORAGE_SUBDIR if work_dir else None
+
+    @field_validator("webserver_url")
+    @classmethod
+    def _url_without_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    # -- derived -----------------------------------------------------------------------
+    @property
+    def storage_bucket(self) -> str | None:
+        """The bucket when ``META_DEPLOYER_BUCKET`` is set: storage is then in S3 (dev, docker), else local."""
+        return self.bucket if "bucket" in self.model_fields_set else None
 
     # Folders inside the git-ignored work area -----------------------------
     @property
@@ -170,3 +583,19 @@ class Settings:
     def git_auth(self) -> GitAuth:
         """What git may authenticate with, and where (the token is read from its file now)."""
         return GitAuth(self.git_token(), self.git_token_hosts, self.git_ssh_key_file, self.git_known_hosts_file)
+
+
+@dataclass(frozen=True)
+class GitAuth:
+    """The credentials git may use, and where: the token only for https to ``token_hosts``,
+    the SSH key only with a pinned ``known_hosts`` file. Never logged (the token is not in repr)."""
+
+    token: str | None = dc_field(default=None, repr=False)
+    token_hosts: tuple[str, ...] = DEFAULT_GIT_TOKEN_HOSTS
+    ssh_key_file: Path | None = None
+    known_hosts_file: Path | None = None
+
+    @property
+    def secrets(self) -> tuple[str | None, ...]:
+        """The values to redact from every message."""
+        return (self.token,)

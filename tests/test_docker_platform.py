@@ -18,10 +18,10 @@ from dockerkit import (
 
 from meta_deployer import naming
 from meta_deployer.errors import SettingsError, UnhealthyError
+from meta_deployer.settings import DockerSettings
 from meta_deployer.platforms.docker import (
     LABEL_PORT,
     DockerPlatform,
-    docker_settings_from_env,
     grpc_ready,
     pick_pair,
     preferred_pair,
@@ -43,9 +43,9 @@ def test_port_pairs_are_stable_and_probe_past_other_repos():
 
 
 def test_settings_defaults_and_errors():
-    s = docker_settings_from_env({})
+    s = DockerSettings.from_env({})
     assert s.network == "host" and s.port_base == 20000 and s.dagster_home is None
-    assert docker_settings_from_env({"META_DEPLOYER_DOCKER_NETWORK": "bridge"}).network == "bridge"
+    assert DockerSettings.from_env({"META_DEPLOYER_DOCKER_NETWORK": "bridge"}).network == "bridge"
     for bad in (
         {"META_DEPLOYER_DOCKER_NETWORK": "overlay"},
         {"META_DEPLOYER_DOCKER_PORT_BASE": "80"},
@@ -53,7 +53,7 @@ def test_settings_defaults_and_errors():
         {"META_DEPLOYER_DOCKER_CONTAINER_CONTEXT": "{not json"},
     ):
         with pytest.raises(SettingsError):
-            docker_settings_from_env(bad)
+            DockerSettings.from_env(bad)
 
 
 def test_workspace_entry_shape():

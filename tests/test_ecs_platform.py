@@ -346,9 +346,7 @@ def test_aws_errors_name_the_call_and_the_resource(settings, tmp_path):
 
 
 def aws_settings_with(settings, **changes):
-    from dataclasses import replace
-
-    return replace(EcsPlatform(settings).ecs, **changes)
+    return EcsPlatform(settings).ecs.replace(**changes)
 
 
 def test_load_balancer_target_group_and_rule(env, settings, tmp_path):

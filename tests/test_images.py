@@ -20,6 +20,7 @@ from dockerkit import (
 from meta_deployer.platforms import images, location
 from meta_deployer.errors import ImageBuildError, SettingsError, SpecError, ValidationFailed
 from meta_deployer.platforms.base import Checkout
+from meta_deployer.settings import ImageSettings
 
 # -- pure: commands, settings, planning -------------------------------------------
 
@@ -38,15 +39,15 @@ def test_location_args_are_relative_to_the_image_workdir():
 
 
 def test_settings_choose_ecr_and_reject_bad_values():
-    assert images.image_settings_from_env({}, "docker").ecr is False
-    assert images.image_settings_from_env({}, "ecs").ecr is True
-    ecr = images.image_settings_from_env({"META_DEPLOYER_REGISTRY": "123456789012.dkr.ecr.eu-west-1.amazonaws.com"})
+    assert ImageSettings.from_env({"META_DEPLOYER_PLATFORM": "docker"}).ecr is False
+    assert ImageSettings.from_env({"META_DEPLOYER_PLATFORM": "ecs"}).ecr is True
+    ecr = ImageSettings.from_env({"META_DEPLOYER_REGISTRY": "123456789012.dkr.ecr.eu-west-1.amazonaws.com"})
     assert ecr.ecr and images.is_ecr(ecr.registry)
-    local = images.image_settings_from_env({"META_DEPLOYER_REGISTRY": "127.0.0.1:5000/"}, "ecs")
+    local = ImageSettings.from_env({"META_DEPLOYER_REGISTRY": "127.0.0.1:5000/", "META_DEPLOYER_PLATFORM": "ecs"})
     assert local.registry == "127.0.0.1:5000" and not local.ecr
     for bad in ({"META_DEPLOYER_REGISTRY": "https://r.example"}, {"META_DEPLOYER_BUILD_TIMEOUT": "soon"}):
         with pytest.raises(SettingsError):
-            images.image_settings_from_env(bad)
+            ImageSettings.from_env(bad)
 
 
 def test_refs_and_tags():
@@ -114,7 +115,7 @@ def test_templated_build_push_then_noop(tmp_path, git_remote, repo_names):
     name = unique_name()
     repo_names.append(name)
     settings = make_settings(tmp_path)
-    image_settings = images.image_settings_from_env(settings.env, "docker")
+    image_settings = settings.images
     remote = git_remote(files={"definitions.py": DEFINITIONS.format(asset="hello", value=1)})
     spec = spec_for(name, remote.url, python_file="definitions.py")
     co = checkout(settings, spec)
@@ -159,7 +160,7 @@ def test_own_dockerfile_src_layout_package(tmp_path, git_remote, repo_names):
     name = unique_name()
     repo_names.append(name)
     settings = make_settings(tmp_path)
-    image_settings = images.image_settings_from_env(settings.env, "docker")
+    image_settings = settings.images
     remote = git_remote(files=OWN_DOCKERFILE)
     spec = spec_for(name, remote.url, package_name="src_layout_project.definitions")
     artifact = images.build_image(spec, checkout(settings, spec), image_settings, Collect())
@@ -173,7 +174,7 @@ def test_broken_import_is_refused_and_nothing_is_tagged_or_pushed(tmp_path, git_
     name = unique_name()
     repo_names.append(name)
     settings = make_settings(tmp_path)
-    image_settings = images.image_settings_from_env(settings.env, "docker")
+    image_settings = settings.images
     remote = git_remote(files={"definitions.py": BROKEN})
     spec = spec_for(name, remote.url, python_file="definitions.py")
     co = checkout(settings, spec)
@@ -201,5 +202,5 @@ def test_failed_build_raises_image_build_error(tmp_path, git_remote, repo_names)
     spec = spec_for(name, remote.url, python_file="definitions.py")
     log = Collect()
     with pytest.raises(ImageBuildError):
-        images.build_image(spec, checkout(settings, spec), images.image_settings_from_env(settings.env, "docker"), log)
+        images.build_image(spec, checkout(settings, spec), settings.images, log)
     assert "about to fail" in "\n".join(log.lines)  # the failing step's output reached the run log

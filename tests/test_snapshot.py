@@ -76,5 +76,5 @@ def test_a_deploy_of_a_repo_with_escaping_links_fails_and_changes_nothing(projec
     assert "'defs_link.py' -> '/etc/passwd'" in message and "'x' -> '../../x'" in message
     assert "root:x:0:0" not in message
     assert project.workspace_bytes() == before
-    assert Deployer().store.get("team-a") is None
+    assert Deployer().registry.get("team-a") is None
     assert not (project.repos / "team-a").exists()

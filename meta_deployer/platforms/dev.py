@@ -98,9 +98,9 @@ class DevPlatform:
         """Injected storage settings: a bucket when one is set explicitly, else a local folder."""
         return location.storage_env(
             spec,
-            bucket=self.settings.env.get("META_DEPLOYER_BUCKET"),
+            bucket=self.settings.storage_bucket,
             storage_dir=str(self.settings.storage_dir),
-            endpoint_url=self.settings.env.get("AWS_ENDPOINT_URL"),
+            endpoint_url=self.settings.aws_endpoint_url,
         )
 
     def settings_fingerprint(self, spec: RepoSpec) -> str:
@@ -330,7 +330,7 @@ class DevPlatform:
         self._remove_versions(name, [], log)
         shutil.rmtree(self.locations_dir / name, ignore_errors=True)
         if purge:
-            data = (self.settings.storage_dir or self.settings.work_dir / "storage") / naming.s3_prefix(name)
+            data = self.settings.storage_dir / naming.s3_prefix(name)
             shutil.rmtree(data, ignore_errors=True)
             (self.settings.logs_dir / f"{name}.log").unlink(missing_ok=True)
             log(f"purged {data} and the code server log")

@@ -40,15 +40,9 @@ pair, so after a restart of the machine or of Dagster ``observe`` reports the
 running containers and the next deploy reuses them instead of starting
 duplicates (the restart policy brings them back with the engine).
 
-Settings (environment): ``META_DEPLOYER_DOCKER_NETWORK`` (host|bridge, default
-host), ``META_DEPLOYER_DOCKER_PORT_BASE`` (default 20000),
-``META_DEPLOYER_DOCKER_PORT_PAIRS`` (default 1000, so ports 20000-21999),
-``META_DEPLOYER_HEALTH_TIMEOUT`` (seconds, default 180),
-``META_DEPLOYER_DOCKER_POLL_INTERVAL`` (seconds, default 0.5),
-``META_DEPLOYER_DOCKER_DRAIN_TIMEOUT`` (seconds the old server's runs may
-take to finish, default 60), ``META_DEPLOYER_DOCKER_CONTAINER_CONTEXT`` (JSON
-passed as ``DAGSTER_CONTAINER_CONTEXT``), plus the image settings of
-:mod:`meta_deployer.platforms.images`.
+Settings: ``settings.docker`` (:class:`meta_deployer.settings.DockerSettings`: network,
+port range, health, poll and drain timeouts, container context, ``DAGSTER_HOME``) and
+``settings.images``, read with every other setting in :mod:`meta_deployer.settings`.
 """
 
 from __future__ import annotations
@@ -58,8 +52,6 @@ import json
 import socket
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock
@@ -68,22 +60,13 @@ from meta_deployer import naming
 from meta_deployer.errors import SettingsError, UnhealthyError
 from meta_deployer.model import Artifact, Checkout, Log, Observed, Published, Served
 from meta_deployer.platforms import images, location
-from meta_deployer.settings import Settings, env_number
+from meta_deployer.settings import DEFAULT_PORT_BASE, DEFAULT_PORT_PAIRS, DockerSettings, Settings
 from meta_deployer.spec import RepoSpec
 
 if TYPE_CHECKING:
     import docker
     from docker.models.containers import Container
 
-NETWORK_MODES = ("host", "bridge")
-DEFAULT_NETWORK = "host"
-#: Below Linux's ephemeral range (32768-60999 by default): an outgoing connection's local
-#: port can never sit on a repo's port and make it look taken.
-DEFAULT_PORT_BASE = 20000
-DEFAULT_PORT_PAIRS = 1000
-DEFAULT_HEALTH_TIMEOUT_S = 180.0
-DEFAULT_POLL_INTERVAL_S = 0.5
-DEFAULT_DRAIN_TIMEOUT_S = 60.0
 STOP_TIMEOUT_S = 20
 RESTART_POLICY = {"Name": "unless-stopped"}
 LOG_TAIL_LINES = 40
@@ -100,54 +83,6 @@ LABEL_PORT = f"{L}port"
 LABEL_PAIR = f"{L}port-pair"
 LABEL_FINGERPRINT = f"{L}fingerprint"
 LABEL_LOCATION = f"{L}location"
-
-
-@dataclass(frozen=True)
-class DockerSettings:
-    """Settings of the docker platform; see the module docstring."""
-
-    network: str = DEFAULT_NETWORK
-    port_base: int = DEFAULT_PORT_BASE
-    port_pairs: int = DEFAULT_PORT_PAIRS
-    health_timeout_s: float = DEFAULT_HEALTH_TIMEOUT_S
-    poll_interval_s: float = DEFAULT_POLL_INTERVAL_S
-    drain_timeout_s: float = DEFAULT_DRAIN_TIMEOUT_S
-    dagster_home: Path | None = None
-    container_context: str | None = None
-
-
-def docker_settings_from_env(env: Mapping[str, str]) -> DockerSettings:
-    """Read :class:`DockerSettings` from ``env``; SettingsError names a bad variable."""
-    network = env.get("META_DEPLOYER_DOCKER_NETWORK") or DEFAULT_NETWORK
-    if network not in NETWORK_MODES:
-        raise SettingsError(f"META_DEPLOYER_DOCKER_NETWORK={network!r}: use host or bridge")
-
-    def number(var: str, default: float, kind: type = float) -> Any:
-        return env_number(env, var, default, kind)
-
-    base = number("META_DEPLOYER_DOCKER_PORT_BASE", DEFAULT_PORT_BASE, int)
-    pairs = number("META_DEPLOYER_DOCKER_PORT_PAIRS", DEFAULT_PORT_PAIRS, int)
-    if base < 1024 or base + 2 * pairs > 65535 or pairs < 1:
-        raise SettingsError(
-            f"ports {base}..{base + 2 * pairs - 1} (META_DEPLOYER_DOCKER_PORT_BASE/_PAIRS) must lie within 1024..65535"
-        )
-    context = env.get("META_DEPLOYER_DOCKER_CONTAINER_CONTEXT") or None
-    if context:
-        try:
-            json.loads(context)
-        except ValueError:
-            raise SettingsError("META_DEPLOYER_DOCKER_CONTAINER_CONTEXT must be JSON") from None
-    home = env.get("DAGSTER_HOME")
-    return DockerSettings(
-        network=network,
-        port_base=base,
-        port_pairs=pairs,
-        health_timeout_s=number("META_DEPLOYER_HEALTH_TIMEOUT", DEFAULT_HEALTH_TIMEOUT_S),
-        poll_interval_s=number("META_DEPLOYER_DOCKER_POLL_INTERVAL", DEFAULT_POLL_INTERVAL_S),
-        drain_timeout_s=number("META_DEPLOYER_DOCKER_DRAIN_TIMEOUT", DEFAULT_DRAIN_TIMEOUT_S),
-        dagster_home=Path(home).resolve() if home else None,
-        container_context=context,
-    )
 
 
 def preferred_pair(name: str, base: int = DEFAULT_PORT_BASE, pairs: int = DEFAULT_PORT_PAIRS) -> int:
@@ -213,8 +148,8 @@ class DockerPlatform:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.docker = docker_settings_from_env(settings.env)
-        self.images = images.image_settings_from_env(settings.env, "docker")
+        self.docker: DockerSettings = settings.docker
+        self.images = settings.images
         self._client: docker.DockerClient | None = None
 
     # -- helpers -----------------------------------------------------------
@@ -246,9 +181,9 @@ class DockerPlatform:
             spec,
             location.storage_env(
                 spec,
-                bucket=self.settings.env.get("META_DEPLOYER_BUCKET"),
+                bucket=self.settings.storage_bucket,
                 storage_dir=str(self.settings.storage_dir),
-                endpoint_url=self.settings.env.get("AWS_ENDPOINT_URL"),
+                endpoint_url=self.settings.aws_endpoint_url,
             ),
         )
         if self.docker.dagster_home:
@@ -267,7 +202,7 @@ class DockerPlatform:
             volumes[str(home)] = {"bind": str(home), "mode": "rw"}
             st = home.stat()
             user = f"{st.st_uid}:{st.st_gid}"
-        if not self.settings.env.get("META_DEPLOYER_BUCKET") and self.settings.storage_dir:
+        if not self.settings.storage_bucket and self.settings.storage_dir:
             self.settings.storage_dir.mkdir(parents=True, exist_ok=True)
             volumes[str(self.settings.storage_dir)] = {"bind": str(self.settings.storage_dir), "mode": "rw"}
         return volumes, user

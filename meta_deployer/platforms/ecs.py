@@ -69,7 +69,7 @@ class EcsPlatform:
 
     def __init__(self, settings: Settings, *, gateway: AwsGateway | None = None, ecs_settings: EcsSettings | None = None):
         self.settings = settings
-        self.ecs = ecs_settings or EcsSettings.from_env(settings.env, bucket=settings.bucket)
+        self.ecs = ecs_settings or settings.ecs
         self._gateway = gateway
 
     @cached_property
@@ -102,7 +102,7 @@ class EcsPlatform:
         """Build (or reuse) the repo's image; see ``meta_deployer.platforms.images``."""
         from meta_deployer.platforms import images  # imported on use: it needs the docker SDK
 
-        return images.build_image(spec, checkout, self.settings, log)
+        return images.build_image(spec, checkout, self.settings.images, log)
 
     def publish(self, spec: RepoSpec, artifact: Artifact, log: Log) -> Published:
         """Push the image to ECR (or ``META_DEPLOYER_REGISTRY``) and return it by digest."""

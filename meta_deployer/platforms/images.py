@@ -34,7 +34,7 @@ spec through :func:`grpc_command` (code source paths are relative to the
 image's ``WORKDIR``, which is the repository root for our template and, by
 convention, for a repo's own Dockerfile).
 
-Settings (environment, see :func:`image_settings_from_env`):
+Settings (``settings.images``: :class:`meta_deployer.settings.ImageSettings`):
 
 - ``META_DEPLOYER_REGISTRY``: where images are pushed, e.g. ``127.0.0.1:5000``
   or ``123456789012.dkr.ecr.us-east-1.amazonaws.com``. Unset: images stay on
@@ -82,6 +82,7 @@ from meta_deployer.platforms.location import (
     storage_env,
     validate_command,
 )
+from meta_deployer.settings import ECR_HOST, ImageSettings, is_ecr
 from meta_deployer.spec import RepoSpec
 from meta_deployer import versions
 from meta_deployer.versions import runtime_package
@@ -89,20 +90,12 @@ from meta_deployer.versions import runtime_package
 if TYPE_CHECKING:
     import docker
 
-    from meta_deployer.settings import Settings
-
-DEFAULT_BASE_IMAGE = "python:3.12-slim"
 #: Port the code server listens on inside a container (bridge networking, ECS).
 #: Installed into templated images when the repo's own dependencies name no dagster.
 DAGSTER_REQUIREMENT = versions.requirement("dagster")
 #: Bump when the template or the context layout changes: it is part of every tag's hash.
 TEMPLATE_VERSION = "2"
 RUNTIME_PYLIB = "/opt/meta_deployer/pylib"
-#: Installed into templated images when the instance keeps logs/storage in S3 (and Postgres on ecs).
-S3_REQUIREMENTS = (versions.requirement("dagster-aws"),)
-ECS_REQUIREMENTS = (versions.requirement("dagster-aws"), versions.requirement("dagster-postgres"))
-DEFAULT_BUILD_TIMEOUT_S = 1800.0
-DEFAULT_VALIDATE_TIMEOUT_S = 300.0
 #: Read timeout of one engine API call; builds stream, so this bounds silence, not duration.
 ENGINE_TIMEOUT_S = 900
 TAIL_LINES = 30
@@ -111,7 +104,6 @@ CONTEXT_DIR = ".meta_deployer"
 LABEL_PREFIX = "meta-deployer."
 VALIDATE_DAGSTER_HOME = "/tmp/meta-deployer-validate"
 
-_ECR_HOST = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr(-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
 _STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
 #: Legacy-builder bookkeeping lines, left out of the run log.
 _NOISE = (" ---> ", "Removing intermediate container")
@@ -123,58 +115,8 @@ class EngineUnavailable(MetaDeployerError, Retryable):
 
 
 # -- settings ------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class ImageSettings:
-    """Image settings, read by :func:`image_settings_from_env`."""
-
-    registry: str | None = None
-    base_image: str = DEFAULT_BASE_IMAGE
-    ecr: bool = False  # push to ECR: an ECR host, or no registry on the ecs platform
-    build_timeout_s: float = DEFAULT_BUILD_TIMEOUT_S
-    validate_timeout_s: float = DEFAULT_VALIDATE_TIMEOUT_S
-    extra_requirements: tuple[str, ...] = ()  # what the instance's classes need in templated images
-    env: Mapping[str, str] = field(default_factory=dict, repr=False, compare=False)
-
-
-def is_ecr(registry: str | None) -> bool:
-    """True when ``registry`` is an ECR host (``<account>.dkr.ecr.<region>.amazonaws.com``)."""
-    return bool(registry) and bool(_ECR_HOST.match(str(registry).split("/")[0]))
-
-
-def image_settings_from_env(env: Mapping[str, str] | None = None, platform: str | None = None) -> ImageSettings:
-    """Read the image settings from ``env`` (default ``os.environ``); see the module docstring."""
-    from meta_deployer.errors import SettingsError
-    from meta_deployer.settings import env_number
-
-    env = dict(os.environ if env is None else env)
-    platform = platform or env.get("META_DEPLOYER_PLATFORM") or "dev"
-    registry = (env.get("META_DEPLOYER_REGISTRY") or "").strip().rstrip("/") or None
-    if registry and ("://" in registry or " " in registry):
-        raise SettingsError(
-            f"META_DEPLOYER_REGISTRY={registry!r} must be a registry host[:port][/path] without a scheme, "
-            "e.g. 127.0.0.1:5000 or 123456789012.dkr.ecr.us-east-1.amazonaws.com"
-        )
-
-    def seconds(var: str, default: float) -> float:
-        return env_number(env, var, default, positive=True)
-
-    return ImageSettings(
-        registry=registry,
-        base_image=env.get("META_DEPLOYER_BASE_IMAGE") or DEFAULT_BASE_IMAGE,
-        ecr=is_ecr(registry) or (registry is None and platform == "ecs"),
-        build_timeout_s=seconds("META_DEPLOYER_BUILD_TIMEOUT", DEFAULT_BUILD_TIMEOUT_S),
-        validate_timeout_s=seconds("META_DEPLOYER_VALIDATE_TIMEOUT", DEFAULT_VALIDATE_TIMEOUT_S),
-        extra_requirements=ECS_REQUIREMENTS if platform == "ecs" else S3_REQUIREMENTS if env.get("META_DEPLOYER_BUCKET") else (),
-        env=env,
-    )
-
-
-def _as_image_settings(settings: ImageSettings | Settings) -> ImageSettings:
-    if isinstance(settings, ImageSettings):
-        return settings
-    return image_settings_from_env(settings.env, settings.platform)
+# ImageSettings (registry, base image, timeouts; ECR or not, extra requirements) is read with
+# every other setting in meta_deployer.settings: ``Settings.from_env(env).images``.
 
 
 # -- the engine ----------------------------------------------------------------
@@ -334,9 +276,8 @@ def _dependency_plan(spec: RepoSpec, root: Path, extra: tuple[str, ...] = ()) ->
     return unique, install, notes
 
 
-def plan_build(spec: RepoSpec, checkout: Checkout, settings: ImageSettings | Settings) -> BuildPlan:
+def plan_build(spec: RepoSpec, checkout: Checkout, settings: ImageSettings) -> BuildPlan:
     """Decide the Dockerfile and the context for ``spec`` at ``checkout`` (reads files only)."""
-    settings = _as_image_settings(settings)
     root = checkout.path
     files = _context_files(root)
     if (root / "Dockerfile").is_file():
@@ -418,7 +359,7 @@ def ecr_login(registry: str | None, env: Mapping[str, str] | None = None, client
     if cached and cached[0] > time.time():
         return cached[1], cached[2]
     region = None
-    match = _ECR_HOST.match((registry or "").split("/")[0])
+    match = ECR_HOST.match((registry or "").split("/")[0])
     if match:
         region = match.group("region")
     client = client or ecr_client(region, env)
@@ -446,7 +387,7 @@ def ensure_ecr_repository(name: str, registry: str | None, env: Mapping[str, str
     from botocore.exceptions import ClientError
 
     repository = naming.ecr_repository(name)
-    match = _ECR_HOST.match((registry or "").split("/")[0])
+    match = ECR_HOST.match((registry or "").split("/")[0])
     client = client or ecr_client(match.group("region") if match else None, env)
     try:
         client.create_repository(
@@ -650,7 +591,7 @@ def validate_image(
 
     # Loading writes nothing; a local storage folder on the tmpfs stands in for the bucket.
     storage = storage_env(
-        spec, bucket=bucket or settings.env.get("META_DEPLOYER_BUCKET"), storage_dir=f"{VALIDATE_DAGSTER_HOME}/storage"
+        spec, bucket=bucket or settings.storage_bucket, storage_dir=f"{VALIDATE_DAGSTER_HOME}/storage"
     )
     # A throw-away instance on a tmpfs: the image's user may not write to its WORKDIR.
     env = location_env(
@@ -694,13 +635,12 @@ def validate_image(
             pass
 
 
-def build_image(spec: RepoSpec, checkout: Checkout, settings: ImageSettings | Settings, log: Log) -> Artifact:
+def build_image(spec: RepoSpec, checkout: Checkout, settings: ImageSettings, log: Log) -> Artifact:
     """Build, validate and tag the repo's image, or find it already built: see the module docstring.
 
     Returns an ``Artifact(kind="image")`` whose ``ref`` is the immutable tag. ``built`` is False
     on the fast path; ``metadata["in_registry"]`` is True when the registry already has it.
     """
-    settings = _as_image_settings(settings)
     client = docker_client(settings.env)
     registry, auth = resolve_registry(settings)
     plan = plan_build(spec, checkout, settings)

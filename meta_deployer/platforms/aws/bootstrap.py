@@ -64,7 +64,7 @@ def bootstrap(
     ecs_settings: EcsSettings | None = None,
 ) -> BootstrapResult:
     """Create the shared pieces that are missing; with ``dry_run`` only print what would be created."""
-    ecs = ecs_settings or EcsSettings.from_env(settings.env, bucket=settings.bucket)
+    ecs = ecs_settings or settings.ecs
     gw = gateway or AwsGateway(retry_mode=ecs.retry_mode, max_attempts=ecs.max_attempts)
     account, partition = gw.identity()
     scope = engine.Scope("bootstrap", ecs)
