@@ -171,7 +171,12 @@ class DevPlatform:
                 raise BuildError(f"uv venv failed for {spec.name}:\n{_tail(made.stderr)}")
             install = self._install_args(spec, checkout)
             log(f"installing into {venv.name}: {' '.join(a if not a.startswith('/') else Path(a).name for a in install)}")
-            done = self._uv("pip", "install", "--python", str(venv / "bin" / "python"), *install, timeout=INSTALL_TIMEOUT_S)
+            # With bytecode, each code server, validation and run in this virtualenv skips compiling
+            # Dagster from source (PYTHONDONTWRITEBYTECODE would otherwise make every process do it).
+            done = self._uv(
+                "pip", "install", "--compile-bytecode", "--python", str(venv / "bin" / "python"), *install,
+                timeout=INSTALL_TIMEOUT_S,
+            )
             if done.returncode != 0:
                 shutil.rmtree(venv, ignore_errors=True)
                 raise BuildError(
