@@ -171,12 +171,7 @@ class DevPlatform:
                 raise BuildError(f"uv venv failed for {spec.name}:\n{_tail(made.stderr)}")
             install = self._install_args(spec, checkout)
             log(f"installing into {venv.name}: {' '.join(a if not a.startswith('/') else Path(a).name for a in install)}")
-            # With bytecode, each code server, validation and run in this virtualenv skips compiling
-            # Dagster from source (PYTHONDONTWRITEBYTECODE would otherwise make every process do it).
-            done = self._uv(
-                "pip", "install", "--compile-bytecode", "--python", str(venv / "bin" / "python"), *install,
-                timeout=INSTALL_TIMEOUT_S,
-            )
+            done = self._uv("pip", "install", "--python", str(venv / "bin" / "python"), *install, timeout=INSTALL_TIMEOUT_S)
             if done.returncode != 0:
                 shutil.rmtree(venv, ignore_errors=True)
                 raise BuildError(
@@ -238,7 +233,11 @@ class DevPlatform:
 
     def _validate(self, spec: RepoSpec, venv: Path, folder: Path, working_directory: str, log: Log) -> None:
         log(f"validating the definitions of {spec.name} with its own python")
-        env = {k: v for k, v in os.environ.items() if k not in ("DAGSTER_HOME", "VIRTUAL_ENV", "PYTHONPATH")}
+        # PYTHONDONTWRITEBYTECODE is dropped here: validation imports what the code server will, and
+        # leaves its bytecode in the virtualenv, so the servers and runs started later (which inherit
+        # the variable from `dagster dev`) do not compile Dagster from source again, each of them.
+        dropped = ("DAGSTER_HOME", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE")
+        env = {k: v for k, v in os.environ.items() if k not in dropped}
         env["META_DEPLOYER_VALIDATING"] = "1"
         try:
             result = subprocess.run(
