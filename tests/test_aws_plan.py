@@ -92,7 +92,7 @@ def test_task_definition_fields():
     assert td["networkMode"] == "awsvpc" and td["requiresCompatibilities"] == ["FARGATE"]
     assert (td["cpu"], td["memory"]) == ("512", "2048")
     assert td["taskRoleArn"] == "arn:aws:iam::123456789012:role/dagster-repo-sales"
-    assert td["executionRoleArn"] == "arn:aws:iam::123456789012:role/dagster-ecs-execution"
+    assert td["executionRoleArn"] == "arn:aws:iam::123456789012:role/dagster-exec-sales"  # its own, never shared
     (c,) = td["containerDefinitions"]
     assert c["image"] == f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/dagster/sales@{DIGEST}"
     assert c["command"] == ["dagster", "api", "grpc", "--host", "0.0.0.0", "--port", "4000", "--module-name", "meta_deployer_runtime.entrypoint"]
@@ -213,6 +213,10 @@ def observed_after(d: p.DesiredRepo) -> dict:
     arn = td["taskDefinitionArn"]
     return dict(
         task_role={"role": {"RoleName": d.role.name, "AssumeRolePolicyDocument": d.role.trust_policy}, "policy": d.role.policy},
+        execution_role={
+            "role": {"RoleName": d.want("execution_role").name, "AssumeRolePolicyDocument": d.want("execution_role").trust_policy},
+            "policy": d.want("execution_role").policy,
+        },
         log_group={"logGroupName": d.log_group.name, "retentionInDays": d.log_group.retention_days},
         discovery={
             "namespace_id": "ns-1",
@@ -245,7 +249,7 @@ def test_first_deploy_plans_everything_in_order():
     plan = p.plan(desired(), EMPTY)
     assert kinds(plan) == [
         "logs.CreateLogGroup", "logs.PutRetentionPolicy", "iam.CreateRole", "iam.PutRolePolicy",
-        "servicediscovery.CreateService", "ecs.RegisterTaskDefinition", "ecs.CreateService", "wait.ServiceStable",
+        "iam.CreateRole", "iam.PutRolePolicy", "servicediscovery.CreateService", "ecs.RegisterTaskDefinition", "ecs.CreateService", "wait.ServiceStable",
         "ecs.TagResource",
     ]
     assert "create ECS service sales" in plan.render()
@@ -308,6 +312,7 @@ def test_removal_plan_order_and_purge():
         service={"serviceName": "sales", "desiredCount": 1},
         discovery={"namespace_id": "ns-1", "service": {"Id": "srv-1", "Name": "sales-service"}},
         task_role={"role": {"RoleName": "dagster-repo-sales"}, "policies": ("repo-storage",)},
+        execution_role={"role": {"RoleName": "dagster-exec-sales"}, "policies": ("pull-own-image-write-own-logs-read-own-secrets",)},
         revisions={"active": ("arn:td:1",), "inactive": ()},
         log_group={"logGroupName": "/dagster/repos/sales"},
         ecr_repository=True,
@@ -317,9 +322,10 @@ def test_removal_plan_order_and_purge():
     keep = p.plan_removal("sales", obs, removal_settings, purge=False)
     assert kinds(keep) == [
         "ecs.UpdateService", "ecs.DeleteService", "servicediscovery.DeleteService", "iam.DeleteRolePolicy",
-        "iam.DeleteRole", "ecs.DeregisterTaskDefinition",
+        "iam.DeleteRole", "iam.DeleteRolePolicy", "iam.DeleteRole", "ecs.DeregisterTaskDefinition",
     ]
     assert "scale ECS service sales to 0" in keep.render()
+    assert "delete IAM role dagster-exec-sales" in keep.render()
     purge = p.plan_removal("sales", obs, removal_settings, purge=True)
     assert kinds(purge)[-3:] == ["logs.DeleteLogGroup", "ecr.DeleteRepository", "s3.DeletePrefix"]
     assert purge.actions[-1].prefix == "repos/sales/"
