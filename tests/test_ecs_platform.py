@@ -439,3 +439,14 @@ def test_secrets_the_repo_execution_role_cannot_read_are_warned_about(tmp_path):
     assert platform.secret_warnings(far) == []  # without the account's context: the prefix only
     (warning,) = platform.secret_warnings(far, aws_plan.AwsContext("123456789012", "us-east-1"))
     assert "FAR" in warning and "eu-west-1" in warning
+
+
+def test_bootstrap_deletes_the_old_policy_that_read_every_secret(settings):
+    iam = boto3.client("iam")
+    old = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"], "Resource": ["arn:aws:secretsmanager:us-east-1:123456789012:secret:dagster/*"]},
+    ]}
+    iam.put_role_policy(RoleName="dagster-ecs-execution", PolicyName="pull-images-write-logs-read-secrets", PolicyDocument=json.dumps(old))
+    bootstrap(settings, log=log)
+    assert iam.list_role_policies(RoleName="dagster-ecs-execution")["PolicyNames"] == ["pull-images-write-logs"]
+    assert bootstrap(settings, log=log).steps == ()
