@@ -421,7 +421,7 @@ def test_a_rolled_back_rollout_fails_with_its_reasons_and_retires_the_failed_rev
     new_revision = p.Output("task_definition.register", "taskDefinition.taskDefinitionArn")
     wait = p.WaitStable("dagster", "sales", new_revision, "/dagster/repos/sales", 5, retire_on_failure=True)
     with pytest.raises(UnhealthyError) as info:
-        executor.execute(wait)
+        executor.run(p.Plan("sales", (wait,)))
     message = str(info.value)
     assert "rolled back to dagster-repo-sales:1" in message
     assert "rolling back to deployment" in message
@@ -429,3 +429,93 @@ def test_a_rolled_back_rollout_fails_with_its_reasons_and_retires_the_failed_rev
     assert "ImportError: cannot import name 'defs'" in message
     assert "Deregistered dagster-repo-sales:2; runs keep using dagster-repo-sales:1" in message
     assert gateway.deregistered == ["dagster-repo-sales:2"]
+
+
+class _TimedOutGateway(_RolledBackGateway):
+    """The service keeps rolling out the new revision (ECS does not give up on our timeout)."""
+
+    def __init__(self, fail_update: bool = False):
+        super().__init__()
+        self.sent: list[tuple[str, dict]] = []
+        self.serving = "arn:aws:ecs:eu-west-1:1:task-definition/dagster-repo-sales:2"
+        self.fail_update = fail_update
+
+    def get_service(self, cluster, name):
+        return {
+            "status": "ACTIVE", "taskDefinition": self.serving, "desiredCount": 1, "runningCount": 0,
+            "deployments": [{"status": "PRIMARY", "taskDefinition": self.serving, "rolloutState": "IN_PROGRESS"}],
+        }
+
+    def call(self, service, operation, params, *, resource, ok=()):
+        from meta_deployer.errors import AwsOperationError
+
+        self.sent.append((operation, dict(params)))
+        if operation == "RegisterTaskDefinition":
+            return {"taskDefinition": {"taskDefinitionArn": "arn:aws:ecs:eu-west-1:1:task-definition/dagster-repo-sales:2"}}
+        if operation == "UpdateService" and "taskDefinition" in params and params["taskDefinition"].endswith(":2"):
+            if self.fail_update:
+                raise AwsOperationError("AWS update_service failed: InvalidParameterException")
+            return {}
+        if operation == "UpdateService":
+            self.serving = params["taskDefinition"]
+        return {}
+
+
+def _rollout_plan():
+    new = p.Output("register", "taskDefinition.taskDefinitionArn")
+    register = p.Call("register", "ecs", "RegisterTaskDefinition", {}, "register", "td")
+    update = p.Call("update", "ecs", "UpdateService", {"cluster": "dagster", "service": "sales", "taskDefinition": new}, "update", "svc")
+    wait = p.WaitStable("dagster", "sales", new, "/dagster/repos/sales", 0.05, retire_on_failure=True, previous="dagster-repo-sales:1")
+    return p.Plan("sales", (register, update, wait))
+
+
+def test_a_timed_out_rollout_goes_back_to_the_serving_revision_and_retires_the_new_one():
+    """Before: a timeout left the new revision ACTIVE (the family's latest, which runs use) and rolling out."""
+    from meta_deployer.platforms.aws.apply import Executor
+    from meta_deployer.errors import UnhealthyError
+
+    gateway = _TimedOutGateway()
+    with pytest.raises(UnhealthyError) as info:
+        Executor(gateway, lambda _: None, poll_interval_s=0.01).run(_rollout_plan())
+    ops = [op for op, _ in gateway.sent]
+    assert ops == ["RegisterTaskDefinition", "UpdateService", "UpdateService", "DeregisterTaskDefinition"]
+    assert gateway.sent[2][1] == {"cluster": "dagster", "service": "sales", "taskDefinition": "dagster-repo-sales:1"}
+    assert gateway.sent[3][1]["taskDefinition"].endswith("dagster-repo-sales:2")
+    assert "not stable within" in str(info.value)
+    assert "Rolled ECS service sales back to dagster-repo-sales:1" in str(info.value)
+    assert "runs keep using dagster-repo-sales:1" in str(info.value)
+
+
+def test_a_failure_before_the_wait_retires_the_registered_revision():
+    from meta_deployer.platforms.aws.apply import Executor
+    from meta_deployer.errors import AwsOperationError
+
+    gateway = _TimedOutGateway(fail_update=True)
+    gateway.serving = "arn:aws:ecs:eu-west-1:1:task-definition/dagster-repo-sales:1"
+    with pytest.raises(AwsOperationError) as info:
+        Executor(gateway, lambda _: None, poll_interval_s=0.01).run(_rollout_plan())
+    assert [op for op, _ in gateway.sent] == ["RegisterTaskDefinition", "UpdateService", "DeregisterTaskDefinition"]
+    assert "Deregistered dagster-repo-sales:2; runs keep using dagster-repo-sales:1" in str(info.value)
+
+
+def test_a_first_deploy_that_times_out_keeps_its_only_revision():
+    from meta_deployer.platforms.aws.apply import Executor
+    from meta_deployer.errors import UnhealthyError
+
+    gateway = _TimedOutGateway()
+    plan = _rollout_plan()
+    plan = p.Plan("sales", (*plan.steps[:2], p.WaitStable("dagster", "sales", plan.steps[2].task_definition, "/g", 0.05, retire_on_failure=True)))
+    with pytest.raises(UnhealthyError):
+        Executor(gateway, lambda _: None, poll_interval_s=0.01).run(plan)
+    assert [op for op, _ in gateway.sent] == ["RegisterTaskDefinition", "UpdateService"]
+
+
+def test_a_revision_left_by_a_killed_deploy_is_retired_by_the_next_one():
+    d = desired()
+    obs = observed_after(d)
+    serving = obs["service"]["taskDefinition"]
+    abandoned = serving.replace(":1", ":2")
+    plan = p.plan(d, {**obs, "revisions": {"active": (serving, abandoned), "inactive": ()}})
+    assert kinds(plan) == ["ecs.DeregisterTaskDefinition"]
+    assert plan.actions[0].params == {"taskDefinition": abandoned} and plan.actions[0].best_effort
+    assert "never served" in plan.render()

@@ -450,3 +450,68 @@ def test_bootstrap_deletes_the_old_policy_that_read_every_secret(settings):
     bootstrap(settings, log=log)
     assert iam.list_role_policies(RoleName="dagster-ecs-execution")["PolicyNames"] == ["pull-images-write-logs"]
     assert bootstrap(settings, log=log).steps == ()
+
+
+def test_a_failed_record_write_after_a_stable_rollout_still_serves_and_the_next_deploy_converges(platform, tmp_path):
+    """Before: TagResource failing after the rollout failed the deploy while the new version served,
+    so the pipeline wrote no record, and every later deploy failed the same way."""
+    from botocore.awsrequest import AWSResponse
+    from test_aws_gateway import _Raw
+
+    deploy(platform, tmp_path)
+    failures = []
+
+    def reject_once(request, **_):
+        if failures:
+            return None
+        failures.append(request.url)
+        body = b'{"__type":"InvalidParameterException","message":"The tag value is invalid"}'
+        return AWSResponse(request.url, 400, {"Content-Type": "application/x-amz-json-1.1"}, _Raw(body))
+
+    platform.gateway.ecs.meta.events.register("before-send.ecs.TagResource", reject_once)
+    served = deploy(platform, tmp_path, seed="v2", commit="c2")  # does not raise
+    assert failures and served.metadata["task_definition"] == "dagster-repo-sales:2"
+    (warning,) = served.metadata["warnings"]
+    assert "record deployment" in warning and "InvalidParameterException" in warning
+    ecs = boto3.client("ecs")
+    svc = ecs.describe_services(cluster="dagster", services=["sales"], include=["TAGS"])["services"][0]
+    assert svc["taskDefinition"].endswith("dagster-repo-sales:2")  # the new version serves
+    tags = {t["key"]: t["value"] for t in svc["tags"]}
+    assert tags[aws_plan.TAG_COMMIT] == checkout_for("sales", tmp_path, "c1").commit  # stale record
+    new_commit = checkout_for("sales", tmp_path, "c2").commit
+    assert not platform.is_serving("sales", {"commit": new_commit})  # so the pipeline deploys again
+
+    # The next deploy converges the tags, and only them.
+    calls = CallCounter(platform.gateway)
+    again = deploy(platform, tmp_path, seed="v2", commit="c2")
+    assert calls.mutating == ["ecs.TagResource"] and again.metadata["warnings"] == []
+    svc = ecs.describe_services(cluster="dagster", services=["sales"], include=["TAGS"])["services"][0]
+    assert {t["key"]: t["value"] for t in svc["tags"]}[aws_plan.TAG_COMMIT] == new_commit
+    assert platform.is_serving("sales", {"commit": new_commit})
+    assert platform.plan_for(spec_for("sales"), published_for("sales", "v2"), checkout_for("sales", tmp_path, "c2")).actions == ()
+
+
+def test_a_rollout_that_fails_before_its_wait_leaves_the_serving_revision_latest(platform, tmp_path):
+    """Runs use the family's latest ACTIVE revision: after any failed rollout it is the serving one.
+    Before: only a circuit-breaker rollback retired the new revision."""
+    deploy(platform, tmp_path)
+    ecs = boto3.client("ecs")
+    failures = []
+
+    def fail_update(request, **_):
+        failures.append(request.url)
+        from botocore.awsrequest import AWSResponse
+        from test_aws_gateway import _Raw
+
+        body = b'{"__type":"InvalidParameterException","message":"no"}'
+        return AWSResponse(request.url, 400, {"Content-Type": "application/x-amz-json-1.1"}, _Raw(body))
+
+    platform.gateway.ecs.meta.events.register("before-send.ecs.UpdateService", fail_update)
+    with pytest.raises(AwsOperationError) as info:
+        deploy(platform, tmp_path, seed="v2", commit="c2")
+    assert "Deregistered dagster-repo-sales:2; runs keep using dagster-repo-sales:1" in str(info.value)
+    # (moto's DescribeTaskDefinition by family returns the newest revision even when INACTIVE; AWS
+    # returns the latest ACTIVE one: https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_DescribeTaskDefinition.html)
+    assert [a.rsplit(":", 1)[-1] for a in active_revisions()] == ["1"]
+    svc = ecs.describe_services(cluster="dagster", services=["sales"])["services"][0]
+    assert svc["taskDefinition"].endswith("dagster-repo-sales:1")

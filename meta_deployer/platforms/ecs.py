@@ -149,6 +149,12 @@ class EcsPlatform:
         the_plan = aws_plan.plan(desired, observed)
         log(the_plan.render())
         results = apply(the_plan, self.gateway, log, self.ecs.poll_interval_s)
+        # Warnings are best-effort housekeeping that failed after the new version was serving (the
+        # deployment record tags, old revisions): the deploy still succeeds, so the pipeline records
+        # the serving version locally, and the next deploy's plan converges what was left.
+        warnings = results.get("warnings") or []
+        for warning in warnings:
+            log(f"warning: {warning}")
         revision = aws_plan.revision_of(results.get("task_definition") or "")
         return Served(
             endpoint=aws_plan.endpoint(spec.name, self.ecs.namespace),
@@ -164,6 +170,7 @@ class EcsPlatform:
                 "log_group": desired.log_group.name,
                 "task_role": desired.role.name,
                 "execution_role": desired.want("execution_role").name,
+                "warnings": warnings,
             },
         )
 
