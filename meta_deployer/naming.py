@@ -89,6 +89,17 @@ def task_role(name: str) -> str:
     return fit(f"dagster-repo-{validate_name(name)}", _IAM_ROLE_MAX)
 
 
+def execution_role(name: str) -> str:
+    """IAM task execution role name: pulls only the repo's image, writes only its log group and
+    reads only its own and the shared secrets.
+
+    ``dagster-exec-<name>``, not ``dagster-repo-<name>-exec``: the latter is the task role of a
+    repo called ``<name>-exec``, so two repos could share one role. Task roles all start with
+    ``dagster-repo-`` and execution roles with ``dagster-exec-``, so the two never meet.
+    """
+    return fit(f"dagster-exec-{validate_name(name)}", _IAM_ROLE_MAX)
+
+
 def ecs_service(name: str) -> str:
     """ECS service name."""
     return fit(validate_name(name), _ECS_NAME_MAX)

@@ -92,7 +92,7 @@ def test_task_definition_fields():
     assert td["networkMode"] == "awsvpc" and td["requiresCompatibilities"] == ["FARGATE"]
     assert (td["cpu"], td["memory"]) == ("512", "2048")
     assert td["taskRoleArn"] == "arn:aws:iam::123456789012:role/dagster-repo-sales"
-    assert td["executionRoleArn"] == "arn:aws:iam::123456789012:role/dagster-ecs-execution"
+    assert td["executionRoleArn"] == "arn:aws:iam::123456789012:role/dagster-exec-sales"  # its own, never shared
     (c,) = td["containerDefinitions"]
     assert c["image"] == f"123456789012.dkr.ecr.eu-west-1.amazonaws.com/dagster/sales@{DIGEST}"
     assert c["command"] == ["dagster", "api", "grpc", "--host", "0.0.0.0", "--port", "4000", "--module-name", "meta_deployer_runtime.entrypoint"]
@@ -213,6 +213,10 @@ def observed_after(d: p.DesiredRepo) -> dict:
     arn = td["taskDefinitionArn"]
     return dict(
         task_role={"role": {"RoleName": d.role.name, "AssumeRolePolicyDocument": d.role.trust_policy}, "policy": d.role.policy},
+        execution_role={
+            "role": {"RoleName": d.want("execution_role").name, "AssumeRolePolicyDocument": d.want("execution_role").trust_policy},
+            "policy": d.want("execution_role").policy,
+        },
         log_group={"logGroupName": d.log_group.name, "retentionInDays": d.log_group.retention_days},
         discovery={
             "namespace_id": "ns-1",
@@ -245,7 +249,7 @@ def test_first_deploy_plans_everything_in_order():
     plan = p.plan(desired(), EMPTY)
     assert kinds(plan) == [
         "logs.CreateLogGroup", "logs.PutRetentionPolicy", "iam.CreateRole", "iam.PutRolePolicy",
-        "servicediscovery.CreateService", "ecs.RegisterTaskDefinition", "ecs.CreateService", "wait.ServiceStable",
+        "iam.CreateRole", "iam.PutRolePolicy", "servicediscovery.CreateService", "ecs.RegisterTaskDefinition", "ecs.CreateService", "wait.ServiceStable",
         "ecs.TagResource",
     ]
     assert "create ECS service sales" in plan.render()
@@ -308,6 +312,7 @@ def test_removal_plan_order_and_purge():
         service={"serviceName": "sales", "desiredCount": 1},
         discovery={"namespace_id": "ns-1", "service": {"Id": "srv-1", "Name": "sales-service"}},
         task_role={"role": {"RoleName": "dagster-repo-sales"}, "policies": ("repo-storage",)},
+        execution_role={"role": {"RoleName": "dagster-exec-sales"}, "policies": ("pull-own-image-write-own-logs-read-own-secrets",)},
         revisions={"active": ("arn:td:1",), "inactive": ()},
         log_group={"logGroupName": "/dagster/repos/sales"},
         ecr_repository=True,
@@ -317,9 +322,10 @@ def test_removal_plan_order_and_purge():
     keep = p.plan_removal("sales", obs, removal_settings, purge=False)
     assert kinds(keep) == [
         "ecs.UpdateService", "ecs.DeleteService", "servicediscovery.DeleteService", "iam.DeleteRolePolicy",
-        "iam.DeleteRole", "ecs.DeregisterTaskDefinition",
+        "iam.DeleteRole", "iam.DeleteRolePolicy", "iam.DeleteRole", "ecs.DeregisterTaskDefinition",
     ]
     assert "scale ECS service sales to 0" in keep.render()
+    assert "delete IAM role dagster-exec-sales" in keep.render()
     purge = p.plan_removal("sales", obs, removal_settings, purge=True)
     assert kinds(purge)[-3:] == ["logs.DeleteLogGroup", "ecr.DeleteRepository", "s3.DeletePrefix"]
     assert purge.actions[-1].prefix == "repos/sales/"
@@ -415,7 +421,7 @@ def test_a_rolled_back_rollout_fails_with_its_reasons_and_retires_the_failed_rev
     new_revision = p.Output("task_definition.register", "taskDefinition.taskDefinitionArn")
     wait = p.WaitStable("dagster", "sales", new_revision, "/dagster/repos/sales", 5, retire_on_failure=True)
     with pytest.raises(UnhealthyError) as info:
-        executor.execute(wait)
+        executor.run(p.Plan("sales", (wait,)))
     message = str(info.value)
     assert "rolled back to dagster-repo-sales:1" in message
     assert "rolling back to deployment" in message
@@ -423,3 +429,93 @@ def test_a_rolled_back_rollout_fails_with_its_reasons_and_retires_the_failed_rev
     assert "ImportError: cannot import name 'defs'" in message
     assert "Deregistered dagster-repo-sales:2; runs keep using dagster-repo-sales:1" in message
     assert gateway.deregistered == ["dagster-repo-sales:2"]
+
+
+class _TimedOutGateway(_RolledBackGateway):
+    """The service keeps rolling out the new revision (ECS does not give up on our timeout)."""
+
+    def __init__(self, fail_update: bool = False):
+        super().__init__()
+        self.sent: list[tuple[str, dict]] = []
+        self.serving = "arn:aws:ecs:eu-west-1:1:task-definition/dagster-repo-sales:2"
+        self.fail_update = fail_update
+
+    def get_service(self, cluster, name):
+        return {
+            "status": "ACTIVE", "taskDefinition": self.serving, "desiredCount": 1, "runningCount": 0,
+            "deployments": [{"status": "PRIMARY", "taskDefinition": self.serving, "rolloutState": "IN_PROGRESS"}],
+        }
+
+    def call(self, service, operation, params, *, resource, ok=()):
+        from meta_deployer.errors import AwsOperationError
+
+        self.sent.append((operation, dict(params)))
+        if operation == "RegisterTaskDefinition":
+            return {"taskDefinition": {"taskDefinitionArn": "arn:aws:ecs:eu-west-1:1:task-definition/dagster-repo-sales:2"}}
+        if operation == "UpdateService" and "taskDefinition" in params and params["taskDefinition"].endswith(":2"):
+            if self.fail_update:
+                raise AwsOperationError("AWS update_service failed: InvalidParameterException")
+            return {}
+        if operation == "UpdateService":
+            self.serving = params["taskDefinition"]
+        return {}
+
+
+def _rollout_plan():
+    new = p.Output("register", "taskDefinition.taskDefinitionArn")
+    register = p.Call("register", "ecs", "RegisterTaskDefinition", {}, "register", "td")
+    update = p.Call("update", "ecs", "UpdateService", {"cluster": "dagster", "service": "sales", "taskDefinition": new}, "update", "svc")
+    wait = p.WaitStable("dagster", "sales", new, "/dagster/repos/sales", 0.05, retire_on_failure=True, previous="dagster-repo-sales:1")
+    return p.Plan("sales", (register, update, wait))
+
+
+def test_a_timed_out_rollout_goes_back_to_the_serving_revision_and_retires_the_new_one():
+    """Before: a timeout left the new revision ACTIVE (the family's latest, which runs use) and rolling out."""
+    from meta_deployer.platforms.aws.apply import Executor
+    from meta_deployer.errors import UnhealthyError
+
+    gateway = _TimedOutGateway()
+    with pytest.raises(UnhealthyError) as info:
+        Executor(gateway, lambda _: None, poll_interval_s=0.01).run(_rollout_plan())
+    ops = [op for op, _ in gateway.sent]
+    assert ops == ["RegisterTaskDefinition", "UpdateService", "UpdateService", "DeregisterTaskDefinition"]
+    assert gateway.sent[2][1] == {"cluster": "dagster", "service": "sales", "taskDefinition": "dagster-repo-sales:1"}
+    assert gateway.sent[3][1]["taskDefinition"].endswith("dagster-repo-sales:2")
+    assert "not stable within" in str(info.value)
+    assert "Rolled ECS service sales back to dagster-repo-sales:1" in str(info.value)
+    assert "runs keep using dagster-repo-sales:1" in str(info.value)
+
+
+def test_a_failure_before_the_wait_retires_the_registered_revision():
+    from meta_deployer.platforms.aws.apply import Executor
+    from meta_deployer.errors import AwsOperationError
+
+    gateway = _TimedOutGateway(fail_update=True)
+    gateway.serving = "arn:aws:ecs:eu-west-1:1:task-definition/dagster-repo-sales:1"
+    with pytest.raises(AwsOperationError) as info:
+        Executor(gateway, lambda _: None, poll_interval_s=0.01).run(_rollout_plan())
+    assert [op for op, _ in gateway.sent] == ["RegisterTaskDefinition", "UpdateService", "DeregisterTaskDefinition"]
+    assert "Deregistered dagster-repo-sales:2; runs keep using dagster-repo-sales:1" in str(info.value)
+
+
+def test_a_first_deploy_that_times_out_keeps_its_only_revision():
+    from meta_deployer.platforms.aws.apply import Executor
+    from meta_deployer.errors import UnhealthyError
+
+    gateway = _TimedOutGateway()
+    plan = _rollout_plan()
+    plan = p.Plan("sales", (*plan.steps[:2], p.WaitStable("dagster", "sales", plan.steps[2].task_definition, "/g", 0.05, retire_on_failure=True)))
+    with pytest.raises(UnhealthyError):
+        Executor(gateway, lambda _: None, poll_interval_s=0.01).run(plan)
+    assert [op for op, _ in gateway.sent] == ["RegisterTaskDefinition", "UpdateService"]
+
+
+def test_a_revision_left_by_a_killed_deploy_is_retired_by_the_next_one():
+    d = desired()
+    obs = observed_after(d)
+    serving = obs["service"]["taskDefinition"]
+    abandoned = serving.replace(":1", ":2")
+    plan = p.plan(d, {**obs, "revisions": {"active": (serving, abandoned), "inactive": ()}})
+    assert kinds(plan) == ["ecs.DeregisterTaskDefinition"]
+    assert plan.actions[0].params == {"taskDefinition": abandoned} and plan.actions[0].best_effort
+    assert "never served" in plan.render()

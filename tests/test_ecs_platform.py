@@ -18,6 +18,7 @@ from meta_deployer.platforms.aws import plan as aws_plan
 from meta_deployer.platforms.aws.gateway import AwsGateway
 from meta_deployer.platforms.aws.bootstrap import BUCKET_LAYOUT, TEMP_RULE_ID, bootstrap
 from meta_deployer.errors import AwsOperationError, UnhealthyError
+from meta_deployer.platforms.aws.resources.execution_role import execution_role_policy
 from meta_deployer.platforms.ecs import EcsPlatform
 from meta_deployer.spec import SecretRef
 from test_ecs_support import CallCounter, checkout_for, make_network, published_for, settings_for, spec_for
@@ -84,7 +85,7 @@ def test_add_creates_every_resource_tagged(platform, settings, tmp_path):
     assert td["revision"] == 1 and td["cpu"] == "256" and td["memory"] == "512"
     assert td["networkMode"] == "awsvpc" and td["requiresCompatibilities"] == ["FARGATE"]
     assert td["taskRoleArn"] == "arn:aws:iam::123456789012:role/dagster-repo-sales"
-    assert td["executionRoleArn"] == "arn:aws:iam::123456789012:role/dagster-ecs-execution"
+    assert td["executionRoleArn"] == "arn:aws:iam::123456789012:role/dagster-exec-sales"
     container = td["containerDefinitions"][0]
     assert container["image"] == published_for("sales").ref.rsplit(":", 1)[0] + "@" + published_for("sales").digest
     assert container["command"] == [
@@ -99,6 +100,7 @@ def test_add_creates_every_resource_tagged(platform, settings, tmp_path):
     assert container["healthCheck"]["command"][1:] == ["dagster", "api", "grpc-health-check", "-p", "4000"]
     context = json.loads(env["DAGSTER_CONTAINER_CONTEXT"])["ecs"]
     assert context["task_role_arn"] == td["taskRoleArn"] and context["task_definition_arn"] == "dagster-repo-sales"
+    assert context["execution_role_arn"] == td["executionRoleArn"]  # runs inject secrets with the repo's own role
 
     # Service
     svc = ecs.describe_services(cluster="dagster", services=["sales"], include=["TAGS"])["services"][0]
@@ -129,6 +131,16 @@ def test_add_creates_every_resource_tagged(platform, settings, tmp_path):
     assert iam.list_role_policies(RoleName="dagster-repo-sales")["PolicyNames"] == ["repo-storage"]
     doc = iam.get_role_policy(RoleName="dagster-repo-sales", PolicyName="repo-storage")["PolicyDocument"]
     assert doc == aws_plan.task_role_policy("dagster-storage", "sales", ("marketing",))
+    # The repo's own execution role: its image, its log group, its own and the shared secrets.
+    exec_role = iam.get_role(RoleName="dagster-exec-sales")["Role"]
+    assert exec_role["AssumeRolePolicyDocument"]["Statement"][0]["Principal"] == {"Service": "ecs-tasks.amazonaws.com"}
+    assert {"Key": naming.REPO_TAG_KEY, "Value": "sales"} in exec_role["Tags"]
+    (exec_policy,) = iam.list_role_policies(RoleName="dagster-exec-sales")["PolicyNames"]
+    exec_doc = iam.get_role_policy(RoleName="dagster-exec-sales", PolicyName=exec_policy)["PolicyDocument"]
+    assert exec_doc == execution_role_policy(
+        "sales", aws_plan.AwsContext("123456789012", "us-east-1"),
+        "arn:aws:ecr:us-east-1:123456789012:repository/dagster/sales",
+    )
 
     # Logs
     (group,) = logs.describe_log_groups(logGroupNamePrefix="/dagster/repos/sales")["logGroups"]
@@ -234,6 +246,8 @@ def test_remove_deletes_serving_resources_keeps_data_and_a_second_run_finds_noth
     assert [s for s in sd.list_services()["Services"] if s["Name"] == "sales-service"] == []
     with pytest.raises(iam.exceptions.NoSuchEntityException):
         iam.get_role(RoleName="dagster-repo-sales")
+    with pytest.raises(iam.exceptions.NoSuchEntityException):
+        iam.get_role(RoleName="dagster-exec-sales")
     assert logs.describe_log_groups(logGroupNamePrefix="/dagster/repos/sales")["logGroups"]  # kept
     assert s3.get_object(Bucket="dagster-storage", Key="repos/sales/storage/x")["Body"].read() == b"1"  # kept
     assert "sales" not in platform.observe()
@@ -406,7 +420,7 @@ def test_missing_cluster_says_run_bootstrap(settings, tmp_path):
         deploy(platform, tmp_path)
 
 
-def test_secrets_outside_the_execution_role_scope_are_warned_about(tmp_path):
+def test_secrets_the_repo_execution_role_cannot_read_are_warned_about(tmp_path):
     platform = EcsPlatform(settings_for(tmp_path, {}))  # no AWS call: a check of the spec only
     spec = spec_for(
         "sales",
@@ -417,4 +431,87 @@ def test_secrets_outside_the_execution_role_scope_are_warned_about(tmp_path):
     elsewhere = SecretRef.model_construct(name="ELSEWHERE", value_from="arn:aws:secretsmanager:us-east-1:123456789012:secret:team/db")
     spec = spec.model_copy(update={"secrets": (*spec.secrets, elsewhere)})
     (warning,) = platform.secret_warnings(spec)
-    assert "ELSEWHERE" in warning and "META_DEPLOYER_EXECUTION_ROLE_ARN" in warning
+    assert "ELSEWHERE" in warning and "dagster/sales/*" in warning and "dagster/shared/*" in warning
+    other_region = SecretRef.model_construct(
+        name="FAR", value_from="arn:aws:secretsmanager:eu-west-1:123456789012:secret:dagster/sales/db"
+    )
+    far = spec.model_copy(update={"secrets": (*spec.secrets[:1], other_region)})
+    assert platform.secret_warnings(far) == []  # without the account's context: the prefix only
+    (warning,) = platform.secret_warnings(far, aws_plan.AwsContext("123456789012", "us-east-1"))
+    assert "FAR" in warning and "eu-west-1" in warning
+
+
+def test_bootstrap_deletes_the_old_policy_that_read_every_secret(settings):
+    iam = boto3.client("iam")
+    old = {"Version": "2012-10-17", "Statement": [
+        {"Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"], "Resource": ["arn:aws:secretsmanager:us-east-1:123456789012:secret:dagster/*"]},
+    ]}
+    iam.put_role_policy(RoleName="dagster-ecs-execution", PolicyName="pull-images-write-logs-read-secrets", PolicyDocument=json.dumps(old))
+    bootstrap(settings, log=log)
+    assert iam.list_role_policies(RoleName="dagster-ecs-execution")["PolicyNames"] == ["pull-images-write-logs"]
+    assert bootstrap(settings, log=log).steps == ()
+
+
+def test_a_failed_record_write_after_a_stable_rollout_still_serves_and_the_next_deploy_converges(platform, tmp_path):
+    """Before: TagResource failing after the rollout failed the deploy while the new version served,
+    so the pipeline wrote no record, and every later deploy failed the same way."""
+    from botocore.awsrequest import AWSResponse
+    from test_aws_gateway import _Raw
+
+    deploy(platform, tmp_path)
+    failures = []
+
+    def reject_once(request, **_):
+        if failures:
+            return None
+        failures.append(request.url)
+        body = b'{"__type":"InvalidParameterException","message":"The tag value is invalid"}'
+        return AWSResponse(request.url, 400, {"Content-Type": "application/x-amz-json-1.1"}, _Raw(body))
+
+    platform.gateway.ecs.meta.events.register("before-send.ecs.TagResource", reject_once)
+    served = deploy(platform, tmp_path, seed="v2", commit="c2")  # does not raise
+    assert failures and served.metadata["task_definition"] == "dagster-repo-sales:2"
+    (warning,) = served.metadata["warnings"]
+    assert "record deployment" in warning and "InvalidParameterException" in warning
+    ecs = boto3.client("ecs")
+    svc = ecs.describe_services(cluster="dagster", services=["sales"], include=["TAGS"])["services"][0]
+    assert svc["taskDefinition"].endswith("dagster-repo-sales:2")  # the new version serves
+    tags = {t["key"]: t["value"] for t in svc["tags"]}
+    assert tags[aws_plan.TAG_COMMIT] == checkout_for("sales", tmp_path, "c1").commit  # stale record
+    new_commit = checkout_for("sales", tmp_path, "c2").commit
+    assert not platform.is_serving("sales", {"commit": new_commit})  # so the pipeline deploys again
+
+    # The next deploy converges the tags, and only them.
+    calls = CallCounter(platform.gateway)
+    again = deploy(platform, tmp_path, seed="v2", commit="c2")
+    assert calls.mutating == ["ecs.TagResource"] and again.metadata["warnings"] == []
+    svc = ecs.describe_services(cluster="dagster", services=["sales"], include=["TAGS"])["services"][0]
+    assert {t["key"]: t["value"] for t in svc["tags"]}[aws_plan.TAG_COMMIT] == new_commit
+    assert platform.is_serving("sales", {"commit": new_commit})
+    assert platform.plan_for(spec_for("sales"), published_for("sales", "v2"), checkout_for("sales", tmp_path, "c2")).actions == ()
+
+
+def test_a_rollout_that_fails_before_its_wait_leaves_the_serving_revision_latest(platform, tmp_path):
+    """Runs use the family's latest ACTIVE revision: after any failed rollout it is the serving one.
+    Before: only a circuit-breaker rollback retired the new revision."""
+    deploy(platform, tmp_path)
+    ecs = boto3.client("ecs")
+    failures = []
+
+    def fail_update(request, **_):
+        failures.append(request.url)
+        from botocore.awsrequest import AWSResponse
+        from test_aws_gateway import _Raw
+
+        body = b'{"__type":"InvalidParameterException","message":"no"}'
+        return AWSResponse(request.url, 400, {"Content-Type": "application/x-amz-json-1.1"}, _Raw(body))
+
+    platform.gateway.ecs.meta.events.register("before-send.ecs.UpdateService", fail_update)
+    with pytest.raises(AwsOperationError) as info:
+        deploy(platform, tmp_path, seed="v2", commit="c2")
+    assert "Deregistered dagster-repo-sales:2; runs keep using dagster-repo-sales:1" in str(info.value)
+    # (moto's DescribeTaskDefinition by family returns the newest revision even when INACTIVE; AWS
+    # returns the latest ACTIVE one: https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_DescribeTaskDefinition.html)
+    assert [a.rsplit(":", 1)[-1] for a in active_revisions()] == ["1"]
+    svc = ecs.describe_services(cluster="dagster", services=["sales"])["services"][0]
+    assert svc["taskDefinition"].endswith("dagster-repo-sales:1")

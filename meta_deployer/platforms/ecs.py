@@ -6,7 +6,8 @@ The stages (see ``meta_deployer.platforms.base`` for the contract):
   built once, pushed to ECR (``dagster/<name>``), and referenced **by digest**.
 - ``serve`` computes the desired resources (``aws.plan.desired_repo``), reads
   the live ones (``aws.apply.observe``, one read per resource kind), plans the
-  difference (``aws.plan.plan``: generic AWS calls) and applies it: log group, task role and inline policy, Cloud Map service, optional
+  difference (``aws.plan.plan``: generic AWS calls) and applies it: log group, task role and
+  execution role (each with one inline policy), Cloud Map service, optional
   target group and listener rule, a task definition revision only when the
   rendered definition differs, and the ECS service. It then waits until the
   rollout is stable and records the deployment as tags on the service. An
@@ -36,7 +37,8 @@ from meta_deployer.platforms import location
 from meta_deployer.platforms.aws import plan as aws_plan
 from meta_deployer.platforms.aws.apply import apply, observe, status_line
 from meta_deployer.platforms.aws.resources import REPO_KINDS
-from meta_deployer.platforms.aws.resources.shared import SECRETS_PREFIX
+from meta_deployer.platforms.aws.resources.execution_role import secrets_prefix
+from meta_deployer.spec import SHARED_SECRETS_PREFIX, secret_arn_problem
 from meta_deployer.platforms.aws.gateway import AwsGateway
 from meta_deployer.platforms.aws.settings import EcsSettings
 from meta_deployer.settings import Settings
@@ -141,12 +143,18 @@ class EcsPlatform:
     def serve(self, spec: RepoSpec, published: Published, checkout: Checkout, log: Log) -> Served:
         """Converge the repo's resources and wait until the service is stable on them."""
         desired = self.desired(spec, published, checkout)
-        for warning in self.secret_warnings(spec):
+        for warning in self.secret_warnings(spec, self.context):
             log(f"warning: {warning}")
         observed = self._observe(spec.name)
         the_plan = aws_plan.plan(desired, observed)
         log(the_plan.render())
         results = apply(the_plan, self.gateway, log, self.ecs.poll_interval_s)
+        # Warnings are best-effort housekeeping that failed after the new version was serving (the
+        # deployment record tags, old revisions): the deploy still succeeds, so the pipeline records
+        # the serving version locally, and the next deploy's plan converges what was left.
+        warnings = results.get("warnings") or []
+        for warning in warnings:
+            log(f"warning: {warning}")
         revision = aws_plan.revision_of(results.get("task_definition") or "")
         return Served(
             endpoint=aws_plan.endpoint(spec.name, self.ecs.namespace),
@@ -161,20 +169,33 @@ class EcsPlatform:
                 "service": desired.service.name,
                 "log_group": desired.log_group.name,
                 "task_role": desired.role.name,
+                "execution_role": desired.want("execution_role").name,
+                "warnings": warnings,
             },
         )
 
-    def secret_warnings(self, spec: RepoSpec) -> list[str]:
-        """Secrets the bootstrap execution role cannot read (it reads only names under ``dagster/``)."""
-        if self.ecs.execution_role_arn:
-            return []
-        return [
-            f"secret {s.name} ({s.value_from}) is outside '{SECRETS_PREFIX}': the shared execution role "
-            f"cannot inject it and tasks will fail to start; store it under {SECRETS_PREFIX} or set "
-            "META_DEPLOYER_EXECUTION_ROLE_ARN to a role that can read it"
-            for s in spec.secrets
-            if f":secret:{SECRETS_PREFIX}" not in s.value_from and f":parameter/{SECRETS_PREFIX}" not in s.value_from
-        ]
+    def secret_warnings(self, spec: RepoSpec, ctx: aws_plan.AwsContext | None = None) -> list[str]:
+        """Secrets the repo's own execution role cannot read, so its tasks would fail to start.
+
+        The role (``resources/execution_role.py``) reads only ``dagster/<name>/`` and
+        ``dagster/shared/`` in this account and region. The spec already refuses other
+        prefixes; this is the second line for a spec that got past it, and the only check of
+        the account and region (given ``ctx``).
+        """
+        own = secrets_prefix(spec.name)
+        warnings = []
+        for s in spec.secrets:
+            problem = secret_arn_problem(s.value_from, spec.name)
+            parts = s.value_from.split(":")
+            if problem is None and ctx is not None and (parts[3], parts[4]) != (ctx.region, ctx.account_id):
+                problem = f"is in {parts[3]}/{parts[4]}, not in this deployment's {ctx.region}/{ctx.account_id}"
+            if problem:
+                warnings.append(
+                    f"secret {s.name} ({s.value_from}): the repo's execution role reads only {own}* and "
+                    f"{SHARED_SECRETS_PREFIX}* (SSM: /{own}*, /{SHARED_SECRETS_PREFIX}*) in its own account and "
+                    f"region, so tasks will fail to start: {problem.split(';')[0]}"
+                )
+        return warnings
 
     def _last_service(self, name: str) -> dict[str, Any] | None:
         return self.gateway.get_service(self.ecs.cluster, naming.ecs_service(name))

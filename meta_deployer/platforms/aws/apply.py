@@ -11,10 +11,26 @@ are the only other steps.
 interval. When the rollout does not settle (timeout, or the deployment
 circuit breaker rolled it back) it raises :class:`UnhealthyError` carrying the
 service events, the stopped tasks' reasons and the last lines of the repo's
-log group. Nothing before it is undone: the previous revision keeps serving
-(ECS keeps it running until the new one is healthy), and the deployment
-record tags still describe it, because they are written only after a stable
-rollout.
+log group. The previous revision keeps serving (ECS keeps it running until
+the new one is healthy), and the deployment record tags still describe it,
+because they are written only after a stable rollout.
+
+**Every failure path retires the new revision** (:meth:`Executor.retire_failed`).
+Runs that ``EcsRunLauncher`` launches use the family's latest ACTIVE revision
+(``DAGSTER_CONTAINER_CONTEXT`` names the family: it lives inside the task
+definition, so it cannot name its own revision). So when an apply that
+registered a revision fails before its rollout is stable, whatever failed (a
+call before the wait, a circuit-breaker rollback, or our timeout), the service
+is put back on the revision that served before (ECS leaves a timed-out rollout
+running, so we roll it back ourselves) and the new revision is deregistered:
+the latest ACTIVE revision is again the serving one. A revision left by a
+deploy killed outright is retired by the next deploy (``resources/revisions.py``).
+
+**Housekeeping after a stable rollout is best effort** (``Call.best_effort``):
+the deployment record tags and the retirement of old revisions. The new
+version already serves, so their failure becomes a warning in the result
+(``warnings``) instead of failing the deploy, which would leave the serving
+version unrecorded; the next plan sees the stale tags and writes them again.
 """
 
 from __future__ import annotations
@@ -25,7 +41,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from meta_deployer.errors import AwsOperationError, TransientAwsError, UnhealthyError
+from meta_deployer.errors import AwsOperationError, MetaDeployerError, TransientAwsError, UnhealthyError
 from meta_deployer.platforms.aws.common import revision_of, rollout_failed, service_is_stable
 from meta_deployer.platforms.aws.engine import (
     Call,
@@ -71,6 +87,9 @@ class Executor:
         self.log = log
         self.poll_interval_s = poll_interval_s
         self.responses: dict[str, Any] = {}
+        #: Failures of best-effort calls, as readable lines (``apply`` returns them as ``warnings``).
+        self.warnings: list[str] = []
+        self._stable: set[int] = set()
 
     def resolve(self, value: Any) -> Any:
         """``value`` with every Output replaced by the value an earlier call returned."""
@@ -93,15 +112,32 @@ class Executor:
         return value
 
     def run(self, plan: Plan) -> dict[str, Any]:
-        """Execute every step of ``plan`` in order; return its outputs, resolved."""
-        for i, step in enumerate(plan.steps, 1):
-            self.log(f"[{plan.name}] {i}/{len(plan.steps)} {step.describe()}")
-            self.execute(step)
-        return {key: self.resolve(value) for key, value in plan.outputs.items()}
+        """Execute every step of ``plan`` in order; return its outputs, resolved, and ``warnings``.
+
+        When a step fails, every rollout of the plan that registered a revision and did not
+        reach stable retires it (:meth:`retire_failed`) before the error goes on.
+        """
+        try:
+            for i, step in enumerate(plan.steps, 1):
+                self.log(f"[{plan.name}] {i}/{len(plan.steps)} {step.describe()}")
+                self.execute(step)
+        except MetaDeployerError as exc:
+            for step in plan.steps:
+                if isinstance(step, WaitStable) and step.retire_on_failure and id(step) not in self._stable:
+                    self.retire_failed(step, exc)
+            raise
+        return {**{key: self.resolve(value) for key, value in plan.outputs.items()}, "warnings": list(self.warnings)}
 
     def execute(self, step: Step) -> None:
         """Run one step: the fixed set is a Call, a WaitStable or a DeletePrefix."""
         match step:
+            case Call(best_effort=True):
+                try:
+                    self.call(step)
+                except MetaDeployerError as exc:
+                    warning = f"{step.describe()} failed after the new version was serving; the next deploy retries it: {exc}"
+                    self.log(f"  warning: {warning}")
+                    self.warnings.append(warning)
             case Call():
                 self.call(step)
             case WaitStable():
@@ -158,38 +194,60 @@ class Executor:
         return response
 
     def wait(self, step: WaitStable) -> None:
-        """Wait for a stable rollout; after a rollback, retire the revision this plan registered."""
+        """Wait for a stable rollout (on failure, ``run`` retires the revision this plan registered)."""
         revision = self.resolve(step.task_definition)
-        try:
-            self.responses["wait"] = wait_stable(
-                self.gateway, step.cluster, step.service, revision, step.log_group, step.timeout_s,
-                self.poll_interval_s, self.log,
-            )
-        except UnhealthyError as exc:
-            if step.retire_on_failure:
-                self._retire_rolled_back(step.cluster, step.service, revision, exc)
-            raise
+        self.responses["wait"] = wait_stable(
+            self.gateway, step.cluster, step.service, revision, step.log_group, step.timeout_s,
+            self.poll_interval_s, self.log,
+        )
+        self._stable.add(id(step))
 
-    def _retire_rolled_back(self, cluster: str, name: str, revision: str, exc: UnhealthyError) -> None:
-        """After a rollback, deregister the failed revision registered by this apply.
+    def retire_failed(self, step: WaitStable, exc: MetaDeployerError) -> None:
+        """The rollout of ``step`` failed: put the service back on what served, retire the new revision.
 
-        EcsRunLauncher runs use the family's latest ACTIVE revision; once the
-        circuit breaker has put the service back on the previous revision, the
-        failed one must not stay the latest.
+        - Nothing registered yet (the failure came first): nothing to do.
+        - The service runs another revision (the circuit breaker rolled back, or the update
+          never happened): deregister the new one.
+        - The service still runs the new one (our timeout: ECS keeps trying) and a revision
+          served stably before: UpdateService back to it, then deregister the new one.
+        - Nothing served before (a first deploy): leave it; no workspace entry points at it,
+          and the next deploy waits for it again.
+
+        Best effort: a failure here is added to the error's message, never raised in its place.
         """
-        service = self.gateway.get_service(cluster, name) or {}
-        serving = revision_of(service.get("taskDefinition") or "")
-        if serving and serving != revision_of(revision):
-            self.gateway.call(
-                "ecs", "DeregisterTaskDefinition", {"taskDefinition": revision}, resource=f"task definition {revision}",
-                ok=("ClientException",),
-            )
-            exc.args = (f"{exc.args[0]}\nDeregistered {revision_of(revision)}; runs keep using {serving}.",)
-            self.log(f"[{name}] deregistered the failed revision {revision_of(revision)}; {serving} keeps serving")
+        try:
+            revision = self.resolve(step.task_definition)
+        except AwsOperationError:
+            return  # the register call never ran
+        new = revision_of(revision)
+        notes = []
+        try:
+            service = self.gateway.get_service(step.cluster, step.service)
+            serving = revision_of((service or {}).get("taskDefinition") or "")
+            if serving == new and step.previous:
+                self.gateway.call(
+                    "ecs", "UpdateService",
+                    {"cluster": step.cluster, "service": step.service, "taskDefinition": step.previous},
+                    resource=f"ECS service {step.service} in cluster {step.cluster}",
+                )
+                notes.append(f"Rolled ECS service {step.service} back to {step.previous}.")
+                serving = step.previous
+            if serving and serving != new:
+                self.gateway.call(
+                    "ecs", "DeregisterTaskDefinition", {"taskDefinition": revision}, resource=f"task definition {revision}",
+                    ok=("ClientException",),
+                )
+                notes.append(f"Deregistered {new}; runs keep using {serving}.")
+        except MetaDeployerError as cleanup:
+            notes.append(f"Could not retire {new} ({cleanup}); the next deploy retires it.")
+        if notes:
+            exc.args = ("\n".join([str(exc.args[0]) if exc.args else str(exc), *notes]), *exc.args[1:])
+            self.log(f"[{step.service}] {' '.join(notes)}")
 
 
 def apply(plan: Plan, gateway: AwsGateway, log: Log, poll_interval_s: float = 10.0) -> dict[str, Any]:
-    """Execute ``plan``; return its outputs (the revision serving...), resolved."""
+    """Execute ``plan``; return its outputs (the revision serving...), resolved, and ``warnings``
+    (best-effort calls that failed after the new version was serving)."""
     return Executor(gateway, log, poll_interval_s).run(plan)
 
 

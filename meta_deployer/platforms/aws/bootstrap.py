@@ -8,8 +8,12 @@ It creates, only when missing:
 - the ECS cluster (``META_DEPLOYER_ECS_CLUSTER``);
 - the Cloud Map private DNS namespace (``META_DEPLOYER_NAMESPACE``) in
   ``META_DEPLOYER_VPC_ID``;
-- the shared task execution role (pulls images, writes logs, reads secrets
-  under ``dagster/``), unless ``META_DEPLOYER_EXECUTION_ROLE_ARN`` names one.
+- the shared task execution role (pulls ``dagster/*`` images, writes
+  ``/dagster/repos/*`` logs, reads **no** secrets), unless
+  ``META_DEPLOYER_EXECUTION_ROLE_ARN`` names one. Repo tasks do not use it:
+  each repo gets its own execution role on deploy
+  (``resources/execution_role.py``). An older bootstrap's policy that read
+  every ``dagster/*`` secret is deleted.
 
 Like a repo deploy, it is a plan on the same engine (the kinds are in
 ``resources/shared.py``) and an apply by the same executor; a dry run prints
@@ -28,7 +32,6 @@ from meta_deployer.platforms.aws.resources.shared import (  # noqa: F401 - re-ex
     BOOTSTRAP_TAGS,
     BUCKET_LAYOUT,
     EXECUTION_POLICY,
-    SECRETS_PREFIX,
     SHARED_KINDS,
     TEMP_RULE_ID,
     SharedInputs,

@@ -14,7 +14,7 @@ from typing import Any
 from meta_deployer import naming
 from meta_deployer.errors import MetaDeployerError
 from meta_deployer.model import CodeServer
-from meta_deployer.platforms.aws.settings import DEFAULT_EXECUTION_ROLE_NAME, EcsSettings
+from meta_deployer.platforms.aws.settings import EcsSettings
 from meta_deployer.spec import RepoSpec
 
 #: Port every code server listens on inside its task (the runtime contract's CONTAINER_PORT;
@@ -159,9 +159,10 @@ def trust_policy() -> dict[str, Any]:
     }
 
 
-def execution_role_arn(settings: EcsSettings, ctx: AwsContext) -> str:
-    """``META_DEPLOYER_EXECUTION_ROLE_ARN``, or the role ``make bootstrap`` creates."""
-    return settings.execution_role_arn or ctx.role_arn(DEFAULT_EXECUTION_ROLE_NAME)
+def execution_role_arn(name: str, ctx: AwsContext) -> str:
+    """The repo's own task execution role (``resources/execution_role.py``); never a shared one,
+    which would let one repo's task definition inject another repo's secrets."""
+    return ctx.role_arn(naming.execution_role(name))
 
 
 def revision_of(arn_or_family_rev: str) -> str:

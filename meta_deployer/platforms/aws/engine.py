@@ -80,6 +80,10 @@ class Call:
     the error of a given code. ``release_timeout_s`` retries the call while
     AWS reports the resource in use. ``follow_up`` may return one more call
     computed from the response (a setting the service dropped on create).
+    ``best_effort`` marks housekeeping after the new version already serves
+    (the deployment record, retiring old revisions): its failure is reported
+    as a warning and the apply goes on, because failing the deploy then would
+    leave a serving version unrecorded; the next plan converges it.
     """
 
     id: str
@@ -96,6 +100,7 @@ class Call:
     #: Repeat the call (a read) until this holds for its response, for at most ``until_timeout_s``.
     until: Callable[[Mapping[str, Any]], bool] | None = field(default=None, compare=False)
     until_timeout_s: float = 300.0
+    best_effort: bool = False
     mutating = True
 
     @property
@@ -112,8 +117,12 @@ class Call:
 class WaitStable:
     """Wait until the ECS service runs ``task_definition`` stably, or fail with a report.
 
-    With ``retire_on_failure`` (the revision was registered by this plan) a
-    rolled-back revision is deregistered, so runs do not use it.
+    With ``retire_on_failure`` (the revision was registered by this plan), when
+    this apply fails anywhere before the rollout is stable (a call before the
+    wait, a circuit-breaker rollback, a timeout), the executor puts the service
+    back on ``previous`` (the revision that served stably before, if any) and
+    deregisters the new revision, so the family's latest ACTIVE revision, which
+    runs use, is the one serving. See ``apply.Executor.retire_failed``.
     """
 
     cluster: str
@@ -122,6 +131,7 @@ class WaitStable:
     log_group: str
     timeout_s: float
     retire_on_failure: bool = False
+    previous: str | None = None
     mutating = False
     label = "wait.ServiceStable"
 

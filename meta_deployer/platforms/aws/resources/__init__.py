@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from meta_deployer.platforms.aws.resources import (
     discovery,
+    execution_role,
     load_balancer,
     log_group,
     purge,
@@ -22,6 +23,7 @@ from meta_deployer.platforms.aws.resources import (
 REPO_KINDS = (
     log_group.KIND,  # first: tasks fail to start when their awslogs group is missing
     task_role.KIND,
+    execution_role.KIND,  # the task definition names it: its image, log group and secrets only
     discovery.KIND,
     load_balancer.KIND,
     task_definition.KIND,

@@ -49,6 +49,10 @@ def converge(want: dict[str, str], have: Any, ctx: Context) -> list[Call]:
     return [Call(
         "record.tag", "ecs", "TagResource", {"resourceArn": arn, "tags": tag_list(want, "key", "value")},
         f"record deployment on ECS service {ctx.scope.name}: {shown}", f"ECS resource {arn}",
+        # After a stable rollout the new version serves: a failed tag write must not fail the
+        # deploy (the pipeline then records the serving version locally); the next deploy's
+        # plan sees the stale tags and writes them again.
+        best_effort=True,
     )]
 
 

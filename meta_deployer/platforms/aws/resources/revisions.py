@@ -23,22 +23,41 @@ def read(gw: Any, scope: Scope) -> dict[str, tuple[str, ...]]:
     return {"active": active, "inactive": inactive}
 
 
-def deregister(arn: str) -> Call:
+def deregister(arn: str, why: str = "", best_effort: bool = False) -> Call:
     """Mark one revision INACTIVE (missing or already inactive: success)."""
     return Call(
         f"revisions.deregister.{arn}", "ecs", "DeregisterTaskDefinition", {"taskDefinition": arn},
-        f"deregister task definition revision {revision_of(arn)}", f"task definition {arn}", ok=("ClientException",),
+        f"deregister task definition revision {revision_of(arn)}{why}", f"task definition {arn}", ok=("ClientException",),
+        best_effort=best_effort,
     )
 
 
+def _number(arn: str) -> int:
+    return int(arn.rsplit(":", 1)[-1])
+
+
 def converge(keep_revisions: int, have: dict[str, Any] | None, ctx: Context) -> list[Call]:
-    # Keep the newest revisions (the one serving included) for rollback; retire the rest.
+    """Runs after the rollout is stable (best effort: the new version already serves).
+
+    Keeps the newest ``keep_revisions`` (the one serving included) for rollback and retires
+    the rest. Also retires every ACTIVE revision newer than the one that served when the plan
+    was made, except the one this plan deploys: a deploy killed between its register and its
+    rollout leaves such a revision, and it must not stay the family's latest ACTIVE one,
+    which is what runs use (``DAGSTER_CONTAINER_CONTEXT`` names the family).
+    """
     new = bool(ctx.values.get("new_revision"))
     keep = keep_revisions - (1 if new else 0)
     active = list((have or {}).get("active", ()))
-    serving = None if new else ctx.values.get("task_definition")
-    old = [a for a in (active[:-keep] if keep > 0 else active) if revision_of(a) != serving]
-    return [deregister(arn) for arn in old]
+    deploying = None if new else ctx.values.get("task_definition")
+    served = (ctx.observed.get("service") or {}).get("taskDefinition")
+    old = [a for a in (active[:-keep] if keep > 0 else active) if revision_of(a) != deploying]
+    abandoned = [
+        a for a in active
+        if served and _number(a) > _number(served) and revision_of(a) != deploying and a not in old
+    ]
+    return [deregister(arn, best_effort=True) for arn in old] + [
+        deregister(arn, " (never served: left by a failed or killed deploy)", best_effort=True) for arn in abandoned
+    ]
 
 
 def remove(have: dict[str, Any] | None, ctx: Context) -> list[Call]:

@@ -166,9 +166,11 @@ def converge(want: Service, have: dict[str, Any] | None, ctx: Context) -> list[S
             ))
     ctx.values["service_changed"] = bool(steps)
     if steps or not service_is_stable(have or {}):
+        # What served stably before: a failed rollout of a new revision goes back to it.
+        previous = revision_of(have["taskDefinition"]) if have and have.get("taskDefinition") and service_is_stable(have) else None
         steps.append(WaitStable(
             want.cluster, want.name, td, want.log_group, want.stability_timeout_s,
-            retire_on_failure=isinstance(td, Output),
+            retire_on_failure=isinstance(td, Output), previous=previous,
         ))
     return steps
 

@@ -18,11 +18,13 @@ from meta_deployer.platforms.aws.settings import DEFAULT_EXECUTION_ROLE_NAME, Ec
 #: Folder markers that make the bucket's layout visible.
 BUCKET_LAYOUT = ("repos/", SHARED_PREFIX, "system/", "temp/")
 TEMP_RULE_ID = "expire-temp"
-#: The execution role's inline policy: what AmazonECSTaskExecutionRolePolicy grants, scoped to
-#: our ECR repositories and log groups, plus reading the secrets tasks inject.
-EXECUTION_POLICY = "pull-images-write-logs-read-secrets"
-#: Secrets the execution role may inject: Secrets Manager ``dagster/*`` and SSM ``/dagster/*``.
-SECRETS_PREFIX = "dagster/"
+#: The shared execution role's inline policy: what AmazonECSTaskExecutionRolePolicy grants, scoped
+#: to our ECR repositories and log groups. It reads no secrets: repo tasks use their own execution
+#: role (``resources/execution_role.py``), which reads only that repo's and the shared secrets.
+EXECUTION_POLICY = "pull-images-write-logs"
+#: Inline policies an older bootstrap put on the shared role; deleted when found (it read every
+#: ``dagster/*`` secret).
+RETIRED_EXECUTION_POLICIES = ("pull-images-write-logs-read-secrets",)
 BOOTSTRAP_TAGS = tags({"meta-deployer:shared": "true"})
 
 
@@ -42,7 +44,7 @@ def temp_lifecycle_rule(days: int) -> dict[str, Any]:
 
 
 def execution_policy(partition: str, region: str, account: str) -> dict[str, Any]:
-    """Pull ``dagster/*`` images, write ``/dagster/repos/*`` logs, read ``dagster/*`` secrets."""
+    """Pull ``dagster/*`` images and write ``/dagster/repos/*`` logs; no secrets."""
     return {
         "Version": "2012-10-17",
         "Statement": [
@@ -56,16 +58,6 @@ def execution_policy(partition: str, region: str, account: str) -> dict[str, Any
                 "Effect": "Allow",
                 "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
                 "Resource": [f"arn:{partition}:logs:{region}:{account}:log-group:/dagster/repos/*"],
-            },
-            {
-                "Effect": "Allow",
-                "Action": ["secretsmanager:GetSecretValue"],
-                "Resource": [f"arn:{partition}:secretsmanager:{region}:{account}:secret:{SECRETS_PREFIX}*"],
-            },
-            {
-                "Effect": "Allow",
-                "Action": ["ssm:GetParameters"],
-                "Resource": [f"arn:{partition}:ssm:{region}:{account}:parameter/{SECRETS_PREFIX}*"],
             },
         ],
     }
@@ -172,11 +164,25 @@ def _execution_role(inputs: SharedInputs) -> task_role.Role | None:
 def _read_execution_role(gw: Any, scope: Scope) -> Any:
     if scope.settings.execution_role_arn:
         return None
-    return task_role.read_role(gw, DEFAULT_EXECUTION_ROLE_NAME, EXECUTION_POLICY, removal=False)
+    found = task_role.read_role(gw, DEFAULT_EXECUTION_ROLE_NAME, EXECUTION_POLICY, removal=False)
+    if found is not None:
+        found["retired"] = tuple(p for p in gw.list_role_policies(DEFAULT_EXECUTION_ROLE_NAME) if p in RETIRED_EXECUTION_POLICIES)
+    return found
 
 
 def _converge_execution_role(want: task_role.Role | None, have: Any, ctx: Context) -> list[Call]:
-    return [] if want is None else task_role.converge(want, have, ctx)
+    if want is None:
+        return []
+    retire = [
+        Call(
+            f"execution_role.delete-policy.{policy}", "iam", "DeleteRolePolicy",
+            {"RoleName": want.name, "PolicyName": policy},
+            f"delete inline policy {policy} of IAM role {want.name} (it read every repo's secrets)",
+            f"inline policy {policy} of IAM role {want.name}", ok=("NoSuchEntity",),
+        )
+        for policy in (have or {}).get("retired", ())
+    ]
+    return task_role.converge(want, have, ctx) + retire
 
 
 def _same(inputs: SharedInputs) -> SharedInputs:

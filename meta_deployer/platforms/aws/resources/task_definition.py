@@ -143,7 +143,7 @@ def container_context(spec: RepoSpec, settings: EcsSettings, ctx: AwsContext, en
             "task_definition_arn": family,
             "container_name": CONTAINER_NAME,
             "task_role_arn": ctx.role_arn(naming.task_role(spec.name)),
-            "execution_role_arn": execution_role_arn(settings, ctx),
+            "execution_role_arn": execution_role_arn(spec.name, ctx),
             "env_vars": [f"{k}={v}" for k, v in sorted(env.items())],
             "secrets": [{"name": s.name, "valueFrom": s.value_from} for s in sorted(spec.secrets, key=lambda s: s.name)],
             "run_resources": {"cpu": str(spec.resources.cpu), "memory": str(spec.resources.memory)},
@@ -191,7 +191,7 @@ def task_definition(inputs: RepoInputs) -> dict[str, Any]:
         "cpu": str(spec.resources.cpu),
         "memory": str(spec.resources.memory),
         "taskRoleArn": ctx.role_arn(naming.task_role(spec.name)),
-        "executionRoleArn": execution_role_arn(settings, ctx),
+        "executionRoleArn": execution_role_arn(spec.name, ctx),
         "containerDefinitions": [container],
     }
 
