@@ -341,7 +341,9 @@ class EcsSettings(SettingsGroup):
     vpc_id: str | None = setting("META_DEPLOYER_VPC_ID", None, "the VPC")
     namespace: str = setting("META_DEPLOYER_NAMESPACE", DEFAULT_NAMESPACE, "the Cloud Map private DNS namespace")
     execution_role_arn: str | None = setting(
-        "META_DEPLOYER_EXECUTION_ROLE_ARN", None, "the shared execution role"
+        "META_DEPLOYER_EXECUTION_ROLE_ARN",
+        None,
+        "a shared execution role for bootstrap to use as is; repo tasks never use it (each has `dagster-exec-<name>`)",
     )  # None: the role make bootstrap creates
     bucket: str = setting("META_DEPLOYER_BUCKET", DEFAULT_BUCKET, _BUCKET_DOC)
     registry: str | None = setting("META_DEPLOYER_REGISTRY", None, "where images are pushed")  # None: the account's ECR
