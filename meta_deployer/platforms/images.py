@@ -537,7 +537,7 @@ def _build(
             dockerfile=plan.dockerfile,
             tag=tag,
             labels=labels,
-            network_mode="host",  # the CI engine has no bridge (DESIGN.md)
+            network_mode="host",  # pip needs the package proxy; the CI engine has no bridge (DESIGN.md)
             rm=True,
             forcerm=True,
             pull=False,
@@ -605,7 +605,8 @@ def validate_image(
         command=command,
         environment=env,
         working_dir=workdir,
-        network_mode="host",
+        # Loading definitions needs no network: none at all (no metadata service, nothing on the host).
+        network_mode="none",
         tmpfs={VALIDATE_DAGSTER_HOME: "mode=1777"},
         labels={f"{LABEL_PREFIX}validate": spec.name},
     )
