@@ -8,7 +8,7 @@ Shared by the ``docker`` and ``ecs`` platforms::
         -> the registry (or, with no registry, the engine) has it already? done: the no-op fast path
         -> build through the engine, streaming every line to ``log``
         -> add the runtime layer: meta_deployer's runtime modules on PYTHONPATH
-        -> validate: load the definitions in a throw-away container
+        -> validate: load the definitions in a throw-away container with no network
         -> only then tag it with its immutable tag
     push_image(spec, artifact, registry, log) -> Published (with the pushed digest)
 
