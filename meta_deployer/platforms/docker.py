@@ -255,6 +255,8 @@ class DockerPlatform:
             "registry": self.images.registry,
             "base": self.images.base_image,
             "env": self.storage_env(spec),
+            # The instance's config is bound only when it exists: a container started without it must be replaced.
+            "instance_config": bool(self.docker.dagster_home and (self.docker.dagster_home / INSTANCE_CONFIG).is_file()),
             "template": images.TEMPLATE_VERSION,
             "serve": SERVE_VERSION,
         }
