@@ -11,6 +11,13 @@ a code source wins:
 
 Nothing found, or more than one candidate in the winning place, is an error
 that names the candidates. This module reads files only; it runs nothing.
+
+The YAML files are the repository's own, so they are read as hostile input, with
+the bounded loader of ``config.yml`` (:mod:`meta_deployer.spec`): at most
+``MAX_CONFIG_BYTES`` (checked before reading), UTF-8 only, no anchors or aliases
+(no "billion laughs"), no merge or duplicate keys, capped depth, list length and
+value count. A file that breaks a rule is a :class:`DetectionError` naming it,
+raised in well under a second.
 """
 
 from __future__ import annotations
@@ -23,7 +30,8 @@ from typing import Any
 
 import yaml
 
-from meta_deployer.errors import DetectionError
+from meta_deployer.errors import DetectionError, SpecError
+from meta_deployer.spec import MAX_YAML_DEPTH, _ConfigLoader, read_config_bytes
 
 _SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "tests", "test", "build", "dist", "__pycache__", "site-packages"}
 _MAX_DEPTH = 5
@@ -94,15 +102,17 @@ def _from_dagster_cloud(root: Path) -> list[CodeSource]:
     path = root / "dagster_cloud.yaml"
     if not path.is_file():
         return []
-    data = _yaml(path) or {}
+    data = _mapping(_yaml(path) or {}, path.name, "the file")
     candidates = []
-    for location in data.get("locations") or []:
-        source = dict(location.get("code_source") or {})
+    for location in _list(data.get("locations"), path.name, "locations"):
+        location = _mapping(location, path.name, "each of locations")
+        source = dict(_mapping(location.get("code_source") or {}, path.name, "code_source"))
         if location.get("working_directory"):
             source["working_directory"] = location["working_directory"]
-        build_dir = (location.get("build") or {}).get("directory")
-        if build_dir and build_dir not in (".", "./"):
-            source["working_directory"] = posixpath.join(build_dir, source.get("working_directory", "."))
+        build_dir = _mapping(location.get("build") or {}, path.name, "build").get("directory")
+        if isinstance(build_dir, str) and build_dir not in (".", "./"):
+            wd = source.get("working_directory")
+            source["working_directory"] = posixpath.join(build_dir, wd if isinstance(wd, str) else ".")
         cleaned = _clean(source)
         if set(cleaned) - {"working_directory"}:
             candidates.append(cleaned)
@@ -113,27 +123,29 @@ def _from_workspace_yaml(root: Path) -> list[CodeSource]:
     path = root / "workspace.yaml"
     if not path.is_file():
         return []
-    data = _yaml(path) or {}
+    data = _mapping(_yaml(path) or {}, path.name, "the file")
     candidates = []
-    for entry in data.get("load_from") or []:
+    for entry in _list(data.get("load_from"), path.name, "load_from"):
         if not isinstance(entry, dict):
             continue
         if "python_file" in entry:
             body = entry["python_file"]
-            body = {"relative_path": body} if isinstance(body, str) else body
+            body = _mapping({"relative_path": body} if isinstance(body, str) else body, path.name, "python_file")
             wd = body.get("working_directory")
             py = body.get("relative_path")
-            if wd and py and posixpath.normpath(py).startswith(posixpath.normpath(wd) + "/"):
+            if isinstance(wd, str) and isinstance(py, str) and wd and py and (
+                posixpath.normpath(py).startswith(posixpath.normpath(wd) + "/")
+            ):
                 py = posixpath.relpath(py, wd)
             candidates.append(_clean({"python_file": py, "working_directory": wd}))
         elif "python_module" in entry:
             body = entry["python_module"]
             body = {"module_name": body} if isinstance(body, str) else body
-            candidates.append(_clean(body))
+            candidates.append(_clean(_mapping(body, path.name, "python_module")))
         elif "python_package" in entry:
             body = entry["python_package"]
             body = {"package_name": body} if isinstance(body, str) else body
-            candidates.append(_clean(body))
+            candidates.append(_clean(_mapping(body, path.name, "python_package")))
     return candidates
 
 
@@ -161,8 +173,40 @@ def _source_for_file(root: Path, rel_file: Path) -> CodeSource:
     return _clean({"python_file": rel_file.name, "working_directory": rel_file.parent.as_posix()})
 
 
+def _mapping(value: Any, name: str, what: str) -> dict[Any, Any]:
+    if not isinstance(value, dict):
+        raise DetectionError(f"{name} in the repository: {what} must be a mapping, not {type(value).__name__}")
+    return value
+
+
+def _list(value: Any, name: str, what: str) -> list[Any]:
+    if value is None:
+        return []
+    if not isinstance(value, list):
+        raise DetectionError(f"{name} in the repository: {what} must be a list, not {type(value).__name__}")
+    return value
+
+
 def _yaml(path: Path) -> Any:
+    """The repository's YAML file at ``path``, through the bounded loader; DetectionError naming it."""
+    name = path.name
     try:
-        return yaml.safe_load(path.read_text())
+        data = read_config_bytes(path)  # size checked before reading; not a regular file: refused
+    except SpecError as exc:
+        reasons = "; ".join(message for _, message in exc.problems).replace("a config.yml", name)
+        raise DetectionError(f"{name} in the repository is refused: it {reasons}") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise DetectionError(f"{name} in the repository is not UTF-8 at byte {exc.start}") from None
+    try:
+        return yaml.load(text, Loader=_ConfigLoader)  # noqa: S506 (a SafeLoader subclass)
     except yaml.YAMLError as exc:
-        raise DetectionError(f"{path.name} in the repository is not valid YAML: {exc}") from None
+        # The loader's messages speak of config.yml, the file it was written for.
+        reason = (
+            str(exc).replace("config.yml", name).replace("<unicode string>", name)
+            .replace("lists (environment, secrets, access.read) hold", "lists hold")
+        )
+        raise DetectionError(f"{name} in the repository is not valid YAML or breaks a limit: {reason}") from None
+    except RecursionError:
+        raise DetectionError(f"{name} in the repository is nested deeper than {MAX_YAML_DEPTH} levels") from None

@@ -28,7 +28,8 @@ from meta_deployer.platforms import images
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 
-#: An asset that succeeds only inside the repo's container (our template copies the code to /app).
+#: An asset that succeeds only inside the repo's container (our template copies the code to /app),
+#: where the storage root shows only the repo's own folder and shared/, and another repo's file is absent.
 IN_CONTAINER = """\
 import os
 
@@ -39,7 +40,16 @@ import dagster as dg
 def first() -> str:
     if not os.path.isfile("/app/definitions.py"):
         raise RuntimeError("this run did not execute inside the repo's container")
-    return os.environ["META_DEPLOYER_REPO"]
+    me, repos = os.environ["META_DEPLOYER_REPO"], os.path.join(os.environ["META_DEPLOYER_STORAGE_DIR"], "repos")
+    if sorted(os.listdir(repos)) != sorted([me, "shared"]):
+        raise RuntimeError(f"this run sees other repos' storage: {sorted(os.listdir(repos))}")
+    try:
+        open(os.path.join(repos, "victim", "assets", "secret")).read()
+    except FileNotFoundError:
+        print("isolation checked: victim's file is not in this container")
+    else:
+        raise RuntimeError("this run read another repo's file")
+    return me
 
 
 defs = dg.Definitions(assets=[first])
@@ -87,14 +97,22 @@ def test_templated_repo_update_broken_and_remove(docker_project, git_remote, web
     remote = git_remote(files={"definitions.py": IN_CONTAINER})
     env = {"DAGSTER_WEBSERVER_URL": webserver}
 
+    victim = project.work / "storage" / "repos" / "victim" / "assets" / "secret"
+    victim.parent.mkdir(parents=True)
+    victim.write_text("another team's data")
+
     make(project, "add-repo", f"REPO_URL={remote.url}", f"REPO_NAME={name}", **env)
     [container] = _containers(name)
     assert container.name == naming.container_name(name) and container.status == "running"
     wait_for_location(webserver, name, assets=["first"])
-    # The run executes inside the container, against the mounted instance.
+    # The run executes inside the container, against the instance's mounted sqlite folders only.
     assert materialize_when_daemon_ready(webserver, name, ["first"]) == "SUCCESS"
     # Served through the location entry point: the output went under the repo's own prefix.
     assert (project.work / "storage" / "repos" / name / "assets" / "first").is_file()
+    # Its compute logs too (covered by the repo's own mount); the other repo's file is untouched.
+    logs = list((project.work / "storage" / "repos" / name / "logs").rglob("*.out"))
+    assert any("isolation checked" in p.read_text() for p in logs)
+    assert victim.read_text() == "another team's data"
 
     # A new commit: a new container serves it, the old one is gone.
     remote.commit({"definitions.py": (

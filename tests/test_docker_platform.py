@@ -19,6 +19,7 @@ from dockerkit import (
 from meta_deployer import naming
 from meta_deployer.errors import SettingsError, UnhealthyError
 from meta_deployer.settings import DockerSettings
+from meta_deployer.spec import parse_spec
 from meta_deployer.platforms.docker import (
     LABEL_PORT,
     DockerPlatform,
@@ -90,7 +91,9 @@ def test_serve_switch_adopt_and_stop(tmp_path, git_remote, repo_names):
     env = dict(item.split("=", 1) for item in live.attrs["Config"]["Env"])
     assert env["META_DEPLOYER_REPO"] == name and env["META_DEPLOYER_PREFIX"] == f"repos/{name}"
     assert env["DAGSTER_HOME"] == str(settings.env["DAGSTER_HOME"])
-    assert any(m["Destination"] == env["DAGSTER_HOME"] for m in live.attrs["Mounts"])
+    # The instance reaches the container (its sqlite folders at the same paths), but not DAGSTER_HOME whole.
+    destinations = {m["Destination"] for m in live.attrs["Mounts"]}
+    assert f"{env['DAGSTER_HOME']}/history" in destinations and env["DAGSTER_HOME"] not in destinations
     record = {"artifact": published.ref, "workspace_entry": served.workspace_entry}
     assert platform.is_serving(name, record)
 
@@ -164,3 +167,198 @@ def test_bridge_network_is_refused_clearly_on_an_engine_without_one(tmp_path, gi
     with pytest.raises(SettingsError):
         platform.serve(spec, published, co, Collect())
     assert platform.client.containers.list(all=True, filters={"label": f"meta-deployer.repo={name}"}) == []
+
+
+#: beta's definitions: at import, try every path beta may and may not use, and (while validating
+#: only) a TCP connection; write what happened to beta's own storage folder when served.
+PROBE = '''\
+import json
+import os
+import socket
+
+import dagster as dg
+
+STORAGE = os.environ.get("META_DEPLOYER_STORAGE_DIR", "")
+HOME = os.environ.get("DAGSTER_HOME", "")
+VALIDATING = bool(os.environ.get("META_DEPLOYER_VALIDATING"))
+ME, ALPHA, GAMMA, PORT = "{me}", "{alpha}", "{gamma}", {port}
+
+
+def attempt(fn, *args):
+    try:
+        return "ok:" + str(fn(*args))[:80]
+    except Exception as exc:
+        return type(exc).__name__
+
+
+def read(path):
+    with open(path) as f:
+        return f.read()
+
+
+def write(path):
+    os.makedirs(os.path.dirname(path), exist_ok=True)  # as root in the container, it may try hard
+    with open(path, "a") as f:
+        f.write("beta was here")
+    return "written"
+
+
+def listing(path):
+    return sorted(os.listdir(path))
+
+
+def connect():
+    with socket.create_connection(("127.0.0.1", PORT), timeout=3) as s:
+        s.sendall(b"validate" if VALIDATING else b"serve")
+    return "connected"
+
+
+repos = f"{{STORAGE}}/repos"
+results = {{
+    # What the container sees, before anything below creates folders in its own file system.
+    "storage_root": attempt(listing, STORAGE),
+    "repos": attempt(listing, repos),
+    "home": attempt(listing, HOME),
+    "network": attempt(connect),
+    "read_alpha": attempt(read, f"{{repos}}/{{ALPHA}}/assets/secret"),
+    "write_alpha": attempt(write, f"{{repos}}/{{ALPHA}}/assets/secret"),
+    "read_granted": attempt(read, f"{{repos}}/{{GAMMA}}/assets/data"),
+    "write_granted": attempt(write, f"{{repos}}/{{GAMMA}}/assets/data"),
+    "read_shared": attempt(read, f"{{repos}}/shared/assets/common"),
+    "write_shared": attempt(write, f"{{repos}}/shared/assets/common"),
+    "write_own": attempt(write, f"{{repos}}/{{ME}}/assets/mine"),
+    "read_instance_config": attempt(read, f"{{HOME}}/dagster.yaml"),
+    "write_instance_config": attempt(write, f"{{HOME}}/dagster.yaml"),
+    "read_instance_storage": attempt(read, f"{{HOME}}/storage/secret"),
+}}
+if not VALIDATING:
+    with open(f"{{repos}}/{{ME}}/probe.json", "w") as f:
+        json.dump(results, f)
+
+
+@dg.asset
+def probed() -> int:
+    return 1
+
+
+defs = dg.Definitions(assets=[probed])
+'''
+
+
+class Listener:
+    """A TCP listener on 127.0.0.1 recording what each connection sends."""
+
+    def __init__(self) -> None:
+        import socket
+        import threading
+
+        self.received: list[bytes] = []
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(8)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.settimeout(3)
+                try:
+                    self.received.append(conn.recv(100))
+                except OSError:
+                    pass
+
+
+@pytest.mark.docker
+def test_a_container_mounts_only_its_repo_and_validation_has_no_network(tmp_path, git_remote, repo_names, monkeypatch):
+    """Mounts: own folder rw, shared and granted ro, the instance's config ro and its sqlite folders;
+    beta's code cannot read or write alpha's file; validation runs with no network at all."""
+    import json
+
+    from docker.models.containers import ContainerCollection
+
+    alpha, beta, gamma = unique_name("alpha"), unique_name("beta"), unique_name("gamma")
+    repo_names += [alpha, beta]
+    settings = make_settings(tmp_path, META_DEPLOYER_REGISTRY="")  # no push: test_images covers it
+    home, storage = settings.docker.dagster_home, settings.storage_dir
+    repos = storage / "repos"
+    # What other tenants and the instance hold before beta arrives.
+    home.mkdir(parents=True)
+    (home / "dagster.yaml").write_text("telemetry:\n  enabled: false\n")
+    (home / "storage").mkdir()
+    (home / "storage" / "secret").write_text("the default IO manager's folder")
+    for repo, rel, text in ((alpha, "assets/secret", "alpha's data"), (gamma, "assets/data", "gamma's data"),
+                            ("shared", "assets/common", "for everyone")):
+        (repos / repo / rel).parent.mkdir(parents=True)
+        (repos / repo / rel).write_text(text)
+    (storage / "system" / "logs").mkdir(parents=True)
+
+    # Every container the build creates is inspected as the engine records it, before it is removed.
+    network_modes: dict[str, str] = {}
+    original_create = ContainerCollection.create
+
+    def create(self, image, command=None, **kwargs):
+        container = original_create(self, image, command, **kwargs)
+        network_modes[(kwargs.get("labels") or {}).get("meta-deployer.validate", container.name)] = (
+            self.client.api.inspect_container(container.id)["HostConfig"]["NetworkMode"]
+        )
+        return container
+
+    monkeypatch.setattr(ContainerCollection, "create", create)
+    listener = Listener()
+    platform = DockerPlatform(settings)
+    log = Collect()
+    alpha_spec = spec_for(alpha, git_remote("alpha", {"definitions.py": DEFINITIONS.format(asset="a", value=1)}).url,
+                          python_file="definitions.py")
+    probe = PROBE.format(me=beta, alpha=alpha, gamma=gamma, port=listener.port)
+    beta_spec = parse_spec(
+        {"name": beta, "git_url": git_remote("beta", {"definitions.py": probe}).url, "python_file": "definitions.py",
+         "access": {"read": [gamma]}},
+        "test spec beta",
+    )
+    served = {}
+    for spec in (alpha_spec, beta_spec):
+        _, _, served[spec.name] = _deploy(platform, spec, settings, log)
+        platform.after_switch(spec, served[spec.name], log)
+
+    # Validation had no network at all; the served container (host networking) reached the listener.
+    assert network_modes[alpha] == network_modes[beta] == "none"
+    assert b"serve" in listener.received and b"validate" not in listener.received
+
+    def mounts(name: str) -> set[tuple[str, str, bool]]:
+        attrs = platform.client.containers.get(naming.container_name(name)).attrs
+        assert all(m["Type"] == "bind" for m in attrs["Mounts"])
+        return {(m["Source"], m["Destination"], m["RW"]) for m in attrs["Mounts"]}
+
+    instance = {(str(home / "dagster.yaml"), str(home / "dagster.yaml"), False),
+                (str(home / "history"), str(home / "history"), True),
+                (str(home / "schedules"), str(home / "schedules"), True)}
+    assert mounts(alpha) == instance | {(str(repos / alpha),) * 2 + (True,), (str(repos / "shared"),) * 2 + (False,)}
+    assert mounts(beta) == instance | {
+        (str(repos / beta),) * 2 + (True,),
+        (str(repos / "shared"),) * 2 + (False,),
+        (str(repos / gamma),) * 2 + (False,),
+    }
+
+    # beta's code, running in its container, against every path.
+    results = json.loads((repos / beta / "probe.json").read_text())
+    print(results)
+    assert results["read_alpha"] == "FileNotFoundError"  # alpha's folder is not there at all
+    # As root in its container beta may create a folder of that name, but only in its own file system:
+    assert (repos / alpha / "assets" / "secret").read_text() == "alpha's data"
+    assert sorted(p.name for p in (repos / alpha).rglob("*")) == ["assets", "secret"]
+    assert results["read_granted"] == "ok:gamma's data" and results["write_granted"] == "OSError"
+    assert results["read_shared"] == "ok:for everyone" and results["write_shared"] == "OSError"
+    assert (repos / gamma / "assets" / "data").read_text() == "gamma's data"
+    assert (repos / "shared" / "assets" / "common").read_text() == "for everyone"
+    assert results["write_own"] == "ok:written" and (repos / beta / "assets" / "mine").read_text() == "beta was here"
+    assert results["read_instance_config"].startswith("ok:telemetry") and results["write_instance_config"] == "OSError"
+    assert (home / "dagster.yaml").read_text() == "telemetry:\n  enabled: false\n"
+    assert results["read_instance_storage"] == "FileNotFoundError"
+    assert results["storage_root"] == "ok:['repos']"  # no system/, nothing else of the root
+    assert results["repos"] == f"ok:{sorted([beta, gamma, 'shared'])}"
+    assert results["home"] == "ok:['dagster.yaml', 'history', 'schedules']"

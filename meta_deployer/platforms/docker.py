@@ -29,11 +29,25 @@ because on Linux it needs no NAT and no iptables rules. ``bridge`` publishes
 container port 4000 on 127.0.0.1:<port> instead (Docker Desktop, where host
 networking does not reach the host).
 
-**Instance access.** Runs launched from the UI execute inside the container
-(the code server starts them), so the container mounts ``DAGSTER_HOME`` at the
-same path and sets ``DAGSTER_HOME``; it runs as the owner of that directory so
-the runs can write to the instance's storage. Without ``DAGSTER_HOME`` the
-image's own (non-root) user is kept.
+**Mounts: only what the repo may use** (:meth:`DockerPlatform.mounts`, each at the
+same path inside, so the paths the IO manager and the instance compute stay valid):
+
+- storage, when it is the local folder (no bucket): ``<storage_dir>/repos/<name>/``
+  read-write (its assets, op outputs and compute logs), ``repos/shared/`` and
+  ``repos/<other>/`` for each repo in the spec's ``access.read`` read-only. Nothing
+  else of the storage root: no other repo's folder, no ``system/``;
+- the instance, when ``DAGSTER_HOME`` is set: runs launched from the UI execute
+  inside the container (the code server starts them) and write to the instance.
+  For the embedded sqlite instance that is ``dagster.yaml`` (read-only) and the
+  folders its storages write: ``history/`` (runs.db, one event log per run and the
+  shared index.db) and ``schedules/`` (opened read-write by every instance: WAL mode).
+  Not ``storage/`` (the default filesystem IO manager's folder, shared by all
+  repos) nor anything else of ``DAGSTER_HOME``. ``history/`` holds every repo's
+  runs and events and cannot be split per repo with sqlite: that exposure remains
+  (README, "Images and the docker platform"); a Postgres instance moves it from
+  files to credentials, it does not remove it. The container runs as the owner of
+  ``DAGSTER_HOME`` so the runs can write there. Without ``DAGSTER_HOME`` nothing
+  of the instance is mounted and the image's own (non-root) user is kept.
 
 **Adoption.** Labels carry the repo, commit, image, digest, port and the port
 pair, so after a restart of the machine or of Dagster ``observe`` reports the
@@ -52,6 +66,7 @@ import json
 import socket
 import time
 from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock
@@ -72,7 +87,13 @@ RESTART_POLICY = {"Name": "unless-stopped"}
 LOG_TAIL_LINES = 40
 NEXT_SUFFIX = "-next"
 #: Bump when the way a container is started changes: running containers are then replaced.
-SERVE_VERSION = 2
+SERVE_VERSION = 3
+
+#: The instance's config file, mounted read-only.
+INSTANCE_CONFIG = "dagster.yaml"
+#: What the embedded sqlite instance writes under DAGSTER_HOME (run storage and event logs in
+#: history/, schedule storage in schedules/), mounted read-write: runs execute in the container.
+INSTANCE_RW_FOLDERS = ("history", "schedules")
 
 L = images.LABEL_PREFIX
 LABEL_REPO = f"{L}repo"
@@ -192,19 +213,39 @@ class DockerPlatform:
             env["DAGSTER_CONTAINER_CONTEXT"] = self.docker.container_context
         return env
 
-    def _mounts(self) -> tuple[dict[str, dict[str, str]], str | None]:
-        """Bind mounts (same path inside) and the user to run as."""
+    def mounts(self, spec: RepoSpec) -> tuple[dict[str, dict[str, str]], str | None]:
+        """Bind mounts (host path -> same path inside, ``rw`` or ``ro``) and the user to run as.
+
+        Only what ``spec``'s repo may use (see the module docstring). Folders are created when
+        missing so that the binds work (the engine would create them owned by root otherwise).
+        """
+        from meta_deployer_runtime.io import REPOS_ROOT, SHARED_REPO  # the storage layout (imports dagster)
+
         volumes: dict[str, dict[str, str]] = {}
+
+        def bind(path: Path, mode: str) -> None:
+            volumes[str(path)] = {"bind": str(path), "mode": mode}
+
         user = None
         home = self.docker.dagster_home
         if home:
             home.mkdir(parents=True, exist_ok=True)
-            volumes[str(home)] = {"bind": str(home), "mode": "rw"}
             st = home.stat()
             user = f"{st.st_uid}:{st.st_gid}"
-        if not self.settings.storage_bucket and self.settings.storage_dir:
-            self.settings.storage_dir.mkdir(parents=True, exist_ok=True)
-            volumes[str(self.settings.storage_dir)] = {"bind": str(self.settings.storage_dir), "mode": "rw"}
+            config = home / INSTANCE_CONFIG
+            if config.is_file():  # a missing file would be created as a folder by the engine
+                bind(config, "ro")
+            for folder in INSTANCE_RW_FOLDERS:
+                (home / folder).mkdir(exist_ok=True)
+                bind(home / folder, "rw")
+        storage = self.settings.storage_dir
+        if not self.settings.storage_bucket and storage:
+            repos = storage / REPOS_ROOT
+            for other in sorted({SHARED_REPO, *spec.access.read} - {spec.name}):
+                (repos / other).mkdir(parents=True, exist_ok=True)
+                bind(repos / other, "ro")
+            (repos / spec.name).mkdir(parents=True, exist_ok=True)
+            bind(repos / spec.name, "rw")
         return volumes, user
 
     def settings_fingerprint(self, spec: RepoSpec) -> str:
@@ -214,6 +255,8 @@ class DockerPlatform:
             "registry": self.images.registry,
             "base": self.images.base_image,
             "env": self.storage_env(spec),
+            # The instance's config is bound only when it exists: a container started without it must be replaced.
+            "instance_config": bool(self.docker.dagster_home and (self.docker.dagster_home / INSTANCE_CONFIG).is_file()),
             "template": images.TEMPLATE_VERSION,
             "serve": SERVE_VERSION,
         }
@@ -287,7 +330,7 @@ class DockerPlatform:
     def _create(
         self, spec: RepoSpec, published: Published, checkout: Checkout, name: str, port: int, pair: int, fingerprint: str
     ) -> Container:
-        volumes, user = self._mounts()
+        volumes, user = self.mounts(spec)
         env = {**self.storage_env(spec), **location.code_source_env(spec)}
         host_mode = self.docker.network == "host"
         inner_port = port if host_mode else location.CONTAINER_PORT

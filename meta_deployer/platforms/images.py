@@ -8,7 +8,7 @@ Shared by the ``docker`` and ``ecs`` platforms::
         -> the registry (or, with no registry, the engine) has it already? done: the no-op fast path
         -> build through the engine, streaming every line to ``log``
         -> add the runtime layer: meta_deployer's runtime modules on PYTHONPATH
-        -> validate: load the definitions in a throw-away container
+        -> validate: load the definitions in a throw-away container with no network
         -> only then tag it with its immutable tag
     push_image(spec, artifact, registry, log) -> Published (with the pushed digest)
 
@@ -537,7 +537,7 @@ def _build(
             dockerfile=plan.dockerfile,
             tag=tag,
             labels=labels,
-            network_mode="host",  # the CI engine has no bridge (DESIGN.md)
+            network_mode="host",  # pip needs the package proxy; the CI engine has no bridge (DESIGN.md)
             rm=True,
             forcerm=True,
             pull=False,
@@ -605,7 +605,8 @@ def validate_image(
         command=command,
         environment=env,
         working_dir=workdir,
-        network_mode="host",
+        # Loading definitions needs no network: none at all (no metadata service, nothing on the host).
+        network_mode="none",
         tmpfs={VALIDATE_DAGSTER_HOME: "mode=1777"},
         labels={f"{LABEL_PREFIX}validate": spec.name},
     )
