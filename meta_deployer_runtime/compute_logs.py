@@ -30,6 +30,7 @@ import os
 import re
 from collections.abc import Sequence
 from functools import lru_cache
+from pathlib import Path
 from typing import Any
 
 from dagster import Field, Float, StringSource
@@ -104,8 +105,22 @@ class LocalRepoComputeLogManager(_RoutesByLocation, LocalComputeLogManager):
     """
 
     def get_captured_local_path(self, log_key: Sequence[str], extension: str, partial: bool = False) -> str:
-        """The local file of ``log_key``, under its owner's prefix."""
-        return super().get_captured_local_path(self.routed_key(log_key), extension, partial=partial)
+        """The local file of ``log_key``, under its owner's prefix.
+
+        A repo's code writes its own ``logs/`` folder (its container mounts it), so it can plant a
+        symbolic link there. Dagster resolves the path and checks only that it stays under the whole
+        storage root: a link to another repo's file would pass, and the webserver would show that
+        file as this repo's logs. So the resolved path must stay under the owner's own prefix.
+        """
+        prefix = self.location_prefix(log_key[0] if log_key else None)
+        path = super().get_captured_local_path(self.routed_key(log_key), extension, partial=partial)
+        owner_root = Path(self._base_dir).resolve().joinpath(*prefix)
+        if owner_root not in Path(path).parents:
+            raise StorageIsolationError(
+                f"compute log {list(log_key)!r} resolves to {path}, outside {owner_root}: a symbolic link in the "
+                "repo's log folder points elsewhere; it is not followed"
+            )
+        return path
 
     def delete_logs(self, log_key: Sequence[str] | None = None, prefix: Sequence[str] | None = None) -> None:
         """Delete one capture (``log_key``) or all captures under ``prefix``, in its owner's prefix."""

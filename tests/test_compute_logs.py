@@ -158,3 +158,23 @@ def test_s3_logs_are_routed_by_code_location(moto, home: Path, tmp_path: Path, m
         reader.compute_log_manager.delete_logs(prefix=[runs["beta"]])
     keys = [o["Key"] for o in boto3.client("s3").list_objects_v2(Bucket=BUCKET).get("Contents", [])]
     assert not [k for k in keys if runs["beta"] in k] and [k for k in keys if runs["alpha"] in k]
+
+
+def test_a_log_file_linked_to_another_repo_is_never_read(local_instance: DagsterInstance, tmp_path: Path, home: Path) -> None:
+    """beta's code owns its log folder (its container mounts it) and plants a link to alpha's asset
+    where its step's log will be read: the webserver must not show alpha's file as beta's logs."""
+    storage = tmp_path / "storage"
+    secret = storage / "repos" / "alpha" / "assets" / "secret"
+    secret.parent.mkdir(parents=True)
+    secret.write_text("alpha's secret")
+    run_id = run_as_location(local_instance, "beta")
+    with DagsterInstance.from_config(str(home)) as reader:
+        log_key = captured_log_key(reader, run_id)
+        out = Path(reader.compute_log_manager.get_captured_local_path(log_key, "out"))
+        out.unlink()
+        out.symlink_to(secret)
+        with pytest.raises(StorageIsolationError, match="symbolic link"):
+            reader.compute_log_manager.get_log_data(log_key)
+        with pytest.raises(StorageIsolationError):
+            reader.compute_log_manager.get_log_metadata(log_key)  # the download URL's path too
+    assert secret.read_text() == "alpha's secret"
