@@ -27,9 +27,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from meta_deployer import gitops
-from meta_deployer.errors import CloneError, ConfigSourceError
+from meta_deployer.errors import CloneError, ConfigSourceError, SpecError
 from meta_deployer.scan import ScannedConfig, scan_repo_configs
 from meta_deployer.settings import Settings
+from meta_deployer.spec import RepoSpec, config_path, load_spec
 
 #: The folder of the configuration repository that holds ``<name>/config.yml``.
 REPOS_SUBDIR = "repos"
@@ -89,3 +90,19 @@ def scan(settings: Settings, known: Mapping[str, str] | None = None) -> tuple[Co
     with opened(settings) as source:
         return source, source.scan(known)
 
+
+
+def configured_spec(settings: Settings, name: str) -> tuple[str, RepoSpec | None]:
+    """Where ``name``'s config.yml is, and its spec (None when there is none): the local file, or the
+    file of the configuration repository's branch head. SpecError when it is invalid."""
+    if not settings.config_git_url:
+        path = config_path(settings.repos_dir, name)
+        return str(path), (load_spec(path) if path.is_file() else None)
+    source, scanned = scan(settings)
+    item = scanned.get(name)
+    where = f"{REPOS_SUBDIR}/{name}/config.yml of {source.label}"
+    if item is None:
+        return where, None
+    if item.error or item.spec is None:
+        raise SpecError(where, [("", item.error or "unreadable")])
+    return where, item.spec

@@ -197,7 +197,7 @@ def reload_after_remove(context: OpExecutionContext, changed: bool, deployer: De
 @op(out=DynamicOut(dict), description="Repos whose branch head, config or platform moved.")
 def find_moved(context: OpExecutionContext, deployer: DeployerResource):
     _claim(context)
-    moved, problems = deployer.get().moved(context.log.info)
+    moved, problems = _step(context, lambda: deployer.get().moved(context.log.info))
     for problem in problems:
         context.log.warning(problem)
     context.log.info(f"{len(moved)} repo(s) to update")

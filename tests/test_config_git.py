@@ -178,3 +178,48 @@ def test_the_local_folder_stays_the_default(env, git_remote):
     result = tick()
     assert jobs(result) == [("add_repo", "alpha")]
     assert "commit" not in json.loads(result.cursor)
+
+
+# -- the deployer and the CLI read the configured source, and write nothing into it --------------
+
+
+def test_validate_and_run_config_read_the_configuration_repository(env, config_repo, capsys):
+    from meta_deployer import cli
+
+    config_repo.commit({**cfg("alpha", "branch: dev\n"), "repos/bad/config.yml": "name: bad\n"}, "add")
+    assert cli.main(["validate"]) == 1
+    out = capsys.readouterr()
+    assert "configs of " in out.out and "ok       " in out.out and "invalid" in out.out and "bad" in out.err
+    assert cli.main(["run-config", "update", "--name", "alpha"]) == 0
+    assert "branch: dev" in capsys.readouterr().out  # from the configuration repository; repos/ is empty
+    assert cli.main(["run-config", "update", "--name", "nope"]) == 2
+    assert "config.yml of file://" in capsys.readouterr().err
+    config_repo.commit({"repos/bad/config.yml": None}, "fix")
+    assert cli.main(["validate"]) == 0
+
+
+def test_an_unreachable_configuration_repository_fails_validate(env, monkeypatch, tmp_path, capsys):
+    from meta_deployer import cli
+
+    monkeypatch.setenv("META_DEPLOYER_CONFIG_GIT_URL", f"file://{tmp_path}/gone.git")
+    assert cli.main(["validate"]) == 2
+    assert "cannot fetch the configuration repository" in capsys.readouterr().err
+
+
+def test_deploys_and_removals_write_no_config_into_the_checkout(env, config_repo):
+    from meta_deployer.registry import Registry
+    from meta_deployer.spec import parse_spec
+
+    config_repo.commit(cfg("alpha"), "add")
+    tick()  # the checkout exists
+    settings = Settings.from_env()
+    checkout = settings.config_repo_dir
+    before = (checkout / "repos" / "alpha" / "config.yml").read_text()
+    spec = parse_spec({"name": "alpha", "git_url": "https://example.com/a.git", "module_name": "x"}, "t")
+    said: list[str] = []
+    Registry(settings).write_config(spec, said.append)
+    Registry(settings).delete_config("alpha", said.append)
+    assert (checkout / "repos" / "alpha" / "config.yml").read_text() == before
+    assert not (env / "repos" / "alpha").exists()
+    assert len(said) == 2 and all("configuration repository" in line for line in said)
+    assert git(checkout, "status", "--porcelain") == ""
