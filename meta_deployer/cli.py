@@ -22,7 +22,7 @@ import yaml
 from meta_deployer import naming
 from meta_deployer.errors import MetaDeployerError, SpecError
 from meta_deployer.settings import Settings
-from meta_deployer.spec import config_path, load_spec, parse_spec
+from meta_deployer.spec import parse_spec
 
 EXIT_USAGE = 2
 
@@ -46,20 +46,23 @@ def _flag(value: str | None) -> bool:
 
 
 def _spec_from_args(job: str, args: argparse.Namespace, settings: Settings):
-    """The spec an add or update would deploy, from the arguments and repos/<name>/config.yml."""
+    """The spec an add or update would deploy, from the arguments and repos/<name>/config.yml (the local
+    file, or the configuration repository's when META_DEPLOYER_CONFIG_GIT_URL is set)."""
+    from meta_deployer.configsource import configured_spec
+
     name = _require_name(args.name or _env("REPO_NAME"))
-    path = config_path(settings.repos_dir, name)
+    where, current = configured_spec(settings, name)
     if job == "update":
-        if not path.is_file():
-            raise SpecError(str(path), [("", f"does not exist; add the repo first: make add-repo REPO_URL=... REPO_NAME={name}")])
-        return load_spec(path)
+        if current is None:
+            raise SpecError(where, [("", f"does not exist; add the repo first: make add-repo REPO_URL=... REPO_NAME={name}")])
+        return current
     url = args.url or _env("REPO_URL")
     data: dict = {}
-    if path.is_file():
-        data = load_spec(path).to_config()
+    if current is not None:
+        data = current.to_config()
         if url and url != data["git_url"]:
             raise SpecError(
-                str(path),
+                where,
                 [("git_url", f"{name} already exists with git_url {data['git_url']!r}; "
                   f"to move it, edit config.yml and run update-repo, or remove-repo REPO_NAME={name} first")],
             )
@@ -137,15 +140,19 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
 
 def cmd_list_repos(args: argparse.Namespace) -> int:
     """A table of every repo: configured, deployed, and what serves it now."""
+    from meta_deployer import configsource
     from meta_deployer.pipeline import Deployer
-    from meta_deployer.scan import scan_repo_configs
     from meta_deployer.webserver import location_statuses
 
     deployer = Deployer()
     records = deployer.registry.all()
     corrupt = deployer.registry.store.corrupt()
     observed = deployer.platform.observe()
-    configs = scan_repo_configs(deployer.settings.repos_dir)
+    try:
+        _, configs = configsource.scan(deployer.settings)
+    except MetaDeployerError as exc:  # the records still say what is deployed
+        print(f"warning: {exc}", file=sys.stderr)
+        configs = {}
     try:
         live = location_statuses(deployer.settings.webserver_url, timeout=3)
     except Exception:
@@ -180,7 +187,7 @@ def cmd_list_repos(args: argparse.Namespace) -> int:
             (record.endpoint if record else (seen.endpoint if seen else "")) or "",
         ])
     if not rows:
-        print(f"no repos: add one with make add-repo REPO_URL=... REPO_NAME=... (config files live in {deployer.settings.repos_dir})")
+        print(f"no repos: add one with make add-repo REPO_URL=... REPO_NAME=... (config files live in {configsource.describe(deployer.settings)})")
         return 0
     from meta_deployer.gitops import redact
 
@@ -214,18 +221,21 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def cmd_validate(args: argparse.Namespace) -> int:
-    """Check every repos/<name>/config.yml (as the sensor would) before committing; exit 1 on errors."""
-    from meta_deployer.scan import scan_repo_configs
+    """Check every repos/<name>/config.yml of the configured source (the local folder, or the configuration
+    repository's branch head) as the sensor would; exit 1 on errors."""
+    from meta_deployer import configsource
 
     settings = Settings.from_env()
-    scanned = scan_repo_configs(settings.repos_dir)
+    source, scanned = configsource.scan(settings)
+    if source.from_git:
+        print(f"configs of {source.label}")
     errors = [item.error for item in scanned.values() if item.error]
     for item in scanned.values():
         print(f"{'invalid' if item.error else 'ok':8} {item.path}")
     for error in errors:
         print(f"\n{error}", file=sys.stderr)
     if not scanned:
-        print(f"no config.yml files under {settings.repos_dir}")
+        print(f"no config.yml files under {source.label or settings.repos_dir}")
     return 1 if errors else 0
 
 

@@ -44,10 +44,9 @@ from dagster import (
 )
 from pydantic import Field, PrivateAttr
 
-from meta_deployer import naming
+from meta_deployer import configsource, naming
 from meta_deployer.errors import MetaDeployerError, Retryable
 from meta_deployer.pipeline import Deployer, DeployState, deployment_summary
-from meta_deployer.scan import scan_repo_configs
 from meta_deployer.settings import Settings
 from meta_deployer.state import StateStore
 from meta_deployer.worker import WORKER_TAG, is_dead, this_worker
@@ -198,7 +197,7 @@ def reload_after_remove(context: OpExecutionContext, changed: bool, deployer: De
 @op(out=DynamicOut(dict), description="Repos whose branch head, config or platform moved.")
 def find_moved(context: OpExecutionContext, deployer: DeployerResource):
     _claim(context)
-    moved, problems = deployer.get().moved(context.log.info)
+    moved, problems = _step(context, lambda: deployer.get().moved(context.log.info))
     for problem in problems:
         context.log.warning(problem)
     context.log.info(f"{len(moved)} repo(s) to update")
@@ -252,23 +251,58 @@ def sync_repos() -> None:
     jobs=[add_repo, update_repo, remove_repo],
     minimum_interval_seconds=SENSOR_INTERVAL_S,
     default_status=DefaultSensorStatus.RUNNING,
-    description="Deploys repos/<name>/config.yml: new -> add_repo, changed -> update_repo, deleted -> remove_repo.",
+    description="Deploys repos/<name>/config.yml (the local folder, or the configuration repository when "
+    "META_DEPLOYER_CONFIG_GIT_URL is set): new -> add_repo, changed -> update_repo, deleted -> remove_repo.",
 )
 def repos_sensor(context: SensorEvaluationContext) -> SensorResult:
     settings = Settings.from_env()
-    deployed = StateStore(settings.state_dir)
     cursor = SensorCursor.parse(context.cursor)
-    scanned = scan_repo_configs(settings.repos_dir, known=cursor.files)
-    requests, problems, files = [], [], {}
-    seq = cursor.seq
+    try:
+        with configsource.opened(settings) as source:
+            if source.from_git and source.commit == cursor.commit:
+                # The configuration repository did not move: nothing to read, nothing to launch.
+                return SensorResult(cursor=cursor.dump(), skip_reason=f"{source.label}: unchanged")
+            scanned = source.scan(known=cursor.files)
+    except MetaDeployerError as exc:
+        # Could not read the configs: change nothing (never "every config was deleted"), keep the cursor.
+        context.log.warning(f"configs not read: {exc}")
+        return SensorResult(cursor=cursor.dump(), skip_reason=f"configs not read, nothing changed: {exc}")
+    requests, problems = _requests_for(settings, cursor, scanned)
+    files, seq = requests.files, requests.seq
+    for problem in problems:
+        context.log.warning(f"skipped invalid config: {problem}")
+    where = f"{source.label}: " if source.from_git else ""
+    skip = None
+    if not requests.run_requests:
+        skip = where + ("; ".join(problems) if problems else "no config.yml changed")
+    elif source.from_git:
+        context.log.info(f"{where}{len(requests.run_requests)} run request(s)")
+    return SensorResult(
+        run_requests=requests.run_requests,
+        cursor=SensorCursor(files, seq, source.commit).dump(),
+        skip_reason=skip,
+    )
+
+
+@dataclass
+class _Requests:
+    run_requests: list[RunRequest]
+    files: dict[str, str]
+    seq: int
+
+
+def _requests_for(settings: Settings, cursor: "SensorCursor", scanned: dict) -> tuple[_Requests, list[str]]:
+    """The run requests for what ``scanned`` says against the cursor, and the problems found."""
+    deployed = StateStore(settings.state_dir)
+    out = _Requests([], {}, cursor.seq)
+    problems: list[str] = []
 
     def request(job_name: str, name: str, content_hash: str, run_config: dict) -> RunRequest:
         # Dagster launches one run per run key, ever: a change that repeats an earlier content
         # (A -> B -> A -> B) needs a key of its own, hence the sequence kept in the cursor.
-        nonlocal seq
-        seq += 1
+        out.seq += 1
         return RunRequest(
-            run_key=f"{job_name}:{name}:{content_hash}:{seq}",
+            run_key=f"{job_name}:{name}:{content_hash}:{out.seq}",
             job_name=job_name,
             run_config=run_config,
             tags={naming.RUN_TAG_KEY: name},
@@ -276,48 +310,49 @@ def repos_sensor(context: SensorEvaluationContext) -> SensorResult:
 
     for name, item in scanned.items():
         if item.known:
-            files[name] = item.content_hash
+            out.files[name] = item.content_hash
             continue
         if item.error or item.spec is None:
             problems.append(item.error or f"{item.path}: unreadable")
             if name in cursor.files:
-                files[name] = cursor.files[name]  # keep serving the last good version
+                out.files[name] = cursor.files[name]  # keep serving the last good version
             continue
-        files[name] = item.content_hash
+        out.files[name] = item.content_hash
         record = deployed.get(name)
         if record is not None and record.spec_hash == item.spec.content_hash() and record.platform == settings.platform:
             continue  # already deployed with exactly this config (e.g. by make add-repo)
         job_name = "update_repo" if name in cursor.files else "add_repo"
-        requests.append(request(job_name, name, item.content_hash, deploy_run_config(item.spec)))
+        out.run_requests.append(request(job_name, name, item.content_hash, deploy_run_config(item.spec)))
     for name in sorted(set(cursor.files) - set(scanned)):
         if deployed.get(name) is None:
             continue  # already removed (e.g. by make remove-repo)
-        requests.append(request("remove_repo", name, cursor.files[name], remove_run_config(name)))
-    for problem in problems:
-        context.log.warning(f"skipped invalid config: {problem}")
-    skip = None
-    if not requests:
-        skip = "; ".join(problems) if problems else "no config.yml changed"
-    return SensorResult(run_requests=requests, cursor=SensorCursor(files, seq).dump(), skip_reason=skip)
+        out.run_requests.append(request("remove_repo", name, cursor.files[name], remove_run_config(name)))
+    return out, problems
 
 
 @dataclass(frozen=True)
 class SensorCursor:
-    """The sensor's memory: each config file's content hash, and how many run requests it made."""
+    """The sensor's memory: each config file's content hash, how many run requests it made, and the
+    configuration repository's commit those hashes were read at (None for the local folder)."""
 
     files: dict[str, str]
     seq: int = 0
+    commit: str | None = None
 
     @classmethod
     def parse(cls, text: str | None) -> "SensorCursor":
         """Read a cursor; the first format (a plain ``{name: hash}``) is still understood."""
         data = json.loads(text) if text else {}
         if "files" in data and isinstance(data.get("seq"), int):
-            return cls(dict(data["files"]), data["seq"])
+            commit = data.get("commit")
+            return cls(dict(data["files"]), data["seq"], commit if isinstance(commit, str) else None)
         return cls({k: v for k, v in data.items() if isinstance(v, str)})
 
     def dump(self) -> str:
-        return json.dumps({"files": self.files, "seq": self.seq}, sort_keys=True)
+        data: dict = {"files": self.files, "seq": self.seq}
+        if self.commit is not None:
+            data["commit"] = self.commit
+        return json.dumps(data, sort_keys=True)
 
 
 DEPLOY_JOBS = ("add_repo", "update_repo", "remove_repo", "sync_repos")

@@ -79,3 +79,7 @@ class WorkspaceError(MetaDeployerError):
 
 class NotDeployedError(MetaDeployerError):
     """The repo named is not deployed (and has no config)."""
+
+
+class ConfigSourceError(MetaDeployerError):
+    """The configuration repository could not be read (fetch failed, no repos/ folder): nothing changes."""

@@ -19,6 +19,8 @@ import re
 import shlex
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -112,27 +114,39 @@ def remote_head(url: str, branch: str, auth: GitAuth | None = None) -> str:
 
 def converge(url: str, branch: str, dest: Path, auth: GitAuth | None = None) -> tuple[str, bool]:
     """Make ``dest`` a clean checkout of ``branch``'s head; return ``(commit, changed)``."""
+    with converged(url, branch, dest, auth) as result:
+        return result
+
+
+@contextmanager
+def converged(url: str, branch: str, dest: Path, auth: GitAuth | None = None) -> Iterator[tuple[str, bool]]:
+    """:func:`converge`, then keep the checkout's lock while the caller reads it: nothing else can move
+    ``dest`` to another commit meanwhile, so what the caller reads is the commit it is given."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     with FileLock(str(dest) + ".lock", timeout=600):
-        head = remote_head(url, branch, auth)
-        repo = _existing(dest, url)
-        try:
-            if repo is not None:
-                if repo.head.is_valid() and repo.head.commit.hexsha == head and not repo.is_dirty(untracked_files=True):
-                    return head, False
-                with repo.git.custom_environment(**git_env(url, auth)):
-                    repo.git.fetch("--depth", "1", "origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
-                    repo.git.checkout("--force", "-B", branch, f"refs/remotes/origin/{branch}")
-                    repo.git.clean("-ffd")
-            else:
-                repo = _fresh_clone(url, branch, dest, auth)
-            return repo.head.commit.hexsha, True
-        except GitCommandError as exc:
-            secrets = auth.secrets if auth else ()
-            raise CloneError(
-                f"git {exc.command[1] if len(exc.command) > 1 else ''} failed for {redact(url, secrets)} "
-                f"branch {branch!r}: {redact(_stderr(exc), secrets)}"
-            ) from None
+        yield _converge(url, branch, dest, auth)
+
+
+def _converge(url: str, branch: str, dest: Path, auth: GitAuth | None) -> tuple[str, bool]:
+    head = remote_head(url, branch, auth)
+    repo = _existing(dest, url)
+    try:
+        if repo is not None:
+            if repo.head.is_valid() and repo.head.commit.hexsha == head and not repo.is_dirty(untracked_files=True):
+                return head, False
+            with repo.git.custom_environment(**git_env(url, auth)):
+                repo.git.fetch("--depth", "1", "origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
+                repo.git.checkout("--force", "-B", branch, f"refs/remotes/origin/{branch}")
+                repo.git.clean("-ffd")
+        else:
+            repo = _fresh_clone(url, branch, dest, auth)
+        return repo.head.commit.hexsha, True
+    except GitCommandError as exc:
+        secrets = auth.secrets if auth else ()
+        raise CloneError(
+            f"git {exc.command[1] if len(exc.command) > 1 else ''} failed for {redact(url, secrets)} "
+            f"branch {branch!r}: {redact(_stderr(exc), secrets)}"
+        ) from None
 
 
 def _existing(dest: Path, url: str) -> Repo | None:

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import meta_deployer
-from meta_deployer import dryrun, gitops, removal, snapshot, sync
+from meta_deployer import configsource, dryrun, gitops, removal, snapshot, sync
 from meta_deployer.detect import detect_code_source
 from meta_deployer.errors import DetectionError, NotDeployedError, SpecError
 from meta_deployer.lease import Leases
@@ -32,7 +32,7 @@ from meta_deployer.platforms.base import Platform
 from meta_deployer.registry import Registry
 from meta_deployer.removal import RemoveResult
 from meta_deployer.settings import Settings
-from meta_deployer.spec import RepoSpec, config_path, load_spec, parse_spec
+from meta_deployer.spec import RepoSpec, parse_spec
 from meta_deployer.state import Deployment
 from meta_deployer.webserver import ReloadResult, reload_location, reload_workspace
 
@@ -70,10 +70,11 @@ class Deployer:
 
     # -- spec ----------------------------------------------------------------
     def spec_from_file(self, name: str) -> RepoSpec:
-        path = config_path(self.settings.repos_dir, name)
-        if not path.is_file():
-            raise NotDeployedError(f"{path} does not exist; add the repo first (make add-repo REPO_URL=... REPO_NAME={name})")
-        return load_spec(path)
+        """``name``'s config.yml, from the configured source (local folder or configuration repository)."""
+        where, spec = configsource.configured_spec(self.settings, name)
+        if spec is None:
+            raise NotDeployedError(f"{where} does not exist; add the repo first (make add-repo REPO_URL=... REPO_NAME={name})")
+        return spec
 
     def fingerprint(self, spec: RepoSpec, commit: str) -> str:
         data = "|".join(

@@ -69,12 +69,21 @@ class Registry:
         root = self.settings.root
         return path.relative_to(root) if path.is_relative_to(root) else path
 
+    def _from_git(self, log: Log, what: str) -> bool:
+        """True (and says so) when the configs live in the configuration repository, not here."""
+        if not self.settings.config_git_url:
+            return False
+        log(f"{what}: configs come from the configuration repository (META_DEPLOYER_CONFIG_GIT_URL), changed by commits")
+        return True
+
     def write_config(self, spec: RepoSpec, log: Log) -> None:
         """Write config.yml when it is missing or says something else (atomically).
 
         An existing file is edited, not rewritten: only the keys whose values changed (typically the
         detected code source) are set, so the user's comments, order and layout stay as they were.
         """
+        if self._from_git(log, f"config.yml of {spec.name} not written"):
+            return
         path = config_path(self.settings.repos_dir, spec.name)
         text = None
         if path.is_file():
@@ -96,6 +105,8 @@ class Registry:
 
     def delete_config(self, name: str, log: Log) -> None:
         """Delete ``repos/<name>/config.yml`` (and its folder when empty)."""
+        if self._from_git(log, f"config.yml of {name} left as it is"):
+            return
         path = config_path(self.settings.repos_dir, name)
         if path.is_file():
             path.unlink()

@@ -62,5 +62,6 @@ def dry_run_remove(deployer: Deployer, name: str, purge: bool) -> str:
     naming.validate_name(name)
     lines = [deployer.platform.dry_run_removal(name, purge)]
     if deployer.registry.get(name) is not None:
-        lines.append(f"would remove {name} from workspace.yaml, delete its checkout and config.yml, and reload")
+        config = "" if deployer.settings.config_git_url else " and config.yml"
+        lines.append(f"would remove {name} from workspace.yaml, delete its checkout{config}, and reload")
     return "\n".join(lines)

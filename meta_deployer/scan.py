@@ -5,11 +5,14 @@ bytes; a file whose hash the caller already knows is not parsed again, so a
 steady-state sensor tick over many repos costs one read and one hash each.
 One bad file (unreadable, too big, not UTF-8, expanding YAML...) is reported
 and never stops the others; no file is read beyond ``MAX_CONFIG_BYTES``.
+With ``confine`` (the configuration repository's checkout), a file or folder
+that is a symbolic link resolving outside it is reported and never read.
 """
 
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,14 +34,26 @@ class ScannedConfig:
     known: bool = False  # the hash was already known: not parsed again
 
 
-def scan_repo_configs(repos_dir: Path, known: Mapping[str, str] | None = None) -> dict[str, ScannedConfig]:
-    """``{folder name: ScannedConfig}`` for every ``<repos_dir>/*/config.yml``."""
+def scan_repo_configs(
+    repos_dir: Path, known: Mapping[str, str] | None = None, confine: Path | None = None
+) -> dict[str, ScannedConfig]:
+    """``{folder name: ScannedConfig}`` for every ``<repos_dir>/*/config.yml``; with ``confine``, only
+    files whose real path lies inside that folder are read (the others are reported)."""
     known = known or {}
     result: dict[str, ScannedConfig] = {}
     if not repos_dir.is_dir():
         return result
+    boundary = Path(os.path.realpath(confine)) if confine is not None else None
     for path in sorted(repos_dir.glob(f"*/{CONFIG_FILENAME}")):
         name = path.parent.name
+        if boundary is not None and not Path(os.path.realpath(path)).is_relative_to(boundary):
+            link = path if path.is_symlink() else path.parent
+            target = f" (-> {os.readlink(link)!r})" if link.is_symlink() else ""
+            result[name] = ScannedConfig(
+                name, path, "", error=f"{link}: is a symbolic link that leaves the configuration repository"
+                f"{target}; commit the file itself",
+            )
+            continue
         try:
             data = read_config_bytes(path)
         except SpecError as exc:

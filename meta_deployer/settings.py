@@ -54,6 +54,9 @@ STORAGE_SUBDIR = "storage"
 DEFAULT_WEBSERVER_URL = "http://localhost:3000"
 DEFAULT_BUCKET = "dagster-storage"
 DEFAULT_RELOAD_TIMEOUT_S = 120.0
+DEFAULT_CONFIG_GIT_BRANCH = "main"
+#: The configuration repository's checkout, inside the work area (META_DEPLOYER_CONFIG_GIT_URL).
+CONFIG_REPO_SUBDIR = "config-repo"
 
 # -- defaults: docker platform ------------------------------------------------------
 NETWORK_MODES = ("host", "bridge")
@@ -435,6 +438,16 @@ class Settings(SettingsGroup):
     platform: Literal["dev", "docker", "ecs"] = setting("META_DEPLOYER_PLATFORM", DEFAULT_PLATFORM, _PLATFORM_DOC)
     root: Path = setting("META_DEPLOYER_ROOT", Path.cwd, "base of relative paths")
     repos_dir: Path = setting("META_DEPLOYER_REPOS_DIR", Path(DEFAULT_REPOS_DIR), "where `<name>/config.yml` files live")
+    config_git_url: str | None = setting(
+        "META_DEPLOYER_CONFIG_GIT_URL",
+        None,
+        "the platform's configuration repository (GitOps): when set, the `repos_sensor`, `sync-repos`, `validate` "
+        "and `list-repos` read `repos/<name>/config.yml` from its branch, fetched at each tick, instead of "
+        "`META_DEPLOYER_REPOS_DIR`, and deploys write no local config.yml",
+    )
+    config_git_branch: str = setting(
+        "META_DEPLOYER_CONFIG_GIT_BRANCH", DEFAULT_CONFIG_GIT_BRANCH, "the configuration repository's branch"
+    )
     workspace: Path = setting("META_DEPLOYER_WORKSPACE", Path(DEFAULT_WORKSPACE), "the generated workspace file")
     work_dir: Path = setting(
         "META_DEPLOYER_WORK_DIR",
@@ -518,6 +531,26 @@ class Settings(SettingsGroup):
                 )
         return hosts
 
+    @field_validator("config_git_url")
+    @classmethod
+    def _config_git_url(cls, value: str | None) -> str | None:
+        from meta_deployer.spec import git_url_problem
+
+        problem = git_url_problem(value) if value else None
+        if problem:
+            raise ValueError(problem)
+        return value or None
+
+    @field_validator("config_git_branch")
+    @classmethod
+    def _config_git_branch(cls, value: str) -> str:
+        from meta_deployer.spec import branch_problem
+
+        problem = branch_problem(value)
+        if problem:
+            raise ValueError(problem)
+        return value
+
     @model_validator(mode="after")
     def _ssh_key_needs_known_hosts(self) -> "Settings":
         if self.git_ssh_key_file and not self.git_known_hosts_file:
@@ -569,6 +602,11 @@ class Settings(SettingsGroup):
     @property
     def logs_dir(self) -> Path:
         return self.work_dir / "logs"
+
+    @property
+    def config_repo_dir(self) -> Path:
+        """The configuration repository's checkout (only with ``META_DEPLOYER_CONFIG_GIT_URL``)."""
+        return self.work_dir / CONFIG_REPO_SUBDIR
 
     def checkout_path(self, name: str) -> Path:
         return self.checkouts_dir / name

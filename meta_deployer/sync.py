@@ -5,9 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
-from meta_deployer import gitops
+from meta_deployer import configsource, gitops
 from meta_deployer.model import Log
-from meta_deployer.scan import scan_repo_configs
 from meta_deployer.spec import RepoSpec
 
 if TYPE_CHECKING:
@@ -19,7 +18,9 @@ def moved(deployer: Deployer, log: Log) -> tuple[list[RepoSpec], list[str]]:
     settings, platform = deployer.settings, deployer.platform
     auth = settings.git_auth()
     found, problems = [], []
-    configs = scan_repo_configs(settings.repos_dir)
+    source, configs = configsource.scan(settings)  # ConfigSourceError: nothing is decided on no configs
+    if source.from_git:
+        log(f"configs from {source.label}")
     records = deployer.registry.all()
     for name, scanned in sorted(configs.items()):
         if scanned.error:
