@@ -17,7 +17,7 @@ import re
 MAX_NAME_LENGTH = 40
 #: Names that would collide with the bucket's own top-level layout.
 RESERVED_NAMES = frozenset({"shared", "system", "temp", "meta-deployer"})
-NAME_PATTERN = re.compile(r"^[a-z](?:[a-z0-9-]*[a-z0-9])?$")
+NAME_PATTERN = re.compile(r"^[a-z](?:[a-z0-9-]*[a-z0-9])?\Z")
 
 #: Tag put on every AWS resource the deployer owns; state is read back through it.
 REPO_TAG_KEY = "meta-deployer:repo"

@@ -75,7 +75,7 @@ DEFAULT_BASE_IMAGE = "python:3.12-slim"
 DEFAULT_BUILD_TIMEOUT_S = 1800.0
 DEFAULT_VALIDATE_TIMEOUT_S = 300.0
 #: An ECR registry host: <account>.dkr.ecr.<region>.amazonaws.com.
-ECR_HOST = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr(-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?$")
+ECR_HOST = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr(-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?\Z")
 
 # -- defaults: ecs platform ---------------------------------------------------------
 DEFAULT_CLUSTER = "dagster"
@@ -101,7 +101,7 @@ ECS_TRANSIENT_FIELDS = ("stability_timeout_s", "poll_interval_s", "retry_mode", 
 
 #: Hosts the git token is sent to (``META_DEPLOYER_GIT_TOKEN_HOSTS``): none unless listed.
 DEFAULT_GIT_TOKEN_HOSTS: tuple[str, ...] = ()
-HOST_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*$")
+HOST_NAME = re.compile(r"^[a-z0-9]([a-z0-9-]*[a-z0-9])?(\.[a-z0-9]([a-z0-9-]*[a-z0-9])?)*\Z")
 
 # -- README lines the fields back (shared by the groups that read the same variable) --
 _PLATFORM_DOC = "where locations run: `dev`, `docker` or `ecs`"

@@ -63,7 +63,7 @@ MAX_PROBLEM_CHARS = 1000
 #: Secret names every repo may reference (Secrets Manager; SSM parameters start with '/').
 SHARED_SECRETS_PREFIX = "dagster/shared/"
 
-_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*\Z")
 #: Environment names the platforms inject; a spec may not set them.
 RESERVED_ENV_PREFIXES = ("META_DEPLOYER_", "DAGSTER_")
 #: Names that change how the code server itself starts (interpreter, loader, shell, git).
@@ -71,10 +71,10 @@ STARTUP_ENV_NAMES = frozenset({"PATH", "HOME", "SHELL", "IFS", "BASH_ENV", "ENV"
 STARTUP_ENV_PREFIXES = ("PYTHON", "LD_", "DYLD_", "GIT_")
 #: Plain environment variables whose names say they hold a secret.
 _SECRET_LIKE = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|ACCESS_KEY|PRIVATE_KEY)", re.I)
-_ARN = re.compile(r"^arn:aws[a-z-]*:(secretsmanager|ssm):[a-z0-9-]+:\d{12}:[A-Za-z0-9/_+=.@:-]+$")
-_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*$")
+_ARN = re.compile(r"^arn:aws[a-z-]*:(secretsmanager|ssm):[a-z0-9-]+:\d{12}:[A-Za-z0-9/_+=.@:-]+\Z")
+_MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 _URL_SCHEMES = ("https://", "http://", "ssh://", "git://", "file://")
-_SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[A-Za-z0-9._/~-]+$")
+_SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[A-Za-z0-9._/~-]+\Z")
 _BAD_REF_CHARS = re.compile(r"[\x00-\x20\x7f~^:?*\[\\]")
 
 

@@ -46,7 +46,7 @@ from meta_deployer_runtime.io import LOGS_DIR, REPOS_ROOT, segment_problem
 #: Prefix for logs that belong to no repo (the deployer's own runs, ticks, backfills).
 SYSTEM_LOGS_PREFIX: tuple[str, ...] = ("system", "logs")
 #: Dagster run ids are UUIDs; other first key parts (``backfill``, a repository name) are not runs.
-RUN_ID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+RUN_ID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
 #: Cap on the run -> prefix cache of one manager.
 MAX_CACHED_RUNS = 10_000
 

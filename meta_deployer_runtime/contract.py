@@ -51,7 +51,7 @@ DEFAULT_WORK_DIR = ".meta_deployer"
 SELF_LOCATION = "meta_deployer"
 MAX_NAME_LENGTH = 40
 RESERVED_NAMES = frozenset({"shared", "system", "temp", "meta-deployer"})
-NAME_PATTERN = re.compile(r"^[a-z](?:[a-z0-9-]*[a-z0-9])?$")
+NAME_PATTERN = re.compile(r"^[a-z](?:[a-z0-9-]*[a-z0-9])?\Z")
 
 
 def name_problem(name: object) -> str | None:

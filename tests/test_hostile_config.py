@@ -290,3 +290,33 @@ def test_errors_never_echo_a_whole_value(tmp_path):
     text = f"name: big\ngit_url: https://example.com/x.git\nbranch: [{big}]\nenvironment:\n  - name: {big}\n    value: a\n"
     message = fails_fast(write(tmp_path, "big", text))
     assert "characters cut" in message
+
+
+@pytest.mark.parametrize(
+    "fields, field",
+    [
+        ({"name": "sales\n"}, "name"),
+        ({"environment": [{"name": "REGION\n", "value": "x"}]}, "environment"),
+        ({"module_name": "sales.defs\n", "python_file": None}, "module_name"),
+        ({"access": {"read": ["finance\n"]}}, "access"),
+        ({"secrets": [{"name": "DB_PASSWORD", "valueFrom": "arn:aws:secretsmanager:eu-west-1:123456789012:secret:dagster/sales/db\n"}]}, "secrets"),
+    ],
+    ids=["name", "env-name", "module", "read", "secret-arn"],
+)
+def test_a_value_ending_in_a_newline_is_refused(fields, field):
+    """``$`` matches before a final newline: every pattern must anchor with ``\\Z``."""
+    from meta_deployer.errors import SpecError
+    from meta_deployer.spec import parse_spec
+
+    data = {"name": "sales", "git_url": "https://example.com/s.git", "python_file": "d.py", **fields}
+    data = {k: v for k, v in data.items() if v is not None}
+    with pytest.raises(SpecError) as err:
+        parse_spec(data, "config.yml")
+    assert field in str(err.value)
+
+
+def test_repo_names_ending_in_a_newline_are_refused_everywhere():
+    from meta_deployer import naming
+    from meta_deployer_runtime.contract import name_problem
+
+    assert naming.name_problem("finance\n") and name_problem("finance\n")

@@ -104,7 +104,7 @@ CONTEXT_DIR = ".meta_deployer"
 LABEL_PREFIX = "meta-deployer."
 VALIDATE_DAGSTER_HOME = "/tmp/meta-deployer-validate"
 
-_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)$")
+_STEP = re.compile(r"^Step (\d+)/(\d+) : (.*)\Z")
 #: Legacy-builder bookkeeping lines, left out of the run log.
 _NOISE = (" ---> ", "Removing intermediate container")
 _REQ_NAME = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)")

@@ -67,7 +67,7 @@ EXECUTION_POLICY_NAME = "pull-own-image-write-own-logs-read-own-secrets"
 DESCRIPTION = "meta_deployer execution role: this repo's image, log group and secrets only"
 #: The actions ECS needs to pull an image from ECR (AmazonECSTaskExecutionRolePolicy).
 ECR_PULL_ACTIONS = ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"]
-_ECR_HOST = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?$")
+_ECR_HOST = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr(?:-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(?:\.cn)?\Z")
 
 
 def secrets_prefix(name: str) -> str:
