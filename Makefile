@@ -16,8 +16,12 @@ export DAGSTER_WEBSERVER_URL ?= http://localhost:$(DAGSTER_PORT)
 WORKSPACE := $(or $(META_DEPLOYER_WORKSPACE),workspace/workspace.yaml)
 DEFS      := -m meta_deployer.definitions
 
-# User arguments reach the CLI as environment variables, never spliced into a shell line.
-export REPO_URL REPO_NAME BRANCH PYTHON_FILE MODULE_NAME PURGE FOLLOW DRY_RUN
+# User arguments reach the CLI as environment variables, never spliced into a shell line. Make
+# would expand a `$(shell ...)` inside a command-line or environment value when it exports it, so
+# each is first pinned to its literal text ($(value ...) into a simply expanded variable).
+USER_ARGS := REPO_URL REPO_NAME BRANCH PYTHON_FILE MODULE_NAME PURGE FOLLOW DRY_RUN
+$(foreach v,$(USER_ARGS),$(eval override $(v) := $$(value $(v))))
+export $(USER_ARGS)
 
 # Run a job with a validated run config: $(call run_job,<job>,<run-config args>)
 # With DRY_RUN=1 it prints the plan instead and changes nothing.

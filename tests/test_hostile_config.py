@@ -320,3 +320,16 @@ def test_repo_names_ending_in_a_newline_are_refused_everywhere():
     from meta_deployer_runtime.contract import name_problem
 
     assert naming.name_problem("finance\n") and name_problem("finance\n")
+
+
+@pytest.mark.parametrize("var", ["REPO_URL", "REPO_NAME", "BRANCH", "PYTHON_FILE"])
+def test_a_make_argument_never_runs_a_command(project, tmp_path, var):
+    """Make expands `$(shell ...)` in a variable it exports; the Makefile pins each argument to its text."""
+    from devkit import run_make
+
+    marker = tmp_path / "pwned"
+    args = {"REPO_URL": "https://example.com/x.git", "REPO_NAME": "mk", "BRANCH": "main", "PYTHON_FILE": "d.py"}
+    args[var] = args[var] + f"$(shell touch {marker})"
+    result = run_make(project, "add-repo", *(f"{k}={v}" for k, v in args.items()), "DRY_RUN=1", check=False)
+    assert not marker.exists()
+    assert result.returncode != 0 and var.lower().replace("repo_", "").replace("url", "git_url") in (result.stdout + result.stderr).lower()
