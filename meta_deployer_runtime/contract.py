@@ -65,6 +65,17 @@ def name_problem(name: object) -> str | None:
     return None
 
 
+#: Variables that configure the deployer itself (its git credentials, its API and webhook secrets,
+#: its configuration repository): a location never needs them, so the entry point drops them before
+#: a repo's code loads, and the dev platform never passes them to a repo's processes.
+DEPLOYER_ONLY_PREFIXES = ("META_DEPLOYER_GIT_", "META_DEPLOYER_API_", "META_DEPLOYER_WEBHOOK_", "META_DEPLOYER_CONFIG_GIT_")
+
+
+def without_deployer_secrets(env: Mapping[str, str]) -> dict[str, str]:
+    """``env`` without the deployer-only variables (see :data:`DEPLOYER_ONLY_PREFIXES`)."""
+    return {k: v for k, v in env.items() if not k.startswith(DEPLOYER_ONLY_PREFIXES)}
+
+
 def entrypoint_command(host: str = "0.0.0.0", port: int = CONTAINER_PORT) -> list[str]:
     """``dagster api grpc`` serving the location entry point."""
     return ["dagster", "api", "grpc", "--host", host, "--port", str(port), "--module-name", ENTRYPOINT_MODULE]

@@ -26,7 +26,13 @@ import traceback
 from pathlib import Path
 from typing import Any, TextIO
 
-from meta_deployer_runtime.contract import CODE_SOURCE_ENV, ENV_REPO, LOCATION_CONFIG_ENV, WORKING_DIRECTORY_ENV
+from meta_deployer_runtime.contract import (
+    CODE_SOURCE_ENV,
+    ENV_REPO,
+    LOCATION_CONFIG_ENV,
+    WORKING_DIRECTORY_ENV,
+    without_deployer_secrets,
+)
 
 
 class _Tee:
@@ -90,6 +96,8 @@ def _wrap(targets: dict[str, Any]) -> dict[str, Any]:
 
 def load(config: dict[str, Any]) -> dict[str, Any]:
     """Apply a location config and return the repo's loadable targets, wrapped."""
+    for key in set(os.environ) - set(without_deployer_secrets(os.environ)):
+        del os.environ[key]  # the deployer's own credentials never reach a repo's code
     for key, value in (config.get("environment") or {}).items():
         os.environ[key] = value
     if config.get("log_file"):

@@ -44,7 +44,9 @@ import meta_deployer
 from meta_deployer import naming, versions
 from meta_deployer.errors import BuildError, ValidationFailed
 from meta_deployer.model import Artifact, Checkout, Log, Observed, Published, Served
+from meta_deployer.gitops import redact
 from meta_deployer.platforms import location
+from meta_deployer_runtime.contract import without_deployer_secrets
 from meta_deployer.settings import Settings
 from meta_deployer.spec import RepoSpec
 
@@ -78,8 +80,9 @@ def _has_dependencies(pyproject: Path) -> bool:
         return False
 
 
-def _tail(text: str, lines: int = _TAIL_LINES) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
+def _tail(text: str, lines: int = _TAIL_LINES, secrets: tuple[str | None, ...] = ()) -> str:
+    """The last lines of a tool's output, with ``secrets`` (the git token) redacted."""
+    return redact("\n".join(text.strip().splitlines()[-lines:]), secrets)
 
 
 class DevPlatform:
@@ -92,6 +95,13 @@ class DevPlatform:
         self.venvs_dir = settings.work_dir / "venvs"
         self.locations_dir = settings.work_dir / "locations"
         self.pylib_dir = settings.work_dir / "pylib"
+
+    def _secrets(self) -> tuple[str | None, ...]:
+        """What must never appear in an error this platform reports (the git token)."""
+        try:
+            return (self.settings.git_token(),)
+        except Exception:  # an unreadable token file is reported where the token is used
+            return ()
 
     # -- storage the location gets -----------------------------------------
     def storage_env(self, spec: RepoSpec) -> dict[str, str]:
@@ -138,7 +148,8 @@ class DevPlatform:
     def _uv(self, *args: str, timeout: float) -> subprocess.CompletedProcess:
         from uv import find_uv_bin
 
-        env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1"}
+        # uv runs a repo's setup.py and reads what its requirements name: not with the deployer's credentials.
+        env = {**without_deployer_secrets(os.environ), "UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1"}
         env.pop("VIRTUAL_ENV", None)
         return subprocess.run(
             [find_uv_bin(), *args], capture_output=True, text=True, timeout=timeout, env=env, check=False
@@ -168,7 +179,7 @@ class DevPlatform:
             log(f"creating virtualenv {venv.name} for {spec.name}")
             made = self._uv("venv", "--quiet", "--python", sys.executable, str(venv), timeout=120)
             if made.returncode != 0:
-                raise BuildError(f"uv venv failed for {spec.name}:\n{_tail(made.stderr)}")
+                raise BuildError(f"uv venv failed for {spec.name}:\n{_tail(made.stderr, secrets=self._secrets())}")
             install = self._install_args(spec, checkout)
             log(f"installing into {venv.name}: {' '.join(a if not a.startswith('/') else Path(a).name for a in install)}")
             done = self._uv("pip", "install", "--python", str(venv / "bin" / "python"), *install, timeout=INSTALL_TIMEOUT_S)
@@ -176,7 +187,7 @@ class DevPlatform:
                 shutil.rmtree(venv, ignore_errors=True)
                 raise BuildError(
                     f"installing the dependencies of {spec.name} failed (check its requirements.txt or "
-                    f"pyproject.toml; it must work with dagster=={DAGSTER_VERSION}):\n{_tail(done.stderr)}"
+                    f"pyproject.toml; it must work with dagster=={DAGSTER_VERSION}):\n{_tail(done.stderr, secrets=self._secrets())}"
                 )
             site = next((venv / "lib").glob("python*/site-packages"))
             (site / "meta_deployer_runtime.pth").write_text(f"{self._ensure_pylib()}\n")
@@ -237,7 +248,7 @@ class DevPlatform:
         # leaves its bytecode in the virtualenv, so the servers and runs started later (which inherit
         # the variable from `dagster dev`) do not compile Dagster from source again, each of them.
         dropped = ("DAGSTER_HOME", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE")
-        env = {k: v for k, v in os.environ.items() if k not in dropped}
+        env = {k: v for k, v in without_deployer_secrets(os.environ).items() if k not in dropped}
         env["META_DEPLOYER_VALIDATING"] = "1"
         try:
             result = subprocess.run(
@@ -251,7 +262,7 @@ class DevPlatform:
             shutil.rmtree(folder, ignore_errors=True)
             raise ValidationFailed(
                 f"the definitions of {spec.name} failed to load, so this version was not deployed "
-                f"(the previous version, if any, keeps serving):\n{_tail(result.stdout + result.stderr)}"
+                f"(the previous version, if any, keeps serving):\n{_tail(result.stdout + result.stderr, secrets=self._secrets())}"
             )
 
     def publish(self, spec: RepoSpec, artifact: Artifact, log: Log) -> Published:
