@@ -25,7 +25,7 @@ def dry_run(deployer: Deployer, spec: RepoSpec) -> str:
 
     settings = deployer.settings
     auth = settings.git_auth()
-    url = gitops.resolve_url(spec.git_url, settings.root)
+    url = gitops.resolve_url(spec.git_url, settings.root, settings.private_dirs)
     commit = gitops.remote_head(url, spec.branch, auth)
     shown_url = gitops.redact(spec.git_url, auth.secrets)
     lines = [f"{spec.name}: {shown_url} {spec.branch} is at {commit[:12]}"]

@@ -45,10 +45,25 @@ def redact(text: str, secrets: tuple[str | None, ...] = ()) -> str:
     return text
 
 
-def resolve_url(url: str, root: Path) -> str:
-    """Make a relative local path absolute (against ``root``); leave URLs as they are."""
+def resolve_url(url: str, root: Path, private: tuple[Path, ...] = ()) -> str:
+    """Make a relative local path absolute (against ``root``); leave URLs as they are.
+
+    A local source (a path or ``file://``) inside one of the ``private`` folders (the deployer's
+    work area: other repos' checkouts, snapshots, records and storage; the Dagster instance) is
+    refused: a config could otherwise deploy another team's checkout as its own code.
+    """
     if url == "." or url.startswith(("./", "../")):
-        return str((root / url).resolve())
+        url = str((root / url).resolve())
+    local = url[len("file://"):] if url.startswith("file://") else url if url.startswith("/") else None
+    if local is not None and private:
+        resolved = Path(local).resolve()
+        for folder in private:
+            folder = folder.resolve()
+            if resolved == folder or folder in resolved.parents:
+                raise CloneError(
+                    f"git_url {url!r} points into {folder}, the deployer's own files (other repos' checkouts, "
+                    "records, storage or the Dagster instance); give the repository's own URL"
+                )
     return url
 
 

@@ -102,7 +102,7 @@ class Deployer:
         """Converge the checkout, complete the spec, and decide whether anything must change."""
         started = time.time()
         auth = self.settings.git_auth()
-        url = gitops.resolve_url(spec.git_url, self.settings.root)
+        url = gitops.resolve_url(spec.git_url, self.settings.root, self.settings.private_dirs)
         commit, changed = gitops.converge(url, spec.branch, self.settings.checkout_path(spec.name), auth)
         snapshot.check_links(self.settings.checkout_path(spec.name))
         shown_url = gitops.redact(spec.git_url, auth.secrets)

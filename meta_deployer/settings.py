@@ -586,6 +586,12 @@ class Settings(SettingsGroup):
         """The bucket when ``META_DEPLOYER_BUCKET`` is set: storage is then in S3 (dev, docker), else local."""
         return self.bucket if "bucket" in self.model_fields_set else None
 
+    @property
+    def private_dirs(self) -> tuple[Path, ...]:
+        """Folders no repo may use as its git source: the work area, the storage root, the instance."""
+        dirs = [self.work_dir, self.storage_dir] + ([self.docker.dagster_home] if self.docker.dagster_home else [])
+        return tuple(d for d in dirs if d is not None)
+
     # Folders inside the git-ignored work area -----------------------------
     @property
     def checkouts_dir(self) -> Path:

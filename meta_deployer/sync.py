@@ -31,7 +31,7 @@ def moved(deployer: Deployer, log: Log) -> tuple[list[RepoSpec], list[str]]:
         assert spec is not None
         record = records.get(name)
         try:
-            head = gitops.remote_head(gitops.resolve_url(spec.git_url, settings.root), spec.branch, auth)
+            head = gitops.remote_head(gitops.resolve_url(spec.git_url, settings.root, settings.private_dirs), spec.branch, auth)
         except Exception as exc:  # one unreachable remote must not stop the others
             problems.append(f"{name}: {exc}")
             log(f"skipped {name}: {exc}")

@@ -42,3 +42,18 @@ def test_a_requirements_file_that_includes_the_token_file_never_shows_the_token(
     with pytest.raises(BuildError) as err:
         Deployer().deploy(parse_spec({"name": "snoop", "git_url": remote.url, "python_file": "definitions.py"}, "t"))
     assert TOKEN not in str(err.value)
+
+
+def test_a_repo_cannot_deploy_another_repo_s_checkout_as_its_own_code(project, git_remote):
+    from devkit import definitions_py
+    from meta_deployer import workspace as ws
+    from meta_deployer.errors import CloneError
+
+    remote = git_remote(files={"definitions.py": definitions_py("private")})
+    Deployer().deploy(parse_spec({"name": "victim", "git_url": remote.url}, "t"))
+    before = project.workspace_bytes()
+    checkout = project.work / "checkouts" / "victim"
+    for url in (str(checkout), f"file://{checkout}", "./.meta_deployer/checkouts/victim", str(project.work / "storage")):
+        with pytest.raises(CloneError, match="the deployer's own files"):
+            Deployer().deploy(parse_spec({"name": "thief", "git_url": url, "python_file": "definitions.py"}, "t"))
+    assert project.workspace_bytes() == before and "thief" not in ws.read_entries(project.workspace)
