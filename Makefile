@@ -59,7 +59,7 @@ dev: $(INSTALLED) $(INSTANCE) ## Run Dagster (webserver + daemon) on http://loca
 	@$(BIN)/meta-deployer render-workspace
 	$(BIN)/dagster dev --use-legacy-code-server-behavior -w $(WORKSPACE) -h $(DAGSTER_HOST) -p $(DAGSTER_PORT)
 
-dev-with-repos: $(INSTALLED) $(INSTANCE) ## Deploy every repo in repos/ (dev platform), then make dev
+dev-with-repos: $(INSTALLED) $(INSTANCE) ## Queue an update_repo run per repo in repos/ not yet deployed or moved (dev platform), then make dev (its daemon deploys them)
 	META_DEPLOYER_PLATFORM=dev $(BIN)/dagster job execute $(DEFS) -j sync_repos
 	@$(MAKE) --no-print-directory dev
 
@@ -81,7 +81,7 @@ list-repos: $(INSTALLED) ## Show every repo: URL, branch, deployed commit, platf
 repo-logs: $(INSTALLED) ## Show a repo's code server output: REPO_NAME= [FOLLOW=1]
 	@$(BIN)/meta-deployer repo-logs
 
-sync-repos: $(INSTALLED) $(INSTANCE) ## Update every repo whose branch head or config moved
+sync-repos: $(INSTALLED) $(INSTANCE) ## Queue one update_repo run per repo whose branch head or config moved (a daemon, e.g. make dev, deploys them)
 	$(BIN)/dagster job execute $(DEFS) -j sync_repos
 
 validate: $(INSTALLED) ## Check every repos/<name>/config.yml before you commit it

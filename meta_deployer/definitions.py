@@ -6,6 +6,9 @@ Reading ``deploy_repo`` reads like the pipeline:
 
     clone -> build -> push -> register -> write_workspace -> reload
 
+``sync_repos`` deploys nothing itself: it queues one tagged ``update_repo`` run per moved repo
+(``meta_deployer.fanout``), so repos deploy in parallel up to the run queue's limits.
+
 The jobs run with the in-process executor: deploy steps are I/O-bound and run
 in order, and a subprocess per op would set the floor of every no-op run.
 """
@@ -24,8 +27,6 @@ from dagster import (
     DagsterRunStatus,
     DefaultSensorStatus,
     Definitions,
-    DynamicOut,
-    DynamicOutput,
     Failure,
     MetadataValue,
     OpExecutionContext,
@@ -44,13 +45,13 @@ from dagster import (
 )
 from pydantic import Field, PrivateAttr
 
-from meta_deployer import configsource, naming
+from meta_deployer import configsource, fanout, naming
 from meta_deployer.errors import MetaDeployerError, Retryable
 from meta_deployer.pipeline import Deployer, DeployState, deployment_summary
 from meta_deployer.settings import Settings
 from meta_deployer.state import StateStore
 from meta_deployer.worker import WORKER_TAG, is_dead, this_worker
-from meta_deployer.runconfig import deploy_run_config, remove_run_config, run_config_from_spec, spec_dict_from_run_config
+from meta_deployer.runconfig import deploy_run_config, remove_run_config, spec_dict_from_run_config
 from meta_deployer.spec import RepoSpec, parse_spec
 
 T = TypeVar("T")
@@ -194,32 +195,31 @@ def reload_after_remove(context: OpExecutionContext, changed: bool, deployer: De
     deployer.get().reload(changed, context.log.info)
 
 
-@op(out=DynamicOut(dict), description="Repos whose branch head, config or platform moved.")
-def find_moved(context: OpExecutionContext, deployer: DeployerResource):
+@op(description="Repos whose branch head, config or platform moved: one queued update_repo run each.")
+def submit_moved(context: OpExecutionContext, deployer: DeployerResource) -> dict:
     _claim(context)
-    moved, problems = _step(context, lambda: deployer.get().moved(context.log.info))
+    d = deployer.get()
+    moved, problems = _step(context, lambda: d.moved(context.log.info))
     for problem in problems:
         context.log.warning(problem)
-    context.log.info(f"{len(moved)} repo(s) to update")
-    for spec in moved:
-        yield DynamicOutput(run_config_from_spec(spec), mapping_key=spec.name.replace("-", "_"))
-
-
-@op(description="Clone one moved repo (sync_repos).")
-def clone_moved(context: OpExecutionContext, cfg: dict, deployer: DeployerResource) -> DeployState:
-    d = deployer.get()
-    spec = _step(context, lambda: parse_spec(spec_dict_from_run_config(cfg), "repos config"))
-    return _step(context, lambda: d.checkout(spec, context.log.info))
+    context.log.info(f"{len(moved)} repo(s) moved")
+    # Each run deploys to the platform the repos were compared against, whatever the daemon's own
+    # environment says (e.g. make dev-with-repos compares on dev, then `make dev` runs the queue).
+    configs = {spec.name: fanout.update_run_config(deploy_run_config(spec), d.platform.name) for spec in moved}
+    try:
+        submitted = fanout.submit_updates(context.instance, configs, context.log.info, context.run_id)
+    except RuntimeError as exc:
+        raise Failure(description=str(exc)) from exc
+    if submitted:
+        notice = fanout.queue_notice(context.instance, len(submitted))
+        (context.log.info if fanout.daemon_running(context.instance) else context.log.warning)(notice)
+    context.add_output_metadata({"moved": ", ".join(configs) or "none", "runs": MetadataValue.json(submitted)})
+    return submitted
 
 
 @graph
 def deploy_steps(state: DeployState) -> DeployState:
     return write_workspace(register(push(build(state))))
-
-
-@graph
-def sync_one(cfg: dict) -> None:
-    reload(deploy_steps(clone_moved(cfg)))
 
 
 # -- jobs ------------------------------------------------------------------------
@@ -241,9 +241,12 @@ def remove_repo() -> None:
     reload_after_remove(remove())
 
 
-@job(executor_def=in_process_executor, description="Update every repo whose branch head or config moved.")
+@job(
+    executor_def=in_process_executor,
+    description="Queue one update_repo run per repo whose branch head, config or platform moved (they deploy in parallel).",
+)
 def sync_repos() -> None:
-    find_moved().map(sync_one)
+    submit_moved()
 
 
 # -- sensor ----------------------------------------------------------------------

@@ -4,7 +4,8 @@ The deployer's platforms start every code server the same way, and the
 location entry point reads what they inject. Both sides import the names from
 here, so a platform serves exactly what the entry point expects:
 
-- the command: ``dagster api grpc --host H --port P --module-name meta_deployer_runtime.entrypoint``;
+- the command: ``dagster api grpc --host H --port P --module-name meta_deployer_runtime.entrypoint``
+  ``--fixed-server-id ID`` (the version's deploy fingerprint: one identity for all its replicas);
 - the health check: ``dagster api grpc-health-check -p P``;
 - the validation command: ``dagster definitions validate`` through the same entry point;
 - the environment: the code source (``META_DEPLOYER_CODE_SOURCE``), the working directory, the repo
@@ -76,9 +77,17 @@ def without_deployer_secrets(env: Mapping[str, str]) -> dict[str, str]:
     return {k: v for k, v in env.items() if not k.startswith(DEPLOYER_ONLY_PREFIXES)}
 
 
-def entrypoint_command(host: str = "0.0.0.0", port: int = CONTAINER_PORT) -> list[str]:
-    """``dagster api grpc`` serving the location entry point."""
-    return ["dagster", "api", "grpc", "--host", host, "--port", str(port), "--module-name", ENTRYPOINT_MODULE]
+def entrypoint_command(host: str = "0.0.0.0", port: int = CONTAINER_PORT, server_id: str | None = None) -> list[str]:
+    """``dagster api grpc`` serving the location entry point.
+
+    ``server_id`` (``--fixed-server-id``) is the identity the server reports to ``GetServerId``: the
+    webserver polls it and reloads the location when it changes, so every replica of one deployed
+    version must report the same id (the platforms pass the version's deploy fingerprint).
+    """
+    command = ["dagster", "api", "grpc", "--host", host, "--port", str(port), "--module-name", ENTRYPOINT_MODULE]
+    if server_id:
+        command += ["--fixed-server-id", server_id]
+    return command
 
 
 def health_command(port: int = CONTAINER_PORT) -> list[str]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
+from dagster._grpc.client import DagsterGrpcClient
 from dockerkit import (
     DEFINITIONS,
     FAILS_WHEN_SERVED,
@@ -87,6 +88,10 @@ def test_serve_switch_adopt_and_stop(tmp_path, git_remote, repo_names):
     platform.after_switch(spec, served, log)
     live = platform.client.containers.get(naming.container_name(name))
     assert live.status == "running" and grpc_ready(port1)
+    # One identity per version: the server reports its deploy fingerprint (--fixed-server-id).
+    server_id = platform.server_id(spec, published, co)
+    assert server_id.startswith(f"{name}-{co.commit[:12]}-")
+    assert DagsterGrpcClient(port=port1, host="127.0.0.1").get_server_id() == server_id
     assert live.attrs["HostConfig"]["RestartPolicy"]["Name"] == "unless-stopped"
     env = dict(item.split("=", 1) for item in live.attrs["Config"]["Env"])
     assert env["META_DEPLOYER_REPO"] == name and env["META_DEPLOYER_PREFIX"] == f"repos/{name}"
@@ -112,6 +117,8 @@ def test_serve_switch_adopt_and_stop(tmp_path, git_remote, repo_names):
     port2 = served2.metadata["port"]
     assert port2 != port1 and {port1, port2} == {min(port1, port2), min(port1, port2) + 1}
     assert grpc_ready(port1) and grpc_ready(port2)  # both serve until the switch
+    assert DagsterGrpcClient(port=port2, host="127.0.0.1").get_server_id() == platform.server_id(spec, published2, co2)
+    assert platform.server_id(spec, published2, co2) != server_id
     platform.after_switch(spec, served2, log)
     containers = platform.client.containers.list(all=True, filters={"label": f"meta-deployer.repo={name}"})
     assert [c.name for c in containers] == [naming.container_name(name)]

@@ -19,7 +19,8 @@ from meta_deployer.platforms.aws.gateway import AwsGateway
 from meta_deployer.platforms.aws.bootstrap import BUCKET_LAYOUT, TEMP_RULE_ID, bootstrap
 from meta_deployer.errors import AwsOperationError, UnhealthyError
 from meta_deployer.platforms.aws.resources.execution_role import execution_role_policy
-from meta_deployer.platforms.ecs import EcsPlatform
+from meta_deployer.platforms import location
+from meta_deployer.platforms.ecs import EcsPlatform, code_server
 from meta_deployer.spec import SecretRef
 from test_ecs_support import CallCounter, checkout_for, make_network, published_for, settings_for, spec_for
 
@@ -88,8 +89,12 @@ def test_add_creates_every_resource_tagged(platform, settings, tmp_path):
     assert td["executionRoleArn"] == "arn:aws:iam::123456789012:role/dagster-exec-sales"
     container = td["containerDefinitions"][0]
     assert container["image"] == published_for("sales").ref.rsplit(":", 1)[0] + "@" + published_for("sales").digest
+    server_id = location.server_id(
+        spec, checkout_for("sales", tmp_path, "c1").commit, container["image"], platform.settings_fingerprint(spec)
+    )
     assert container["command"] == [
         "dagster", "api", "grpc", "--host", "0.0.0.0", "--port", "4000", "--module-name", "meta_deployer_runtime.entrypoint",
+        "--fixed-server-id", server_id,
     ]
     env = td_env(td)
     assert env["META_DEPLOYER_CODE_SOURCE"] == "python_file:definitions.py"
@@ -177,6 +182,12 @@ def test_dry_run_without_a_build(platform, tmp_path):
 # -- update -----------------------------------------------------------------------
 
 
+def _server_id(revision: int) -> str:
+    td = boto3.client("ecs").describe_task_definition(taskDefinition=f"dagster-repo-sales:{revision}")["taskDefinition"]
+    command = td["containerDefinitions"][0]["command"]
+    return command[command.index("--fixed-server-id") + 1]
+
+
 def test_no_change_makes_no_mutating_call(platform, tmp_path):
     deploy(platform, tmp_path)
     calls = CallCounter(platform.gateway)
@@ -185,6 +196,34 @@ def test_no_change_makes_no_mutating_call(platform, tmp_path):
     assert not served.changed
     assert len(active_revisions()) == 1
     assert len(calls.calls) <= 10, calls.calls
+    # The server id is in the task definition and deterministic: the same version plans nothing.
+    spec = spec_for("sales")
+    assert not platform.plan_for(spec, published_for("sales"), checkout_for("sales", tmp_path, "c1"))
+    assert "--fixed-server-id" in _server_id_command(1)
+
+
+def _server_id_command(revision: int) -> list[str]:
+    td = boto3.client("ecs").describe_task_definition(taskDefinition=f"dagster-repo-sales:{revision}")["taskDefinition"]
+    return td["containerDefinitions"][0]["command"]
+
+
+def test_server_id_is_deterministic_per_version(tmp_path):
+    """Pure: the same inputs give the same id (replicas, restarts, redeploys); a changed commit, image,
+    spec or settings give a new one."""
+    spec = spec_for("sales")
+    sid = location.server_id(spec, "a" * 40, "reg/sales@sha256:" + "1" * 64, "s1")
+    assert sid == location.server_id(spec_for("sales"), "a" * 40, "reg/sales@sha256:" + "1" * 64, "s1")
+    assert sid.startswith("sales-aaaaaaaaaaaa-")
+    others = {
+        location.server_id(spec, "b" * 40, "reg/sales@sha256:" + "1" * 64, "s1"),
+        location.server_id(spec, "a" * 40, "reg/sales@sha256:" + "2" * 64, "s1"),
+        location.server_id(spec_for("sales", environment=[{"name": "X", "value": "1"}]), "a" * 40, "reg/sales@sha256:" + "1" * 64, "s1"),
+        location.server_id(spec, "a" * 40, "reg/sales@sha256:" + "1" * 64, "s2"),
+    }
+    assert sid not in others and len(others) == 4
+    server = code_server(spec, "bucket", sid)
+    assert server.command[-2:] == ("--fixed-server-id", sid)
+    assert "--fixed-server-id" not in code_server(spec, "bucket").command
 
 
 def test_code_change_rolls_out_a_new_revision(platform, tmp_path):
@@ -195,6 +234,7 @@ def test_code_change_rolls_out_a_new_revision(platform, tmp_path):
     assert "ecs.RegisterTaskDefinition" in calls.mutating and "ecs.UpdateService" in calls.mutating
     svc = boto3.client("ecs").describe_services(cluster="dagster", services=["sales"], include=["TAGS"])["services"][0]
     assert svc["taskDefinition"].endswith("dagster-repo-sales:2")
+    assert _server_id(2) != _server_id(1) and _server_id(2).startswith("sales-")  # a new version, a new identity
     tags = {t["key"]: t["value"] for t in svc["tags"]}
     assert tags[aws_plan.TAG_COMMIT] == checkout_for("sales", tmp_path, "c2").commit
     assert tags[aws_plan.TAG_IMAGE].endswith(published_for("sales", "v2").digest)

@@ -87,7 +87,9 @@ RESTART_POLICY = {"Name": "unless-stopped"}
 LOG_TAIL_LINES = 40
 NEXT_SUFFIX = "-next"
 #: Bump when the way a container is started changes: running containers are then replaced.
-SERVE_VERSION = 3
+#: 3: only the repo's own storage and the instance's run folders are mounted; 4: the code server
+#: starts with --fixed-server-id.
+SERVE_VERSION = 4
 
 #: The instance's config file, mounted read-only.
 INSTANCE_CONFIG = "dagster.yaml"
@@ -266,6 +268,10 @@ class DockerPlatform:
         data = [published.ref, spec.content_hash(), self.settings_fingerprint(spec)]
         return hashlib.sha256(json.dumps(data).encode()).hexdigest()[:16]
 
+    def server_id(self, spec: RepoSpec, published: Published, checkout: Checkout) -> str:
+        """The code server's ``--fixed-server-id``: the same for the same image, commit, spec and settings."""
+        return location.server_id(spec, checkout.commit, published.ref, self.settings_fingerprint(spec))
+
     def _pair(self, name: str) -> int:
         """The repo's port pair: from its containers' labels, else the first free one."""
         taken: dict[int, str] = {}
@@ -349,7 +355,11 @@ class DockerPlatform:
             "name": name,
             # Served through the location entry point (runtime layer): the repo's definitions,
             # with the prefix-enforcing IO manager when they set none.
-            "command": location.entrypoint_command("127.0.0.1" if host_mode else "0.0.0.0", inner_port),
+            # One identity per version (--fixed-server-id): a restarted container or a replica of the
+            # same version never looks like a new server to the webserver's GetServerId poll.
+            "command": location.entrypoint_command(
+                "127.0.0.1" if host_mode else "0.0.0.0", inner_port, self.server_id(spec, published, checkout)
+            ),
             "working_dir": location.container_workdir(image_workdir, spec),
             "environment": env,
             "labels": labels,

@@ -46,18 +46,20 @@ from meta_deployer.spec import RepoSpec
 
 PLATFORM_NAME = "ecs"
 #: Bumped when the rendered resources change shape, so every repo redeploys once.
-RENDER_VERSION = "1"
+#: 2: the code server starts with --fixed-server-id.
+RENDER_VERSION = "2"
 #: Follow mode: how often ``logs(follow=True)`` polls CloudWatch.
 LOG_FOLLOW_POLL_S = 2.0
 
 __all__ = ["EcsPlatform", "EcsSettings"]
 
 
-def code_server(spec: RepoSpec, bucket: str) -> CodeServer:
-    """A task's code server: the location entry point with the repo's environment (S3 storage)."""
+def code_server(spec: RepoSpec, bucket: str, server_id: str | None = None) -> CodeServer:
+    """A task's code server: the location entry point with the repo's environment (S3 storage),
+    reporting ``server_id`` (``--fixed-server-id``, see ``location.server_id``) from every task."""
     storage = location.storage_env(spec, bucket=bucket)
     return CodeServer(
-        command=tuple(location.entrypoint_command(port=location.CONTAINER_PORT)),
+        command=tuple(location.entrypoint_command(port=location.CONTAINER_PORT, server_id=server_id)),
         environment=location.location_env(spec, storage, location.code_source_env(spec, spec.working_directory or ".")),
         port=location.CONTAINER_PORT,
         health_command=tuple(location.health_command(location.CONTAINER_PORT)),
@@ -115,9 +117,11 @@ class EcsPlatform:
     def desired(self, spec: RepoSpec, published: Published, checkout: Checkout) -> aws_plan.DesiredRepo:
         """The desired AWS resources for ``spec`` at ``checkout`` running ``published``."""
         self.ecs.require_network()
+        image = aws_plan.image_by_digest(published.ref, published.digest)
+        server_id = location.server_id(spec, checkout.commit, image, self.settings_fingerprint(spec))
         return aws_plan.desired_repo(
             spec, published.ref, published.digest, checkout.commit, checkout.branch, self.ecs, self.context,
-            code_server(spec, self.ecs.bucket),
+            code_server(spec, self.ecs.bucket, server_id),
         )
 
     def _observe(self, name: str, *, for_removal: bool = False, purge: bool = False) -> dict[str, Any]:

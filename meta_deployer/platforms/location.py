@@ -9,13 +9,16 @@ other side):
   storage folder), then the code source and working directory for the entry point;
 - :func:`grpc_command` / :func:`location_args`: the plain ``dagster api grpc``
   command of a templated image (the platforms serve the entry point instead);
-- :func:`container_workdir`: the folder the entry point runs in inside an image.
+- :func:`container_workdir`: the folder the entry point runs in inside an image;
+- :func:`server_id`: the ``--fixed-server-id`` of a deployed version (docker and ecs).
 
 Injected names come last, so a spec can never override them.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import posixpath
 from collections.abc import Mapping
 
@@ -38,6 +41,7 @@ __all__ = [
     "health_command",
     "location_args",
     "location_env",
+    "server_id",
     "storage_env",
     "validate_command",
 ]
@@ -102,3 +106,15 @@ def code_source_env(spec: RepoSpec, working_directory: str | None = None) -> dic
 def location_env(spec: RepoSpec, storage: Mapping[str, str], extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The spec's environment, then ``storage`` (from :func:`storage_env`) and ``extra``: injected last, so they win."""
     return {**{e.name: e.value for e in spec.environment}, **storage, **(extra or {})}
+
+
+def server_id(spec: RepoSpec, commit: str, image: str, settings_fingerprint: str) -> str:
+    """The code server identity of one deployed version: ``<name>-<commit12>-<hash16>``.
+
+    Derived only from what the deploy fingerprint covers (the image, which pins the build, the
+    commit, the spec and the platform's settings): every replica and every restart of one version
+    reports the same id to ``GetServerId``, a new version a new one, and an unchanged deploy renders
+    the same command (so it changes nothing). Never a timestamp or a random value.
+    """
+    data = json.dumps([spec.name, commit, image, spec.content_hash(), settings_fingerprint])
+    return f"{spec.name}-{commit[:12]}-{hashlib.sha256(data.encode()).hexdigest()[:16]}"
