@@ -566,6 +566,10 @@ def read_config_bytes(path: Path) -> bytes:
     """The bytes of a config file, at most MAX_CONFIG_BYTES: the size is checked before the file
     is read, and never more than the cap (plus one byte) is read. SpecError naming the file."""
     try:
+        # A link would let a config.yml read any file the deployer can (another repo's record, a
+        # host file) and echo its values back in errors: the file and its folder must be real.
+        if path.is_symlink() or path.parent.is_symlink():
+            raise SpecError(str(path), [("", "is a symbolic link (or sits in a linked folder); a config.yml must be a regular file in repos/<name>/")])
         info = path.stat()
         if not stat.S_ISREG(info.st_mode):
             raise SpecError(str(path), [("", "is not a regular file")])

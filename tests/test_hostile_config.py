@@ -333,3 +333,24 @@ def test_a_make_argument_never_runs_a_command(project, tmp_path, var):
     result = run_make(project, "add-repo", *(f"{k}={v}" for k, v in args.items()), "DRY_RUN=1", check=False)
     assert not marker.exists()
     assert result.returncode != 0 and var.lower().replace("repo_", "").replace("url", "git_url") in (result.stdout + result.stderr).lower()
+
+
+def test_a_config_yml_that_is_a_link_is_refused_and_never_read(tmp_path):
+    from meta_deployer.errors import SpecError
+    from meta_deployer.scan import scan_repo_configs
+    from meta_deployer.spec import load_spec
+
+    secret = tmp_path / "elsewhere" / "record.json"
+    secret.parent.mkdir()
+    secret.write_text('{"name": "victim", "commit": "c0ffee"}')
+    repos = tmp_path / "repos"
+    (repos / "thief").mkdir(parents=True)
+    (repos / "thief" / "config.yml").symlink_to(secret)
+    (repos / "linked").symlink_to(secret.parent, target_is_directory=True)
+    (secret.parent / "config.yml").write_text("name: linked\ngit_url: https://example.com/x.git\n")
+    for path in (repos / "thief" / "config.yml", repos / "linked" / "config.yml"):
+        with pytest.raises(SpecError, match="symbolic link") as err:
+            load_spec(path)
+        assert "c0ffee" not in str(err.value)
+    scanned = scan_repo_configs(repos)
+    assert all(item.spec is None and "symbolic link" in item.error for item in scanned.values())
