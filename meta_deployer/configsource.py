@@ -26,7 +26,6 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from meta_deployer import gitops
 from meta_deployer.errors import CloneError, ConfigSourceError, SpecError
 from meta_deployer.scan import ScannedConfig, scan_repo_configs
 from meta_deployer.settings import Settings
@@ -58,6 +57,8 @@ def describe(settings: Settings) -> str:
     """Where the configs come from, for messages (credentials redacted)."""
     if not settings.config_git_url:
         return str(settings.repos_dir)
+    from meta_deployer import gitops  # GitPython: loaded only when a configuration repository is set
+
     return f"{gitops.redact(settings.config_git_url)} branch {settings.config_git_branch}"
 
 
@@ -68,6 +69,8 @@ def opened(settings: Settings) -> Iterator[ConfigSource]:
     if not settings.config_git_url:
         yield ConfigSource(settings.repos_dir, label=str(settings.repos_dir))
         return
+    from meta_deployer import gitops  # GitPython: loaded only when a configuration repository is set
+
     url = gitops.resolve_url(settings.config_git_url, settings.root)
     dest = settings.config_repo_dir
     shown = describe(settings)

@@ -1,6 +1,6 @@
-"""Settings: every environment variable the deployer reads, in one model (pydantic-settings).
+"""Settings: every environment variable the deployer reads, in one model (pydantic).
 
-One environment builds four groups, each a frozen ``BaseSettings``:
+One environment builds four groups, each a frozen pydantic model:
 
     Settings.from_env(env)             core: platform, paths, webserver, storage, AWS endpoint
       .docker   DockerSettings         the docker platform (networking, ports, health, drain)
@@ -20,6 +20,10 @@ methods here, not lookups in the platforms. Relative paths are resolved against
 project root). Building a group by keyword (``EcsSettings(cluster="c")``) reads no
 environment: only :meth:`from_env` does.
 
+The groups are plain pydantic models read by :func:`_env_values` from one environment mapping:
+pydantic-settings' own sources (``os.environ``, dotenv files, JSON-decoding of complex values) are
+exactly what this must not do, and importing it cost every CLI call and every run 0.1 s.
+
 ``DOCKER_HOST`` and the ``AWS_*`` variables other than ``AWS_ENDPOINT_URL`` belong to the
 Docker SDK and boto3, which read them themselves: ``Settings.env`` passes the
 environment on to them.
@@ -37,9 +41,8 @@ from dataclasses import field as dc_field
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic.fields import FieldInfo
-from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from meta_deployer.errors import SettingsError
 
@@ -125,28 +128,17 @@ def is_ecr(registry: str | None) -> bool:
     return bool(registry) and bool(ECR_HOST.match(str(registry).split("/")[0]))
 
 
-class _EnvSource(PydanticBaseSettingsSource):
-    """The model's variables from one environment mapping, as raw strings; empty means unset."""
-
-    def __init__(self, settings_cls: type[BaseSettings], env: Mapping[str, str]):
-        super().__init__(settings_cls)
-        self.env = env
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+def _env_values(model: type[BaseModel], env: Mapping[str, str]) -> dict[str, str]:
+    """The model's variables from one environment mapping, as raw strings, by variable name; empty means unset."""
+    values = {}
+    for field in model.model_fields.values():
         var = env_var(field)
-        value = self.env.get(var) if var else None
-        return (value if value not in (None, "") else None), var or field_name, False
-
-    def __call__(self) -> dict[str, Any]:
-        values = {}
-        for name, field in self.settings_cls.model_fields.items():
-            value, key, _ = self.get_field_value(field, name)
-            if value is not None:
-                values[key] = value
-        return values
+        if var and env.get(var) not in (None, ""):
+            values[var] = env[var]
+    return values
 
 
-def _settings_error(model: type[BaseSettings], exc: ValidationError) -> SettingsError:
+def _settings_error(model: type[BaseModel], exc: ValidationError) -> SettingsError:
     """One actionable message per problem: the variable, its value and what would be valid."""
     fields = model.model_fields
     lines = []
@@ -175,15 +167,10 @@ def _settings_error(model: type[BaseSettings], exc: ValidationError) -> Settings
     return SettingsError("; ".join(lines))
 
 
-class SettingsGroup(BaseSettings):
+class SettingsGroup(BaseModel):
     """Base of the groups: frozen, read only by :meth:`from_env`, never from ``os.environ`` on construction."""
 
-    model_config = SettingsConfigDict(frozen=True, populate_by_name=True, extra="ignore", validate_default=True)
-
-    @classmethod
-    def settings_customise_sources(cls, settings_cls, init_settings, *args, **kwargs):  # noqa: ANN001
-        # Keyword arguments only: from_env is the one place that reads an environment.
-        return (init_settings,)
+    model_config = ConfigDict(frozen=True, populate_by_name=True, extra="ignore", validate_default=True)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Any:
@@ -202,7 +189,7 @@ class SettingsGroup(BaseSettings):
     def _read(cls, env: Mapping[str, str], /, **values: Any) -> Any:
         """The group from ``env`` plus ``values``, fields that are already built; SettingsError when invalid."""
         try:
-            return cls(**_EnvSource(cls, env)(), **values)
+            return cls(**_env_values(cls, env), **values)
         except ValidationError as exc:
             raise _settings_error(cls, exc) from None
 
