@@ -72,10 +72,13 @@ def project_env(tmp: Path, platform: str) -> dict[str, str]:
     return env
 
 
-def timed(command: list[str], env: dict[str, str], cwd: Path = ROOT) -> float:
+def timed(command: list[str], env: dict[str, str], cwd: Path = ROOT, expect: str | None = None) -> float:
     started = time.perf_counter()
-    subprocess.run(command, env=env, cwd=cwd, check=True, capture_output=True)
-    return time.perf_counter() - started
+    done = subprocess.run(command, env=env, cwd=cwd, check=True, capture_output=True, text=True)
+    elapsed = time.perf_counter() - started
+    if expect is not None and expect not in done.stdout + done.stderr:
+        raise SystemExit(f"expected {expect!r} in the output of {' '.join(command)}:\n{(done.stdout + done.stderr)[-3000:]}")
+    return elapsed
 
 
 def make(env: dict[str, str], *args: str) -> list[str]:
@@ -93,7 +96,7 @@ def measure(tmp: Path, platform: str, remote: GitRemote) -> dict[str, float]:
         floor, noop = [], []
         for _ in range(ROUNDS):  # interleaved, so drift on the machine hits both alike
             floor.append(timed([dagster, "job", "execute", "-f", str(floor_file), "-j", "empty"], env))
-            noop.append(timed(make(env, "update-repo", f"REPO_NAME={name}"), env))
+            noop.append(timed(make(env, "update-repo", f"REPO_NAME={name}"), env, expect="nothing to do"))
         return {"floor": min(floor), "no-op": min(noop)}
     finally:
         subprocess.run(make(env, "remove-repo", f"REPO_NAME={name}", "PURGE=1"), env=env, capture_output=True)
