@@ -100,8 +100,11 @@ def git_url_problem(url: str) -> str | None:
                 "must not embed a password or token; put the token in a file named by META_DEPLOYER_GIT_TOKEN_FILE instead "
                 "and use the plain https:// URL"
             )
-        if not url.startswith("file://") and not authority.split("@")[-1]:
+        host = authority.split("@")[-1]
+        if not url.startswith("file://") and not host:
             return "has no host"
+        if host.startswith("-"):
+            return "has a host starting with '-' (ssh would read it as an option)"
         return None
     if "::" in url:
         return "remote-helper URLs ('<transport>::<address>') are not allowed; use https://, ssh://, git://, file:// or a path"
@@ -115,12 +118,18 @@ def git_url_problem(url: str) -> str | None:
     )
 
 
+#: Longest branch name accepted: a ref is a file name under .git/refs on most filesystems (255 bytes).
+MAX_BRANCH_LENGTH = 200
+
+
 def branch_problem(branch: str) -> str | None:
     """Why ``branch`` is not a safe git branch name, or None."""
     if not branch:
         return "must be a non-empty branch name"
     if branch.startswith("-"):
         return "must not start with '-' (git would read it as an option)"
+    if len(branch) > MAX_BRANCH_LENGTH:
+        return f"is {len(branch)} characters long; at most {MAX_BRANCH_LENGTH} are allowed"
     if (
         _BAD_REF_CHARS.search(branch)
         or ".." in branch

@@ -354,3 +354,22 @@ def test_a_config_yml_that_is_a_link_is_refused_and_never_read(tmp_path):
         assert "c0ffee" not in str(err.value)
     scanned = scan_repo_configs(repos)
     assert all(item.spec is None and "symbolic link" in item.error for item in scanned.values())
+
+
+@pytest.mark.parametrize(
+    "field, value, fragment",
+    [
+        ("git_url", "ssh://-oProxyCommand=touch${IFS}x/repo.git", "starting with '-'"),
+        ("git_url", "ssh://git@-oProxyCommand=x/repo.git", "starting with '-'"),
+        ("branch", "b" * 10_000, "at most"),
+    ],
+    ids=["ssh-option-host", "ssh-option-host-with-user", "huge-branch"],
+)
+def test_option_like_hosts_and_huge_branches_are_refused(field, value, fragment):
+    from meta_deployer.errors import SpecError
+    from meta_deployer.spec import parse_spec
+
+    data = {"name": "sales", "git_url": "https://example.com/s.git", "python_file": "d.py", field: value}
+    with pytest.raises(SpecError) as err:
+        parse_spec(data, "config.yml")
+    assert field in str(err.value) and fragment in str(err.value)
