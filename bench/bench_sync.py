@@ -1,12 +1,12 @@
 """``make sync-repos`` of 8 moved repos against 1, under a real ``dagster dev`` (no timing asserts).
 
 sync-repos queues one ``update_repo`` run per moved repo; the daemon of ``dagster dev`` launches
-them concurrently up to the run queue's limits. This bench measures, on the dev platform, the time
-from ``make sync-repos`` to every queued run finished, for 1 moved repo and then for 8 (other)
-moved repos, and prints the ratio. Deployed one after another the ratio would be near 8; the
-parallel fan-out keeps it well below (on a machine with few cores the runs' process start-ups
-still share the CPU). The 1-repo case runs first and builds the shared virtualenv, so neither
-case pays for it. Bounded: every wait times out (``TIMEOUT_S``).
+them concurrently up to the run queue's limits. This bench deploys 9 repos first (1 on its own
+remote, 8 sharing another), starts ``dagster dev``, then pushes a commit to the first remote and
+measures the time from ``make sync-repos`` to every queued run finished; then the same for a commit
+that moves the 8 others; and prints the ratio. "Moved" means what sync-repos is for: deployed repos
+whose branch head moved (updates, which reload only their own location), not new repos. Deployed
+one after another the ratio would be near 8. Bounded: every wait times out (``TIMEOUT_S``).
 
 Run: `.venv/bin/python bench/bench_sync.py` (or `make bench`).
 """
@@ -23,7 +23,6 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-import yaml  # noqa: E402
 from dagster import DagsterInstance, DagsterRunStatus  # noqa: E402
 
 from devkit import Project, dagster_dev, definitions_py, run_make  # noqa: E402
@@ -33,11 +32,14 @@ TIMEOUT_S = 300
 DONE = (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
 
 
-def add_configs(project: Project, remote: GitRemote, names: list[str]) -> None:
+def deploy(project: Project, remote: GitRemote, names: list[str]) -> None:
+    """Deploy ``names`` from ``remote`` before any webserver runs (in process: no reloads to wait for)."""
+    from meta_deployer.pipeline import Deployer
+    from meta_deployer.spec import parse_spec
+
     for name in names:
-        path = project.repos / name / "config.yml"
-        path.parent.mkdir(parents=True)
-        path.write_text(yaml.safe_dump({"name": name, "git_url": remote.url, "python_file": "definitions.py"}))
+        spec = parse_spec({"name": name, "git_url": remote.url, "python_file": "definitions.py"}, "bench")
+        Deployer().deploy(spec, log=lambda _: None)
 
 
 def sync_and_wait(project: Project, url: str, expected: int) -> float:
@@ -66,11 +68,15 @@ def main() -> None:
         (project.root / "dagster_home").mkdir()
         (project.root / "dagster_home" / "dagster.yaml").write_text((ROOT / "dagster.yaml").read_text())
         os.environ.update(project.env())
-        remote = GitRemote.create(Path(tmp) / "remote", {"definitions.py": definitions_py("a")})
+        solo = GitRemote.create(Path(tmp) / "solo", {"definitions.py": definitions_py("a")})
+        shared = GitRemote.create(Path(tmp) / "shared", {"definitions.py": definitions_py("a")})
+        os.environ["DAGSTER_WEBSERVER_URL"] = "http://127.0.0.1:9"  # nothing to reload yet
+        deploy(project, solo, ["one"])
+        deploy(project, shared, [f"many-{i}" for i in range(8)])
         with dagster_dev(project) as url:
-            add_configs(project, remote, ["one"])
+            solo.commit({"definitions.py": definitions_py("a", "b")})
             one = sync_and_wait(project, url, 1)
-            add_configs(project, remote, [f"many-{i}" for i in range(8)])
+            shared.commit({"definitions.py": definitions_py("a", "b")})
             eight = sync_and_wait(project, url, 8)
     print("`make sync-repos` to every queued update_repo run done, dev platform, under `dagster dev`:")
     print(f"  1 moved repo {one:6.2f} s   8 moved repos {eight:6.2f} s   ratio {eight / one:5.2f} (sequential would be ~8)")
