@@ -21,9 +21,9 @@ its final tag only once its definitions loaded, so "the tag exists" means
 **The runtime layer.** Every process that opens the Dagster instance loads the
 classes in dagster.yaml, and run workers execute inside the repo's container:
 the per-repo compute log manager (``meta_deployer_runtime.compute_logs``) must import
-there. So a last small layer copies meta_deployer's runtime modules
-(:data:`RUNTIME_MODULES`, which import only Dagster and the standard library)
-to ``/opt/meta_deployer/pylib`` and puts them on ``PYTHONPATH``, whichever
+there. So a last small layer copies the runtime package folder (``meta_deployer_runtime``,
+which imports only Dagster and the standard library) to ``/opt/meta_deployer/pylib``
+and puts it on ``PYTHONPATH``, whichever
 Dockerfile built the image. When storage is in S3 (a bucket is set, or the
 ecs platform), templated images also get ``dagster-aws`` (and on ecs
 ``dagster-postgres``), which the production instance loads; a repo's own
