@@ -123,7 +123,7 @@ def cmd_submit(args: argparse.Namespace) -> int:
 
     url = args.url_of_instance or Settings.from_env().dagster_url
     if not url:
-        raise SpecError("META_DEPLOYER_DAGSTER_URL", [("", "is required: the URL of the central Dagster webserver")])
+        raise remote.RemoteRunError("META_DEPLOYER_DAGSTER_URL is required: the URL of the central Dagster webserver")
     config, tags = ({}, {}) if args.job == "sync" else _job_run(args)
     try:
         return remote.submit(url.rstrip("/"), SUBMIT_JOBS[args.job], config, tags, timeout=args.timeout)
