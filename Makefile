@@ -19,14 +19,16 @@ DEFS      := -m meta_deployer.definitions
 # User arguments reach the CLI as environment variables, never spliced into a shell line. Make
 # would expand a `$(shell ...)` inside a command-line or environment value when it exports it, so
 # each is first pinned to its literal text ($(value ...) into a simply expanded variable).
-USER_ARGS := REPO_URL REPO_NAME BRANCH PYTHON_FILE MODULE_NAME PURGE FOLLOW DRY_RUN
+USER_ARGS := REPO_URL REPO_NAME BRANCH PYTHON_FILE MODULE_NAME PURGE FOLLOW DRY_RUN META_DEPLOYER_DAGSTER_URL
 $(foreach v,$(USER_ARGS),$(eval override $(v) := $$(value $(v))))
 export $(USER_ARGS)
 
 # Run a job with a validated run config: $(call run_job,<job>,<run-config args>)
-# With DRY_RUN=1 it prints the plan instead and changes nothing.
+# With DRY_RUN=1 it prints the plan instead and changes nothing. With META_DEPLOYER_DAGSTER_URL set
+# the run is launched on that instance over GraphQL and followed (`meta-deployer submit`).
 define run_job
 	@set -euo pipefail; if [ -n "$${DRY_RUN:-}" ] && [ "$${DRY_RUN}" != 0 ]; then exec $(BIN)/meta-deployer dry-run $(2); fi; \
+	if [ -n "$${META_DEPLOYER_DAGSTER_URL:-}" ]; then exec $(BIN)/meta-deployer submit $(2); fi; \
 	cfg=$$(mktemp -t meta-deployer-XXXXXX.yaml); tags=$$(mktemp -t meta-deployer-XXXXXX.json); \
 	trap 'rm -f "$$cfg" "$$tags"' EXIT; \
 	$(BIN)/meta-deployer run-config $(2) --tags-out "$$tags" > "$$cfg"; \
@@ -82,6 +84,7 @@ repo-logs: $(INSTALLED) ## Show a repo's code server output: REPO_NAME= [FOLLOW=
 	@$(BIN)/meta-deployer repo-logs
 
 sync-repos: $(INSTALLED) $(INSTANCE) ## Queue one update_repo run per repo whose branch head or config moved (a daemon, e.g. make dev, deploys them)
+	@if [ -n "$${META_DEPLOYER_DAGSTER_URL:-}" ]; then exec $(BIN)/meta-deployer submit sync; fi; \
 	$(BIN)/dagster job execute $(DEFS) -j sync_repos
 
 validate: $(INSTALLED) ## Check every repos/<name>/config.yml before you commit it

@@ -86,8 +86,8 @@ def _spec_from_args(job: str, args: argparse.Namespace, settings: Settings):
     return parse_spec(data, "make add-repo arguments (REPO_URL, REPO_NAME, BRANCH, PYTHON_FILE)")
 
 
-def cmd_run_config(args: argparse.Namespace) -> int:
-    """Print the run config of a deploy or removal job, after validating every argument."""
+def _job_run(args: argparse.Namespace) -> tuple[dict, dict[str, str]]:
+    """The validated run config and run tags of a deploy or removal job (a bad argument raises here)."""
     from meta_deployer.runconfig import deploy_run_config, remove_run_config
 
     if args.job == "remove":
@@ -95,11 +95,40 @@ def cmd_run_config(args: argparse.Namespace) -> int:
         config = remove_run_config(name, purge=args.purge or _flag(_env("PURGE")))
     else:
         config = deploy_run_config(_spec_from_args(args.job, args, Settings.from_env()))
+    name = config["ops"]["remove" if args.job == "remove" else "clone"]["config"]["name"]
+    return config, {naming.RUN_TAG_KEY: name}
+
+
+def cmd_run_config(args: argparse.Namespace) -> int:
+    """Print the run config of a deploy or removal job, after validating every argument."""
+    config, tags = _job_run(args)
     if args.tags_out:  # the run tags too, in the same process (one Python start-up less per Make target)
-        name = config["ops"]["remove" if args.job == "remove" else "clone"]["config"]["name"]
-        Path(args.tags_out).write_text(json.dumps({naming.RUN_TAG_KEY: name}))
+        Path(args.tags_out).write_text(json.dumps(tags))
     sys.stdout.write(yaml.safe_dump(config, sort_keys=False))
     return 0
+
+
+#: ``submit`` job argument -> the meta_deployer job it launches.
+SUBMIT_JOBS = {"add": "add_repo", "update": "update_repo", "remove": "remove_repo", "sync": "sync_repos"}
+
+
+def cmd_submit(args: argparse.Namespace) -> int:
+    """Launch add/update/remove/sync on the remote instance at META_DEPLOYER_DAGSTER_URL and follow the run.
+
+    The arguments are validated exactly as ``run-config`` does, before anything is sent.
+    """
+    import requests
+
+    from meta_deployer import remote
+
+    url = args.url_of_instance or Settings.from_env().dagster_url
+    if not url:
+        raise remote.RemoteRunError("META_DEPLOYER_DAGSTER_URL is required: the URL of the central Dagster webserver")
+    config, tags = ({}, {}) if args.job == "sync" else _job_run(args)
+    try:
+        return remote.submit(url.rstrip("/"), SUBMIT_JOBS[args.job], config, tags, timeout=args.timeout)
+    except (requests.RequestException, RuntimeError) as exc:  # unreachable, or GraphQL errors
+        raise remote.RemoteRunError(f"the Dagster webserver at {url}: {exc}") from None
 
 
 def cmd_dry_run(args: argparse.Namespace) -> int:
@@ -262,6 +291,14 @@ def build_parser() -> argparse.ArgumentParser:
         if command == "run-config":
             p.add_argument("--tags-out", help="also write the run tags (JSON) to this file")
         p.set_defaults(func=func)
+    p = sub.add_parser("submit", help="launch add/update/remove/sync on META_DEPLOYER_DAGSTER_URL and follow it")
+    p.add_argument("job", choices=list(SUBMIT_JOBS))
+    for option in ("--name", "--url", "--branch", "--python-file", "--module-name"):
+        p.add_argument(option)
+    p.add_argument("--purge", action="store_true")
+    p.add_argument("--dagster-url", dest="url_of_instance", help="the webserver (default: META_DEPLOYER_DAGSTER_URL)")
+    p.add_argument("--timeout", type=float, default=3600.0, help="seconds to follow the run before giving up")
+    p.set_defaults(func=cmd_submit)
     p = sub.add_parser("run-tags", help="print the run tags for a repo")
     p.add_argument("--name")
     p.set_defaults(func=cmd_run_tags)

@@ -444,6 +444,12 @@ class Settings(SettingsGroup):
     webserver_url: str = setting(
         "DAGSTER_WEBSERVER_URL", DEFAULT_WEBSERVER_URL, "where `reloadWorkspace` is sent; no answer is a warning"
     )
+    dagster_url: str | None = setting(
+        "META_DEPLOYER_DAGSTER_URL",
+        None,
+        "the central Dagster webserver: when set, `make add-repo`, `update-repo`, `remove-repo` and `sync-repos` "
+        "launch their run there over GraphQL and follow it instead of running it locally",
+    )
     reload_timeout_s: float = setting(
         "META_DEPLOYER_RELOAD_TIMEOUT", DEFAULT_RELOAD_TIMEOUT_S, "seconds to wait for the reload", gt=0
     )
