@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 from devkit import definitions_py  # noqa: E402
 from gitrepo import GitRemote  # noqa: E402
 
-ROUNDS = 3
+ROUNDS = int(os.environ.get("BENCH_ROUNDS", "5"))
 
 FLOOR_MODULE = '''\
 import meta_deployer.definitions  # noqa: F401  (the same imports as a deploy run)
