@@ -234,6 +234,13 @@ class EnvVar(_Strict):
             )
         return v
 
+    @field_validator("value")
+    @classmethod
+    def _value(cls, v: str) -> str:
+        if "\x00" in v:
+            raise ValueError("holds a NUL character, which no process environment can carry; remove it")
+        return v
+
 
 class SecretRef(_Strict):
     """A secret injected from AWS Secrets Manager or SSM by ARN (ECS platform)."""

@@ -373,3 +373,13 @@ def test_option_like_hosts_and_huge_branches_are_refused(field, value, fragment)
     with pytest.raises(SpecError) as err:
         parse_spec(data, "config.yml")
     assert field in str(err.value) and fragment in str(err.value)
+
+
+def test_a_nul_in_an_environment_value_is_refused_by_the_spec():
+    from meta_deployer.errors import SpecError
+    from meta_deployer.spec import parse_spec
+
+    data = {"name": "sales", "git_url": "https://example.com/s.git", "python_file": "d.py",
+            "environment": [{"name": "REGION", "value": "eu\x00west"}]}
+    with pytest.raises(SpecError, match="environment.*NUL"):
+        parse_spec(data, "config.yml")
