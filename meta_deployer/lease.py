@@ -63,6 +63,3 @@ class Leases:
         lock = self._held.pop(name, None)
         if lock is not None:
             lock.release(force=True)
-
-    def holds(self, name: str) -> bool:
-        return name in self._held

@@ -4,20 +4,8 @@ from __future__ import annotations
 
 import time
 
+from meta_deployer.remote import LAUNCH_RUN as LAUNCH  # the product's own launchRun document
 from meta_deployer.webserver import graphql, location_statuses
-
-LAUNCH = """
-mutation Launch($params: ExecutionParams!) {
-  launchRun(executionParams: $params) {
-    __typename
-    ... on LaunchRunSuccess { run { runId } }
-    ... on PythonError { message }
-    ... on RunConfigValidationInvalid { errors { message } }
-    ... on InvalidSubsetError { message }
-    ... on PipelineNotFoundError { message }
-  }
-}
-"""
 
 RUN_STATUS = """
 query Run($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status } } }
