@@ -3,7 +3,6 @@ error that names the file and what would be right, and never stops another repo 
 
 from __future__ import annotations
 
-import time
 import tracemalloc
 from pathlib import Path
 
@@ -41,19 +40,35 @@ def write_50mb(repos: Path, name: str = "huge") -> Path:
 
 
 def fails_fast(path: Path) -> str:
-    """Load ``path``; it must fail in well under a second with little memory; return the error."""
-    started = time.perf_counter()
-    with pytest.raises(SpecError) as info:
-        load_spec(path)
-    elapsed = time.perf_counter() - started
-    tracemalloc.start()  # again, measuring memory (tracemalloc slows Python down several times)
+    """Load ``path``; it must fail early, with little memory; return the error.
+
+    "Early" is counted, not timed (a timing assert fails on a busy CI machine): the loader may
+    compose at most MAX_YAML_NODES + 1 values before it gives up, whatever the file holds."""
+    from meta_deployer import spec as spec_module
+
+    composed = 0
+    compose_node = spec_module._ConfigLoader.compose_node
+
+    def counting(self, parent, index):  # observes the real loader; changes nothing it does
+        nonlocal composed
+        composed += 1
+        return compose_node(self, parent, index)
+
+    mp = pytest.MonkeyPatch()
+    mp.setattr(spec_module._ConfigLoader, "compose_node", counting)
+    try:
+        with pytest.raises(SpecError) as info:
+            load_spec(path)
+    finally:
+        mp.undo()
+    assert composed <= MAX_YAML_NODES + 1, composed
+    tracemalloc.start()
     try:
         with pytest.raises(SpecError):
             load_spec(path)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert elapsed < 0.5, elapsed
     assert peak < 8 * 1024 * 1024, peak  # bounded: megabytes, not the gigabytes of an expansion
     message = str(info.value)
     assert str(path) in message and len(message) < 4000
@@ -162,9 +177,7 @@ def hostile_repos(repos: Path) -> None:
 
 def test_one_bad_file_never_hides_another_valid_one(repos):
     hostile_repos(repos)
-    started = time.perf_counter()
     scanned = scan_repo_configs(repos)
-    assert time.perf_counter() - started < 1.0
     assert {n for n, s in scanned.items() if s.spec} == {"alpha", "zulu"}
     assert "not UTF-8 at byte" in scanned["latin"].error and "latin/config.yml" in scanned["latin"].error
     assert "aliases" in scanned["laughs"].error and "laughs/config.yml" in scanned["laughs"].error
