@@ -7,6 +7,10 @@
 # Exports:
 #   DOCKER_HOST                    unix socket of our own dockerd
 #   META_DEPLOYER_TEST_REGISTRY    127.0.0.1:<port> of the local registry (tests push there)
+#   MD_DOCKER_TCP                  tcp://127.0.0.1:<port>, the same engine over TCP (containers on the
+#                                  host network reach it there: the platform rehearsal's build host)
+#   MD_POSTGRES_URL                a Postgres database for Dagster instances (Debian's postgresql;
+#                                  the role may create databases, one per test)
 #
 # To stop what it started: kill "$(cat <dir>/dockerd.pid)" "$(cat <dir>/registry.pid)".
 # A cold run (packages, debootstrap, base image) takes about 1.5 minutes here.
@@ -16,6 +20,7 @@
 #   MD_REGISTRY_PORT     registry port on 127.0.0.1 (default 5000)
 #   MD_BASE_IMAGE_TAG    tag of the local Python base image (default python:3.12-slim)
 #   MD_DEBIAN_SUITE      suite debootstrapped for the base image (default bookworm)
+#   MD_DOCKER_TCP_PORT   the engine's TCP port on 127.0.0.1 (default 2375)
 #
 # Why each part looks the way it does (see ../shared/DESIGN.md):
 #   - no public image registry is reachable here, so the Python base image is
@@ -35,6 +40,8 @@ md_services__install_packages() {
     command -v dockerd >/dev/null 2>&1 || missing+=(docker.io)
     command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
     command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
+    command -v socat >/dev/null 2>&1 || missing+=(socat)
+    command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /usr/lib/postgresql ] || missing+=(postgresql)
     if [ "${#missing[@]}" -gt 0 ]; then
         md_services__log "installing ${missing[*]}"
         apt-get update -qq >/dev/null
@@ -81,6 +88,7 @@ md_services__start_engine() {
         --data-root "$MD_SERVICES_DIR/data" \
         --exec-root "$MD_SERVICES_DIR/exec" \
         --pidfile "$MD_SERVICES_DIR/dockerd.pid" \
+        --host "$MD_DOCKER_TCP" \
         --bridge=none --iptables=false --ip-masq=false \
         >>"$MD_SERVICES_DIR/dockerd.log" 2>&1 </dev/null &
     local i
@@ -91,6 +99,44 @@ md_services__start_engine() {
     md_services__log "dockerd did not answer within 60s; last lines of $MD_SERVICES_DIR/dockerd.log:"
     tail -n 20 "$MD_SERVICES_DIR/dockerd.log" >&2
     return 1
+}
+
+md_services__tcp_up() { docker --host "$MD_DOCKER_TCP" version --format '{{.Server.Version}}' >/dev/null 2>&1; }
+
+# An engine started before it listened on TCP too: forward the port to its socket.
+md_services__start_tcp() {
+    md_services__tcp_up && return 0
+    md_services__log "forwarding $MD_DOCKER_TCP to $DOCKER_HOST"
+    setsid nohup socat "TCP-LISTEN:${MD_DOCKER_TCP##*:},bind=127.0.0.1,fork,reuseaddr" \
+        "UNIX-CONNECT:${DOCKER_HOST#unix://}" >>"$MD_SERVICES_DIR/socat.log" 2>&1 </dev/null &
+    local i
+    for i in $(seq 1 20); do
+        md_services__tcp_up && return 0
+        sleep 0.5
+    done
+    md_services__log "the engine does not answer on $MD_DOCKER_TCP"
+    return 1
+}
+
+# Debian's PostgreSQL cluster on 127.0.0.1:5432, a role `dagster` (password `dagster`, may create
+# databases) and its database `dagster`.
+md_services__start_postgres() {
+    local version
+    version=$(ls /usr/lib/postgresql | sort -n | tail -n1)
+    if ! pg_lsclusters -h 2>/dev/null | awk -v v="$version" '$1 == v && $2 == "main" { found = 1 } END { exit !found }'; then
+        pg_createcluster "$version" main >/dev/null
+    fi
+    if ! pg_lsclusters -h | awk -v v="$version" '$1 == v && $2 == "main" && $4 == "online" { found = 1 } END { exit !found }'; then
+        md_services__log "starting PostgreSQL $version"
+        pg_ctlcluster "$version" main start
+    fi
+    local psql=(runuser -u postgres -- psql -qtAX)
+    if [ "$("${psql[@]}" -c "SELECT 1 FROM pg_roles WHERE rolname = 'dagster'")" != 1 ]; then
+        "${psql[@]}" -c "CREATE ROLE dagster LOGIN CREATEDB PASSWORD 'dagster'" >/dev/null
+    fi
+    if [ "$("${psql[@]}" -c "SELECT 1 FROM pg_database WHERE datname = 'dagster'")" != 1 ]; then
+        "${psql[@]}" -c "CREATE DATABASE dagster OWNER dagster" >/dev/null
+    fi
 }
 
 md_services__registry_up() { curl -fsS -o /dev/null "http://127.0.0.1:$MD_REGISTRY_PORT/v2/" 2>/dev/null; }
@@ -188,12 +234,16 @@ md_services__main() {
     MD_DEBIAN_SUITE="${MD_DEBIAN_SUITE:-bookworm}"
     export DOCKER_HOST="unix://$MD_SERVICES_DIR/docker.sock"
     export META_DEPLOYER_TEST_REGISTRY="127.0.0.1:$MD_REGISTRY_PORT"
+    export MD_DOCKER_TCP="tcp://127.0.0.1:${MD_DOCKER_TCP_PORT:-2375}"
+    export MD_POSTGRES_URL="postgresql://dagster:dagster@127.0.0.1:5432/dagster"
     mkdir -p "$MD_SERVICES_DIR/cache"
     md_services__install_packages || return 1
     md_services__start_engine || return 1
+    md_services__start_tcp || return 1
     md_services__start_registry || return 1
+    md_services__start_postgres || return 1
     md_services__base_image || return 1
-    md_services__log "ready: DOCKER_HOST=$DOCKER_HOST META_DEPLOYER_TEST_REGISTRY=$META_DEPLOYER_TEST_REGISTRY"
+    md_services__log "ready: DOCKER_HOST=$DOCKER_HOST META_DEPLOYER_TEST_REGISTRY=$META_DEPLOYER_TEST_REGISTRY MD_DOCKER_TCP=$MD_DOCKER_TCP MD_POSTGRES_URL=$MD_POSTGRES_URL"
 }
 
 md_services__main
