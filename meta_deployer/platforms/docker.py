@@ -88,8 +88,9 @@ LOG_TAIL_LINES = 40
 NEXT_SUFFIX = "-next"
 #: Bump when the way a container is started changes: running containers are then replaced.
 #: 3: only the repo's own storage and the instance's run folders are mounted; 4: the code server
-#: starts with --fixed-server-id.
-SERVE_VERSION = 4
+#: starts with --fixed-server-id; 5: the container reports its image and a run container context
+#: (DAGSTER_CURRENT_IMAGE, DAGSTER_CONTAINER_CONTEXT), so a DockerRunLauncher runs it in its own image.
+SERVE_VERSION = 5
 
 #: The instance's config file, mounted read-only.
 INSTANCE_CONFIG = "dagster.yaml"
@@ -214,6 +215,27 @@ class DockerPlatform:
         if self.docker.container_context:
             env["DAGSTER_CONTAINER_CONTEXT"] = self.docker.container_context
         return env
+
+    def run_container_context(self, env: dict[str, str], kwargs: dict[str, Any]) -> str:
+        """``DAGSTER_CONTAINER_CONTEXT`` for the location's runs under dagster-docker's
+        ``DockerRunLauncher``: the same environment, mounts, user, working directory and network
+        as the code server, so a run executes in the repo's own image with the repo's own storage
+        and nothing more (``META_DEPLOYER_DOCKER_CONTAINER_CONTEXT`` is merged in, and wins)."""
+        context = json.loads(self.docker.container_context) if self.docker.container_context else {}
+        ours = {
+            "env_vars": [f"{k}={v}" for k, v in sorted(env.items()) if k != "DAGSTER_CONTAINER_CONTEXT"],
+            "container_kwargs": {
+                key: kwargs[key] for key in ("volumes", "user", "working_dir", "network_mode") if kwargs.get(key)
+            },
+        }
+        theirs = context.get("docker") or {}
+        merged = {
+            **ours,
+            **theirs,
+            "env_vars": ours["env_vars"] + list(theirs.get("env_vars") or []),
+            "container_kwargs": {**ours["container_kwargs"], **(theirs.get("container_kwargs") or {})},
+        }
+        return json.dumps({**context, "docker": merged}, sort_keys=True)
 
     def mounts(self, spec: RepoSpec) -> tuple[dict[str, dict[str, str]], str | None]:
         """Bind mounts (host path -> same path inside, ``rw`` or ``ro``) and the user to run as.
@@ -383,6 +405,8 @@ class DockerPlatform:
             kwargs["network_mode"] = "host"
         else:
             kwargs["ports"] = {f"{location.CONTAINER_PORT}/tcp": ("127.0.0.1", port)}
+        env["DAGSTER_CURRENT_IMAGE"] = published.ref
+        env["DAGSTER_CONTAINER_CONTEXT"] = self.run_container_context(env, kwargs)
         import docker
 
         kwargs.pop("detach")
