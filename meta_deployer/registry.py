@@ -57,7 +57,7 @@ class Registry:
                 entries[put.name] = put.workspace_entry
             if delete is not None:
                 entries.pop(delete, None)
-            changed = ws.write_if_changed(path, ws.render(entries))
+            changed = ws.write_if_changed(path, ws.render(entries, self.settings.self_server))
             if put is not None:
                 self.store.put(put)
             if delete is not None:

@@ -280,11 +280,31 @@ class ImageSettings(SettingsGroup):
         "seconds loading the definitions in a new image may take",
         gt=0,
     )
+    instance_packages: tuple[str, ...] | None = setting(
+        "META_DEPLOYER_INSTANCE_PACKAGES",
+        None,
+        "comma-separated Dagster packages the instance's classes need inside every templated image "
+        "(run workers open the instance there), e.g. `dagster-postgres,dagster-docker`; pinned to the family",
+    )
     platform: Literal["dev", "docker", "ecs"] = setting("META_DEPLOYER_PLATFORM", DEFAULT_PLATFORM, _PLATFORM_DOC)
     bucket: str = setting("META_DEPLOYER_BUCKET", DEFAULT_BUCKET, _BUCKET_DOC)
     env: Mapping[str, str] = Field(
         default_factory=dict, exclude=True, repr=False, description="Derived: the environment, for the Docker SDK and boto3"
     )
+
+    @field_validator("instance_packages", mode="before")
+    @classmethod
+    def _family_packages(cls, value: Any) -> tuple[str, ...] | None:
+        from meta_deployer import versions
+
+        if value is None:
+            return None
+        names = tuple(n.strip().lower() for n in value.split(",") if n.strip()) if isinstance(value, str) else tuple(value)
+        family = sorted(n for n in versions.pins() if n.startswith("dagster-"))
+        for name in names:
+            if name not in family:
+                raise ValueError(f"{name!r} is not a pinned Dagster package; choose from {', '.join(family)}")
+        return names
 
     @field_validator("registry")
     @classmethod
@@ -309,10 +329,12 @@ class ImageSettings(SettingsGroup):
 
     @property
     def extra_requirements(self) -> tuple[str, ...]:
-        """What the instance's classes need in templated images: dagster-aws when storage is in S3,
-        and dagster-postgres too on ecs (the Dagster family's pins, from meta_deployer.versions)."""
+        """What the instance's classes need in templated images: META_DEPLOYER_INSTANCE_PACKAGES when
+        set; else dagster-aws when storage is in S3, and dagster-postgres too on ecs (the Dagster family's pins, from meta_deployer.versions)."""
         from meta_deployer import versions
 
+        if self.instance_packages is not None:
+            return tuple(versions.requirement(name) for name in self.instance_packages)
         if self.platform == "ecs":
             return (versions.requirement("dagster-aws"), versions.requirement("dagster-postgres"))
         return (versions.requirement("dagster-aws"),) if self.storage_bucket else ()
@@ -450,6 +472,12 @@ class Settings(SettingsGroup):
         "the central Dagster webserver: when set, `make add-repo`, `update-repo`, `remove-repo` and `sync-repos` "
         "launch their run there over GraphQL and follow it instead of running it locally",
     )
+    self_server: str | None = setting(
+        "META_DEPLOYER_SELF_SERVER",
+        None,
+        "`host:port` of the deployer's own gRPC code server, where it runs as one (the platform); "
+        "workspace.yaml then points the `meta_deployer` location there instead of loading the module",
+    )
     reload_timeout_s: float = setting(
         "META_DEPLOYER_RELOAD_TIMEOUT", DEFAULT_RELOAD_TIMEOUT_S, "seconds to wait for the reload", gt=0
     )
@@ -511,6 +539,16 @@ class Settings(SettingsGroup):
     @classmethod
     def _absolute_root(cls, value: Path) -> Path:
         return value.resolve()
+
+    @field_validator("self_server")
+    @classmethod
+    def _host_port(cls, value: str | None) -> str | None:
+        if not value:
+            return None
+        host, _, port = value.rpartition(":")
+        if not HOST_NAME.match(host.lower()) or not port.isdigit() or not MIN_PORT <= int(port) <= MAX_PORT:
+            raise ValueError(f"must be host:port (a host name or IPv4 address, a port in {MIN_PORT}..{MAX_PORT}), e.g. localhost:4266")
+        return value
 
     @field_validator("git_token_hosts", mode="before")
     @classmethod

@@ -48,9 +48,18 @@ def _sorted(value: Any) -> Any:
     return value
 
 
-def render(entries: Mapping[str, Mapping[str, Any]]) -> str:
-    """Render workspace.yaml text for ``{repo name: load_from entry}``."""
-    load_from = [SELF_ENTRY] + [_sorted(entries[name]) for name in sorted(entries)]
+def self_entry(server: str | None = None) -> dict[str, Any]:
+    """The deployer's own entry: its module, or (``server`` = ``host:port``, set where the deployer
+    runs as a code server of its own, as on the platform) that gRPC server."""
+    if not server:
+        return SELF_ENTRY
+    host, _, port = server.rpartition(":")
+    return {"grpc_server": {"host": host, "port": int(port), "location_name": naming.SELF_LOCATION}}
+
+
+def render(entries: Mapping[str, Mapping[str, Any]], self_server: str | None = None) -> str:
+    """Render workspace.yaml text for ``{repo name: load_from entry}`` (see :func:`self_entry`)."""
+    load_from = [self_entry(self_server)] + [_sorted(entries[name]) for name in sorted(entries)]
     for name in sorted(entries):
         if location_name(entries[name]) != name:
             raise WorkspaceError(f"workspace entry for {name!r} has location_name {location_name(entries[name])!r}")
