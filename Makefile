@@ -11,6 +11,7 @@ export DAGSTER_HOME       ?= $(CURDIR)/.dagster_home
 INSTANCE  := $(DAGSTER_HOME)/dagster.yaml
 DAGSTER_HOST ?= 127.0.0.1
 DAGSTER_PORT ?= 3000
+export DAGSTER_PORT
 # Reloads go to the webserver `make dev` starts, on whatever port it was given.
 export DAGSTER_WEBSERVER_URL ?= http://localhost:$(DAGSTER_PORT)
 WORKSPACE := $(or $(META_DEPLOYER_WORKSPACE),workspace/workspace.yaml)
@@ -35,7 +36,7 @@ define run_job
 	$(BIN)/dagster job execute $(DEFS) -j $(1) -c "$$cfg" --tags "$$(cat "$$tags")"
 endef
 
-.PHONY: help install dev dev-with-repos add-repo dev-add-repo update-repo remove-repo list-repos repo-logs sync-repos validate bootstrap test bench clean
+.PHONY: help install dev dev-with-repos add-repo dev-add-repo update-repo remove-repo list-repos repo-logs sync-repos validate bootstrap platform-local platform-local-down test bench clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -92,6 +93,12 @@ validate: $(INSTALLED) ## Check every repos/<name>/config.yml before you commit 
 
 bootstrap: $(INSTALLED) ## ECS: create the shared AWS pieces (bucket layout, cluster, namespace, execution role); DRY_RUN=1 prints them
 	@$(BIN)/meta-deployer bootstrap
+
+platform-local: $(INSTALLED) ## Rehearse the production topology on the local engine: 2 webservers, daemon, deployer, Postgres; META_DEPLOYER_CONFIG_GIT_URL= (configs)
+	@bash -c '. .ci/services.sh && exec $(BIN)/meta-deployer platform-local up'
+
+platform-local-down: $(INSTALLED) ## Remove the rehearsal's containers (volumes, database and bucket kept; PURGE=1 removes the volumes)
+	@bash -c '. .ci/services.sh && exec $(BIN)/meta-deployer platform-local down'
 
 test: $(INSTALLED) ## Run every test
 	$(BIN)/pytest

@@ -20,7 +20,7 @@ from pathlib import Path
 import yaml
 
 from meta_deployer import naming
-from meta_deployer.errors import MetaDeployerError, SpecError
+from meta_deployer.errors import MetaDeployerError, SettingsError, SpecError
 from meta_deployer.settings import Settings
 from meta_deployer.spec import parse_spec
 
@@ -276,6 +276,34 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_platform_local(args: argparse.Namespace) -> int:
+    """``make platform-local`` / ``platform-local-down``: the production topology on the local engine."""
+    from meta_deployer import rehearsal
+
+    env = dict(os.environ)
+    if args.action == "down":
+        rehearsal.down(env, purge=_flag(_env("PURGE")), log=print)
+        return 0
+    config_url = env.get("META_DEPLOYER_CONFIG_GIT_URL")
+    if not config_url:
+        raise SettingsError(
+            "make platform-local needs META_DEPLOYER_CONFIG_GIT_URL: the configuration repository whose "
+            "repos/<name>/config.yml files the platform deploys (for example git://127.0.0.1/config.git)"
+        )
+    port = int(env.get("DAGSTER_PORT") or 3000)
+    topology = rehearsal.Topology(
+        config_git_url=config_url,
+        postgres_url=env.get("DAGSTER_POSTGRES_URL") or env.get("MD_POSTGRES_URL") or rehearsal.DEFAULT_POSTGRES_URL,
+        engine_tcp=env.get("MD_DOCKER_TCP") or "tcp://127.0.0.1:2375",
+        port=port,
+        registry=env.get("META_DEPLOYER_REGISTRY") or None,
+        base_image=env.get("META_DEPLOYER_BASE_IMAGE") or "python:3.12-slim",
+        extra_env=rehearsal.passed_through(env),
+    )
+    rehearsal.up(topology, env, log=print)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meta-deployer", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -316,6 +344,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bootstrap", help="create the shared AWS pieces (ecs platform)")
     p.add_argument("--dry-run", action="store_true")
     p.set_defaults(func=cmd_bootstrap)
+    p = sub.add_parser("platform-local", help="bring the local rehearsal of the platform up or down")
+    p.add_argument("action", choices=["up", "down"])
+    p.set_defaults(func=cmd_platform_local)
     p = sub.add_parser("deploy", help="deploy one repo directly (no Dagster run)")
     p.add_argument("name")
     p.set_defaults(func=cmd_deploy)

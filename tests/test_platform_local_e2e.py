@@ -1,0 +1,170 @@
+"""The local rehearsal of the production topology (`make platform-local`), with real parts only:
+two webserver replicas, a daemon with dagster-docker's DockerRunLauncher, the deployer's own code
+server, Postgres, a shared workspace volume, an S3 endpoint, and a configuration repository
+served by `git daemon`. One thorough test: everything a user does on the platform, in order."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import boto3
+import pytest
+import yaml
+
+from conftest import ROOT, free_port, wait_for_port
+from dagster_ui import materialize_when_daemon_ready, wait_for_location
+from devkit import definitions_py, run_make
+from dockerkit import engine_env
+from meta_deployer.platforms.images import docker_client
+from meta_deployer.webserver import location_statuses
+
+pytestmark = pytest.mark.e2e
+
+SALES = definitions_py("orders", "refunds")
+
+
+@contextmanager
+def git_daemon(base: Path) -> Iterator[str]:
+    """``git daemon`` exporting every repository under ``base``; yields ``git://127.0.0.1:<port>``."""
+    port = free_port()
+    proc = subprocess.Popen(
+        ["git", "daemon", "--export-all", "--reuseaddr", "--listen=127.0.0.1", f"--port={port}",
+         f"--base-path={base}", str(base)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port, proc=proc)
+        yield f"git://127.0.0.1:{port}"
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+@contextmanager
+def fresh_database() -> Iterator[str]:
+    """A database of its own on the Postgres that .ci/services.sh starts (never sqlite here)."""
+    import psycopg2
+
+    base = os.environ.get("MD_POSTGRES_URL") or "postgresql://dagster:dagster@127.0.0.1:5432/dagster"
+    name = f"md_rehearsal_{uuid.uuid4().hex[:8]}"
+    admin = psycopg2.connect(base)
+    admin.autocommit = True
+    admin.cursor().execute(f"CREATE DATABASE {name}")
+    try:
+        yield base.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+        admin.close()
+
+
+def wait_until(check, what: str, timeout: float = 600) -> object:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = check()
+        if result:
+            return result
+        time.sleep(2)
+    raise AssertionError(f"{what} within {timeout}s")
+
+
+def both(urls: list[str], name: str, **kwargs) -> None:
+    for url in urls:
+        wait_for_location(url, name, **kwargs)
+
+
+def test_the_platform_deploys_from_git_serves_on_every_replica_and_runs_in_the_repos_image(
+    project, git_remote, tmp_path
+):
+    registry = engine_env()["META_DEPLOYER_REGISTRY"]
+    client = docker_client()
+    code = git_remote("sales", files={"definitions.py": SALES})
+    config = git_remote("config", files={"repos/.gitkeep": ""})
+    port = free_port()
+    while port + 1 > 65535 or not _free(port + 1):
+        port = free_port()
+    urls = [f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port + 1}"]
+    with git_daemon(code.path.parent) as git, fresh_database() as database:
+        env = {
+            "META_DEPLOYER_CONFIG_GIT_URL": f"{git}/{config.path.name}",
+            "DAGSTER_POSTGRES_URL": database,
+            "DAGSTER_PORT": str(port),
+            "META_DEPLOYER_DOCKER_PORT_BASE": "26000",
+            "META_DEPLOYER_REGISTRY": registry,
+        }
+        try:
+            up = run_make(project, "platform-local", env=env, timeout=1200)
+            assert "platform-local is up" in up.stdout
+            roles = {c.name: c.labels.get("meta_deployer.role") for c in client.containers.list(
+                filters={"label": "meta_deployer.platform=local"})}
+            assert roles == {"md-webserver-1": "webserver", "md-webserver-2": "webserver", "md-daemon": "daemon",
+                             "md-deployer": "deployer", "md-s3": "s3"}
+            for name in roles:  # no host path and no Docker socket anywhere in the topology
+                mounts = client.api.inspect_container(name)["Mounts"]
+                assert all(m["Type"] == "volume" for m in mounts), (name, mounts)
+            # Idempotent: a second `make platform-local` restarts nothing.
+            started = {c.name: c.attrs["State"]["StartedAt"] for c in client.containers.list(
+                filters={"label": "meta_deployer.platform=local"})}
+            assert "started" not in run_make(project, "platform-local", env=env, timeout=600).stdout
+            assert started == {c.name: c.attrs["State"]["StartedAt"] for c in client.containers.list(
+                filters={"label": "meta_deployer.platform=local"})}
+
+            # 1. A config pushed to the configuration repository deploys, with no `make`.
+            spec = {"name": "sales", "git_url": f"{git}/{code.path.name}", "python_file": "definitions.py"}
+            config.commit({"repos/sales/config.yml": yaml.safe_dump(spec, sort_keys=False)}, "add sales")
+            both(urls, "sales", assets=["orders", "refunds"], timeout=900)
+
+            # 2. A run of its asset executes in the repo's own image and writes under repos/sales/.
+            assert materialize_when_daemon_ready(urls[1], "sales", ["orders"], timeout=300) == "SUCCESS"
+            runs = client.containers.list(all=True, filters={"label": "dagster/job_name=__ASSET_JOB"})
+            assert runs and all(c.image.tags and "dagster/sales" in c.image.tags[0] for c in runs), runs
+            s3 = boto3.client("s3", endpoint_url="http://127.0.0.1:4570", region_name="us-east-1",
+                              aws_access_key_id="rehearsal", aws_secret_access_key="rehearsal")
+            keys = [o["Key"] for o in s3.list_objects_v2(Bucket="dagster-storage").get("Contents", [])]
+            assert "repos/sales/orders" in keys, keys
+            assert not [k for k in keys if k.startswith("repos/") and not k.startswith("repos/sales/")], keys
+
+            # 3. A changed config updates it (a new environment value reaches the served container).
+            spec["environment"] = [{"name": "REGION", "value": "emea"}]
+            config.commit({"repos/sales/config.yml": yaml.safe_dump(spec, sort_keys=False)}, "sales: region")
+
+            def updated() -> bool:
+                servers = client.containers.list(filters={"label": "meta-deployer.repo=sales"})
+                return any("REGION=emea" in c.attrs["Config"]["Env"] for c in servers)
+
+            wait_until(updated, "sales redeployed with REGION=emea")
+            both(urls, "sales", assets=["orders", "refunds"])
+
+            # 4. A deleted config removes it from both replicas.
+            config.commit({"repos/sales/config.yml": None}, "remove sales")
+            both(urls, "sales", present=False, timeout=600)
+            assert all("sales" not in location_statuses(url) for url in urls)
+        except BaseException:
+            for name in ("md-deployer", "md-daemon", "md-webserver-1"):
+                try:
+                    print(f"--- {name}\n" + client.containers.get(name).logs(tail=60).decode(errors="replace"))
+                except Exception:  # noqa: BLE001 - diagnostics only
+                    pass
+            raise
+        finally:
+            run_make(project, "platform-local-down", env={**env, "PURGE": "1"}, check=False)
+            for container in client.containers.list(all=True, filters={"label": "meta-deployer.repo"}):
+                if "sales" in container.name:
+                    container.remove(force=True)
+
+
+def _free(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+            return True
+        except OSError:
+            return False
