@@ -63,6 +63,7 @@ def code_server(spec: RepoSpec, bucket: str, server_id: str | None = None) -> Co
         environment=location.location_env(spec, storage, location.code_source_env(spec, spec.working_directory or ".")),
         port=location.CONTAINER_PORT,
         health_command=tuple(location.health_command(location.CONTAINER_PORT)),
+        validate_command=tuple(location.validate_command()),
     )
 
 
