@@ -9,6 +9,10 @@ run) for each step:
 - a code change (a new image digest),
 - a remove.
 
+A deploy that moves the service to a new revision (the first deploy, the env-only and the code
+change) first runs the validation task: RunTask, DescribeTasks until moto reports it STOPPED (a
+few polls) and GetLogEvents; the no-op runs none.
+
 Each step is repeated ``--repeat`` times on fresh repos and the median is
 reported. ECS in moto reaches RUNNING at once (``MOTO_ECS_SERVICE_RUNNING=1``),
 so the times are the deployer's own overhead plus the HTTP round trips, not

@@ -83,3 +83,5 @@ class CodeServer:
     environment: dict[str, str]
     port: int
     health_command: tuple[str, ...]
+    #: Loads the definitions and exits (non-zero when they fail): the contract's ``validate_command``.
+    validate_command: tuple[str, ...] = ()

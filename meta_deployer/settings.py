@@ -88,6 +88,8 @@ DEFAULT_EXECUTION_ROLE_NAME = "dagster-ecs-execution"
 DEFAULT_LOG_RETENTION_DAYS = 30
 DEFAULT_DESIRED_COUNT = 1
 DEFAULT_STABILITY_TIMEOUT_S = 600.0
+#: The one-off validation task: Fargate provisioning and the image pull come before the load itself.
+DEFAULT_ECS_VALIDATE_TIMEOUT_S = 600.0
 DEFAULT_ECS_POLL_INTERVAL_S = 10.0
 DEFAULT_HEALTH_CHECK_GRACE_S = 120
 DEFAULT_KEEP_REVISIONS = 3
@@ -100,7 +102,7 @@ LOG_RETENTION_CHOICES = (
     1, 3, 5, 7, 14, 30, 60, 90, 120, 150, 180, 365, 400, 545, 731, 1096, 1827, 2192, 2557, 2922, 3288, 3653,
 )
 #: EcsSettings fields that change no resource a deploy creates (left out of its fingerprint).
-ECS_TRANSIENT_FIELDS = ("stability_timeout_s", "poll_interval_s", "retry_mode", "max_attempts", "temp_expiry_days")
+ECS_TRANSIENT_FIELDS = ("stability_timeout_s", "validate_timeout_s", "poll_interval_s", "retry_mode", "max_attempts", "temp_expiry_days")
 
 #: Hosts the git token is sent to (``META_DEPLOYER_GIT_TOKEN_HOSTS``): none unless listed.
 DEFAULT_GIT_TOKEN_HOSTS: tuple[str, ...] = ()
@@ -370,6 +372,13 @@ class EcsSettings(SettingsGroup):
         "META_DEPLOYER_ECS_STABILITY_TIMEOUT",
         DEFAULT_STABILITY_TIMEOUT_S,
         "seconds to wait for a stable deployment",
+        ge=0,
+    )
+    validate_timeout_s: float = setting(
+        "META_DEPLOYER_ECS_VALIDATE_TIMEOUT",
+        DEFAULT_ECS_VALIDATE_TIMEOUT_S,
+        "seconds the one-off validation task may take, from RunTask to its exit (provisioning and the image "
+        "pull included); past it the task is stopped and the deploy fails",
         ge=0,
     )
     poll_interval_s: float = setting(

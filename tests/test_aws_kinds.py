@@ -89,7 +89,7 @@ def test_an_env_var_removed_from_the_spec_registers_a_new_revision():
     after = desired(spec(environment=[{"name": "FOO", "value": "1"}]))
     live = as_live(before.task_definition)
     plan = p.plan(after, {**_applied(before), "task_definition": live})
-    assert plan.operations[:2] == ["ecs.RegisterTaskDefinition", "ecs.UpdateService"]
+    assert plan.operations[:3] == ["ecs.RegisterTaskDefinition", "ecs.RunTaskToCompletion", "ecs.UpdateService"]
 
 
 def _applied(d):

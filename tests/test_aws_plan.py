@@ -249,7 +249,9 @@ def test_first_deploy_plans_everything_in_order():
     plan = p.plan(desired(), EMPTY)
     assert kinds(plan) == [
         "logs.CreateLogGroup", "logs.PutRetentionPolicy", "iam.CreateRole", "iam.PutRolePolicy",
-        "iam.CreateRole", "iam.PutRolePolicy", "servicediscovery.CreateService", "ecs.RegisterTaskDefinition", "ecs.CreateService", "wait.ServiceStable",
+        "iam.CreateRole", "iam.PutRolePolicy", "servicediscovery.CreateService", "ecs.RegisterTaskDefinition",
+        "ecs.RunTaskToCompletion",  # the new revision's definitions load, before the service exists
+        "ecs.CreateService", "wait.ServiceStable",
         "ecs.TagResource",
     ]
     assert "create ECS service sales" in plan.render()
@@ -265,7 +267,9 @@ def test_code_change_registers_and_rolls_out_a_revision():
     old = desired()
     new = desired(digest="sha256:" + "cd" * 32, commit="d" * 40)
     plan = p.plan(new, observed_after(old))
-    assert kinds(plan) == ["ecs.RegisterTaskDefinition", "ecs.UpdateService", "wait.ServiceStable", "ecs.TagResource"]
+    assert kinds(plan) == [
+        "ecs.RegisterTaskDefinition", "ecs.RunTaskToCompletion", "ecs.UpdateService", "wait.ServiceStable", "ecs.TagResource",
+    ]
 
 
 def test_commit_change_with_same_image_only_rewrites_the_record():

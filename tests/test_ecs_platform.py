@@ -173,7 +173,10 @@ def test_dry_run_without_a_build(platform, tmp_path):
     calls = CallCounter(platform.gateway)
     assert platform.plan_for(spec_for("sales"), None, checkout_for("sales", tmp_path)).actions == ()
     env_change = platform.plan_for(spec_for("sales", environment=[{"name": "X", "value": "1"}]), None, checkout_for("sales", tmp_path))
-    assert env_change.operations[:2] == ["ecs.RegisterTaskDefinition", "ecs.UpdateService"]
+    # The dry run shows the validation task of the new revision, before the service update.
+    assert env_change.operations[:3] == ["ecs.RegisterTaskDefinition", "ecs.RunTaskToCompletion", "ecs.UpdateService"]
+    assert "validate the definitions of repo sales: run a one-off task of" in env_change.render()
+    assert "dagster definitions validate --module-name meta_deployer_runtime.entrypoint" in env_change.render()
     new_commit = platform.plan_for(spec_for("sales"), None, checkout_for("sales", tmp_path, "c2"))
     assert "ecs.RegisterTaskDefinition" in new_commit.operations
     assert calls.mutating == []
@@ -395,7 +398,8 @@ def test_aws_errors_name_the_call_and_the_resource(settings, tmp_path):
     )
     with pytest.raises(AwsOperationError) as info:
         deploy(platform, tmp_path)
-    assert "create_service on ECS service sales in cluster dagster failed" in str(info.value)
+    # The validation task is the first call that uses the network (it runs before the service moves).
+    assert "run_task on one-off task of dagster-repo-sales:1 in cluster dagster failed" in str(info.value)
     assert "subnet-missing" in str(info.value)
 
 

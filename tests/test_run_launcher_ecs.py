@@ -66,8 +66,9 @@ def test_ecs_run_launcher_run_gets_the_repo_role_and_log_group(moto, tmp_path):
         run = create_run_for_test(instance, job_name="my_job", job_code_origin=origin)
         instance.run_launcher.launch_run(LaunchRunContext(dagster_run=run, workspace=None))
 
-    (task_arn,) = ecs.list_tasks(cluster="dagster")["taskArns"]
-    task = ecs.describe_tasks(cluster="dagster", tasks=[task_arn], include=["TAGS"])["tasks"][0]
+    # The deploy's own validation task (started by meta-deployer/validate) is the other task in the cluster.
+    tasks = ecs.describe_tasks(cluster="dagster", tasks=ecs.list_tasks(cluster="dagster")["taskArns"], include=["TAGS"])["tasks"]
+    (task,) = [t for t in tasks if t.get("startedBy") != "meta-deployer/validate"]
     run_td = ecs.describe_task_definition(taskDefinition=task["taskDefinitionArn"])["taskDefinition"]
     # The run's task uses the repo's own family: its task role and its log group.
     assert run_td["family"] == naming.task_family("sales")

@@ -135,6 +135,7 @@ BAD_VALUES = [
     ("META_DEPLOYER_LOG_RETENTION_DAYS", "31", "CloudWatch retention; use one of 1, 3, 5"),
     ("META_DEPLOYER_ECS_DESIRED_COUNT", "-1", "at least 0"),
     ("META_DEPLOYER_ECS_STABILITY_TIMEOUT", "long", "number"),
+    ("META_DEPLOYER_ECS_VALIDATE_TIMEOUT", "-1", "at least 0"),
     ("META_DEPLOYER_ECS_POLL_INTERVAL", "-1", "at least 0"),
     ("META_DEPLOYER_ECS_HEALTH_CHECK_GRACE", "2m", "whole number"),
     ("META_DEPLOYER_ECS_KEEP_REVISIONS", "0", "at least 1"),

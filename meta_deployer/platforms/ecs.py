@@ -9,7 +9,10 @@ The stages (see ``meta_deployer.platforms.base`` for the contract):
   difference (``aws.plan.plan``: generic AWS calls) and applies it: log group, task role and
   execution role (each with one inline policy), Cloud Map service, optional
   target group and listener rule, a task definition revision only when the
-  rendered definition differs, and the ECS service. It then waits until the
+  rendered definition differs, a one-off validation task of the revision the
+  service is about to run (``resources/validation.py``: RunTask with the
+  contract's validate command; a failure stops the plan before the service
+  moves), and the ECS service. It then waits until the
   rollout is stable and records the deployment as tags on the service. An
   unchanged deploy makes no mutating AWS call.
 - ``stop`` removes what serves a repo; its logs, images and data stay unless
@@ -63,6 +66,7 @@ def code_server(spec: RepoSpec, bucket: str, server_id: str | None = None) -> Co
         environment=location.location_env(spec, storage, location.code_source_env(spec, spec.working_directory or ".")),
         port=location.CONTAINER_PORT,
         health_command=tuple(location.health_command(location.CONTAINER_PORT)),
+        validate_command=tuple(location.validate_command()),
     )
 
 

@@ -4,8 +4,15 @@
 and returns one observation per kind. :func:`apply` runs a
 :class:`~meta_deployer.platforms.aws.engine.Plan` step by step: a ``Call`` goes
 to :meth:`AwsGateway.call` with its :class:`~meta_deployer.platforms.aws.engine.Output`
-placeholders filled from earlier responses; ``WaitStable`` and ``DeletePrefix``
-are the only other steps.
+placeholders filled from earlier responses; ``WaitStable``,
+``RunTaskToCompletion`` and ``DeletePrefix`` are the only other steps.
+
+``run_to_completion`` runs a one-off task (the validation of a new revision,
+before the service moves to it): RunTask, then DescribeTasks until it is
+STOPPED, then its container's exit code and the last lines of its own log
+stream. A non-zero exit, a task that could not start, or one still running at
+its timeout (it is then stopped with StopTask) raise :class:`ValidationFailed`,
+and nothing later in the plan runs: the service is never updated.
 
 ``wait_stable`` polls the ECS service with a hard timeout and a configurable
 interval. When the rollout does not settle (timeout, or the deployment
@@ -41,8 +48,8 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from meta_deployer.errors import AwsOperationError, MetaDeployerError, TransientAwsError, UnhealthyError
-from meta_deployer.platforms.aws.common import revision_of, rollout_failed, service_is_stable
+from meta_deployer.errors import AwsOperationError, MetaDeployerError, TransientAwsError, UnhealthyError, ValidationFailed
+from meta_deployer.platforms.aws.common import revision_of, rollout_failed, service_is_stable, task_outcome
 from meta_deployer.platforms.aws.engine import (
     Call,
     DeletePrefix,
@@ -50,6 +57,7 @@ from meta_deployer.platforms.aws.engine import (
     Kind,
     Output,
     Plan,
+    RunTaskToCompletion,
     Scope,
     Step,
     WaitStable,
@@ -62,6 +70,9 @@ Log = Callable[[str], None]
 FAILURE_EVENTS = 8
 FAILURE_TASKS = 3
 FAILURE_LOG_LINES = 20
+#: StopTask's ``reason`` holds at most 255 characters
+#: (https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_StopTask.html).
+STOP_REASON_MAX = 255
 #: How often a delete refused with "in use" is retried (at most).
 RELEASE_POLL_S = 2.0
 
@@ -129,7 +140,7 @@ class Executor:
         return {**{key: self.resolve(value) for key, value in plan.outputs.items()}, "warnings": list(self.warnings)}
 
     def execute(self, step: Step) -> None:
-        """Run one step: the fixed set is a Call, a WaitStable or a DeletePrefix."""
+        """Run one step: the fixed set is a Call, a WaitStable, a RunTaskToCompletion or a DeletePrefix."""
         match step:
             case Call(best_effort=True):
                 try:
@@ -142,6 +153,10 @@ class Executor:
                 self.call(step)
             case WaitStable():
                 self.wait(step)
+            case RunTaskToCompletion():
+                self.responses[f"task:{step.purpose}"] = run_to_completion(
+                    self.gateway, step, self.resolve(step.request), self.poll_interval_s, self.log
+                )
             case DeletePrefix(bucket=bucket, prefix=prefix):
                 self.responses[f"delete-prefix:{prefix}"] = self.gateway.delete_prefix(bucket, prefix)
             case _:
@@ -284,6 +299,94 @@ def wait_stable(
                 failure_report(gateway, service, cluster, name, log_group, f"not stable within {timeout_s:g}s ({state})")
             )
         time.sleep(max(0.0, min(poll_interval_s, deadline - time.monotonic())))
+
+
+def run_to_completion(
+    gateway: AwsGateway, step: RunTaskToCompletion, request: Mapping[str, Any], poll_interval_s: float, log: Log
+) -> dict[str, Any]:
+    """Run the one-off task of ``step`` (``request``: its RunTask parameters, resolved) until it stops.
+
+    Returns the stopped task when its container exited 0; raises ValidationFailed otherwise (exit
+    code and log tail, or why it could not start, or the timeout after StopTask).
+    """
+    revision = revision_of(str(request.get("taskDefinition") or ""))
+    resource = f"one-off task of {revision} in cluster {step.cluster}"
+    try:
+        started = gateway.call("ecs", "RunTask", request, resource=resource) or {}
+    except AwsOperationError as exc:
+        hint = dict(step.hints).get(getattr(exc, "code", None) or "")
+        if hint:
+            raise AwsOperationError(f"{exc}. {hint}") from exc
+        raise
+    tasks = started.get("tasks") or []
+    if not tasks:
+        # RunTask reports what it could not place in ``failures`` instead of an error (API_RunTask).
+        failures = "; ".join(
+            " ".join(str(f.get(k)) for k in ("reason", "detail", "arn") if f.get(k)) for f in started.get("failures") or []
+        )
+        raise ValidationFailed(_task_report(step, revision, None, f"ECS started no task ({failures or 'no reason given'})", []))
+    arn = tasks[0]["taskArn"]
+    task_id = arn.rsplit("/", 1)[-1]
+    stream = f"{step.log_stream_prefix}/{task_id}"
+    log(f"[{step.purpose}] task {task_id} of {revision} started; its log: {step.log_group} {stream}")
+    deadline = time.monotonic() + step.timeout_s
+    task: dict[str, Any] = tasks[0]
+    last_status = None
+    while True:
+        task = gateway.describe_task(step.cluster, arn) or task
+        status = task.get("lastStatus")
+        if status != last_status:
+            log(f"[{step.purpose}] task {task_id}: {status}")
+            last_status = status
+        if status == "STOPPED":
+            break
+        if time.monotonic() >= deadline:
+            why = f"still {status} after {step.timeout_s:g}s (META_DEPLOYER_ECS_VALIDATE_TIMEOUT)"
+            gateway.call(
+                "ecs", "StopTask",
+                {"cluster": step.cluster, "task": arn, "reason": f"meta_deployer: {step.purpose}: {why}"[:STOP_REASON_MAX]},
+                resource=resource,
+            )
+            lines = _tail(gateway, step.log_group, stream)
+            raise ValidationFailed(_task_report(step, revision, task_id, f"the task was {why}, so it was stopped", lines))
+        time.sleep(max(0.0, min(poll_interval_s, deadline - time.monotonic())))
+    outcome = task_outcome(task, step.container)
+    lines = _tail(gateway, step.log_group, stream)
+    if outcome.succeeded:
+        for line in lines[-5:]:
+            log(f"[{step.purpose}] {line}")
+        log(f"[{step.purpose}] task {task_id} exited 0")
+        return task
+    if not outcome.started:
+        why = f"the task could not start: {outcome.reason}"
+    else:
+        why = f"the command exited {outcome.exit_code} ({outcome.reason})"
+    raise ValidationFailed(_task_report(step, revision, task_id, why, lines))
+
+
+def _tail(gateway: AwsGateway, group: str, stream: str) -> list[str]:
+    try:
+        events = gateway.log_stream_tail(group, stream, FAILURE_LOG_LINES)
+    except AwsOperationError as exc:
+        return [f"(could not read log stream {stream} of {group}: {exc})"]
+    return [e.get("message", "").rstrip() for e in events]
+
+
+def _task_report(step: RunTaskToCompletion, revision: str, task_id: str | None, why: str, lines: list[str]) -> str:
+    """A readable failure: which repo and step, why, what still serves, and the task's last log lines."""
+    out = [
+        f"{step.purpose} failed: {why}.",
+        f"Command: {' '.join(step.command)} in a one-off task of {revision} in cluster {step.cluster}"
+        + (f" (task {task_id})." if task_id else "."),
+        "The ECS service was not touched: the version serving (if any) keeps serving, and the workspace entry is unchanged.",
+    ]
+    if lines:
+        stream = f"{step.log_stream_prefix}/{task_id}"
+        out.append(f"Last {len(lines)} line(s) of {step.log_group} {stream}:")
+        out += [f"  {line}" for line in lines]
+    elif task_id:
+        out.append(f"Log stream {step.log_group} {step.log_stream_prefix}/{task_id}: no lines.")
+    return "\n".join(out)
 
 
 def status_line(service: dict[str, Any]) -> str:

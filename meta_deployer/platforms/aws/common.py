@@ -199,3 +199,51 @@ def rollout_failed(service: Mapping[str, Any], task_definition: str | None = Non
         if not any(revision_of(d.get("taskDefinition") or "") == revision_of(task_definition) for d in deployments):
             return f"rolled back to {revision_of(service.get('taskDefinition') or '-')}"
     return None
+
+
+#: ``stoppedReason`` prefixes of a task whose containers never ran (the image could not be pulled, the
+#: secrets or the log stream could not be set up...), from "Amazon ECS stopped task error codes":
+#: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/stopped-task-error-codes.html and
+#: https://docs.aws.amazon.com/AmazonECS/latest/developerguide/cannot-start-container.html
+START_FAILURES = (
+    "CannotPullContainerError", "CannotCreateContainerError", "CannotStartContainerError",
+    "CannotInspectContainerError", "ResourceInitializationError", "TaskFailedToStart",
+)
+#: The task's ``stopCode`` when it never started (API_Task: https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_Task.html).
+STOP_CODE_FAILED_TO_START = "TaskFailedToStart"
+
+
+@dataclass(frozen=True)
+class TaskOutcome:
+    """How a stopped one-off task ended: its container's exit code, or why it never ran."""
+
+    exit_code: int | None
+    started: bool
+    reason: str
+
+    @property
+    def succeeded(self) -> bool:
+        """True only when the container ran and exited 0."""
+        return self.started and self.exit_code == 0
+
+
+def task_outcome(task: Mapping[str, Any], container: str) -> TaskOutcome:
+    """Read a STOPPED task from DescribeTasks: did ``container`` run, and with which exit code.
+
+    AWS rules relied on (API_Task and API_Container,
+    https://docs.aws.amazon.com/AmazonECS/latest/APIReference/API_Container.html): a container that
+    ran has ``exitCode``; one that never started has none, and the task then carries
+    ``stopCode: TaskFailedToStart`` and a ``stoppedReason`` such as ``CannotPullContainerError: ...``.
+    Any of the three means "could not start" (an emulator may report one without the others).
+    """
+    found = next((c for c in task.get("containers") or [] if c.get("name") == container), {})
+    why = "; ".join(
+        part for part in (task.get("stoppedReason") or "", found.get("reason") or "") if part
+    ) or "no reason given"
+    code = found.get("exitCode")
+    not_started = (
+        task.get("stopCode") == STOP_CODE_FAILED_TO_START
+        or (task.get("stoppedReason") or "").startswith(START_FAILURES)
+        or code is None
+    )
+    return TaskOutcome(exit_code=None if not_started else int(code), started=not not_started, reason=why)

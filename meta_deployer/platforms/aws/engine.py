@@ -13,7 +13,9 @@ The pipeline, in the style of chalice's deployer:
    call is an :class:`Output` placeholder (``Output("service.create",
    "service.serviceArn")``). The few steps that are not one API call form a
    fixed set: :class:`WaitStable` (wait for a stable rollout, with a failure
-   report) and :class:`DeletePrefix` (delete every object under an S3 prefix).
+   report), :class:`RunTaskToCompletion` (run a one-off ECS task, wait until it
+   stops, and fail unless its container exited 0) and :class:`DeletePrefix`
+   (delete every object under an S3 prefix).
    A delete AWS refuses while the resource is still in use is a ``Call`` with
    ``release_timeout_s``.
 3. **The plan.** :func:`plan` runs the kinds in order (earlier kinds publish
@@ -141,6 +143,45 @@ class WaitStable:
 
 
 @dataclass(frozen=True)
+class RunTaskToCompletion:
+    """Run a one-off ECS task (``RunTask`` with ``request``) and wait until it stops; fail unless
+    ``container`` exited 0.
+
+    ``request`` holds the RunTask parameters (``taskDefinition`` may be an :class:`Output` of a
+    revision this plan registers). The container's log is read back from its awslogs stream,
+    ``<log_stream_prefix>/<task id>`` in ``log_group``. Past ``timeout_s`` the task is stopped
+    (``StopTask``) and the step fails. ``purpose`` says what the task is for, in the log and the
+    errors ("validate the definitions of repo sales"). The executor reports a failure as
+    ``ValidationFailed``: nothing later in the plan runs.
+    """
+
+    purpose: str
+    cluster: str
+    request: Mapping[str, Any]
+    container: str
+    log_group: str
+    log_stream_prefix: str
+    timeout_s: float
+    #: Advice added to the error of a given code, as in :class:`Call`.
+    hints: tuple[tuple[str, str], ...] = ()
+    mutating = True
+    label = "ecs.RunTaskToCompletion"
+
+    @property
+    def command(self) -> list[str]:
+        """The command the task's container runs (its override), as sent."""
+        overrides = (self.request.get("overrides") or {}).get("containerOverrides") or []
+        return list(next((o.get("command") or [] for o in overrides if o.get("name") == self.container), []))
+
+    def describe(self) -> str:
+        """What the step does, in words."""
+        return (
+            f"{self.purpose}: run a one-off task of {self.request.get('taskDefinition')} in cluster {self.cluster} "
+            f"({' '.join(self.command)}) and wait up to {self.timeout_s:g}s for it to exit 0"
+        )
+
+
+@dataclass(frozen=True)
 class DeletePrefix:
     """Delete every object under ``prefix`` (which ends with ``/``) in ``bucket``."""
 
@@ -154,7 +195,7 @@ class DeletePrefix:
         return f"delete every object under s3://{self.bucket}/{self.prefix} (PURGE)"
 
 
-Step = Call | WaitStable | DeletePrefix
+Step = Call | WaitStable | RunTaskToCompletion | DeletePrefix
 
 
 @dataclass(frozen=True)
@@ -184,7 +225,7 @@ class Plan:
 
     @property
     def mutating(self) -> tuple[Step, ...]:
-        """The steps that change AWS (every step but waits)."""
+        """The steps that change AWS (every step but waits; a one-off task counts: it starts a task)."""
         return tuple(s for s in self.steps if s.mutating)
 
     def render(self) -> str:

@@ -432,6 +432,22 @@ class AwsGateway:
         described = self._call(self.ecs.describe_tasks, f"tasks of ECS service {service}", cluster=cluster, tasks=arns)
         return described.get("tasks", [])
 
+    def describe_task(self, cluster: str, task_arn: str) -> dict[str, Any] | None:
+        """One task as DescribeTasks reports it (lastStatus, containers[].exitCode, stoppedReason), or None."""
+        result = self._call(
+            self.ecs.describe_tasks, f"task {task_arn} in cluster {cluster}", cluster=cluster, tasks=[task_arn]
+        )
+        tasks = (result or {}).get("tasks") or []
+        return tasks[0] if tasks else None
+
+    def log_stream_tail(self, group: str, stream: str, tail: int) -> list[dict[str, Any]]:
+        """The last ``tail`` events of one log stream, oldest first; empty when it does not exist (yet)."""
+        result = self._call(
+            self.logs.get_log_events, f"log stream {stream} of {group}", ok=("ResourceNotFoundException",),
+            logGroupName=group, logStreamName=stream, startFromHead=False, limit=max(1, min(tail, 10000)),
+        )
+        return list((result or {}).get("events") or [])
+
     # -- ECR -----------------------------------------------------------------
     def delete_ecr_repository(self, name: str) -> None:
         """Delete the ECR repository and its images (missing: success)."""

@@ -18,6 +18,7 @@ from meta_deployer.platforms.aws.resources import (
     service,
     task_definition,
     task_role,
+    validation,
 )
 
 REPO_KINDS = (
@@ -27,6 +28,7 @@ REPO_KINDS = (
     discovery.KIND,
     load_balancer.KIND,
     task_definition.KIND,
+    validation.KIND,  # a one-off task of the revision the service will run, before the service moves
     service.KIND,  # and the wait for a stable rollout
     record.KIND,  # only once stable
     revisions.KIND,  # retire old revisions after the rollout
