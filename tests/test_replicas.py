@@ -8,7 +8,9 @@ and checked here against our requests, since moto accepts what AWS rejects.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import os
 import threading
 import urllib.request
 import uuid
@@ -245,3 +247,83 @@ def test_list_repos_statuses_name_the_replica_that_disagrees(two_replicas, capsy
     assert _live_statuses(Settings.from_env({"META_DEPLOYER_WEBSERVERS": f"{down},{a.url}"})) == {"sales": {"status": "LOADED"}}
     assert f"warning: webserver {down} did not answer" in capsys.readouterr().err
     assert _live_statuses(Settings.from_env({"META_DEPLOYER_WEBSERVERS": down})) is None
+
+
+# -- ECS discovery against a moto server -------------------------------------------------------
+
+
+@pytest.fixture
+def ecs_webservers(moto_factory, monkeypatch):
+    """A moto server whose tasks stay RUNNING when described (moto advances a task's state at each
+    DescribeTasks by default), a VPC, a cluster, a webserver task definition (awsvpc) and its service."""
+    from test_ecs_support import make_network
+
+    server = moto_factory()
+    request = urllib.request.Request(
+        f"{server.url}/moto-api/state-manager/set-transition", method="POST",
+        data=json.dumps({"model_name": "ecs::task", "transition": {"progression": "manual", "times": 10_000}}).encode(),
+    )
+    urllib.request.urlopen(request).read()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", server.url)
+    net = make_network()
+    ecs = boto3.client("ecs")
+    for cluster in ("dagster", "other"):
+        ecs.create_cluster(clusterName=cluster)
+    ecs.register_task_definition(
+        family="dagster-webserver", networkMode="awsvpc", requiresCompatibilities=["FARGATE"], cpu="256", memory="512",
+        containerDefinitions=[{"name": "webserver", "image": "dagster-webserver:1", "memory": 512, "portMappings": [{"containerPort": 3000}]}],
+    )
+    network = {"awsvpcConfiguration": {"subnets": net["META_DEPLOYER_SUBNETS"].split(","),
+                                       "securityGroups": [net["META_DEPLOYER_SECURITY_GROUPS"]]}}
+    ecs.create_service(cluster="dagster", serviceName="webserver", taskDefinition="dagster-webserver", desiredCount=2,
+                       launchType="FARGATE", networkConfiguration=network)
+
+    def run(count: int, cluster: str = "dagster") -> list[dict]:
+        # moto's CreateService starts no task: RunTask stands in for the service's tasks (group service:<name>, as ECS names them).
+        return ecs.run_task(cluster=cluster, taskDefinition="dagster-webserver", count=count, launchType="FARGATE",
+                            group="service:webserver", networkConfiguration=network)["tasks"]
+
+    return ecs, run
+
+
+def eni_ip(task: dict) -> str:
+    (eni,) = [a for a in task["attachments"] if a["type"] == "ElasticNetworkInterface"]
+    return next(d["value"] for d in eni["details"] if d["name"] == "privateIPv4Address")
+
+
+def test_ecs_discovery_finds_each_running_task_at_its_private_ip(ecs_webservers):
+    ecs, run = ecs_webservers
+    running = run(2)
+    stopped = run(1)[0]
+    ecs.stop_task(cluster="dagster", task=stopped["taskArn"], reason="replaced")
+    run(1, cluster="other")  # another cluster's task is never listed
+    settings = Settings.from_env({**os.environ, "META_DEPLOYER_WEBSERVERS": "ecs:dagster/webserver",
+                                  "META_DEPLOYER_WEBSERVER_PORT": "3300"})
+    found = discovery.discover(settings)
+    expected = sorted(
+        (Replica(f"webserver/{t['taskArn'].rsplit('/', 1)[-1]}", f"http://{eni_ip(t)}:3300") for t in running),
+        key=lambda r: r.name,
+    )
+    assert found.replicas == tuple(expected) and found.notes == ()
+    # (moto picks a random private address, not one of the subnet's as AWS does)
+    assert all(ipaddress.ip_address(r.url.split("//")[1].rsplit(":", 1)[0]).is_private for r in found.replicas)
+
+
+def test_ecs_discovery_describes_tasks_100_at_a_time(ecs_webservers):
+    _, run = ecs_webservers
+    for _ in range(10):
+        run(10)  # RunTask starts at most 10 tasks a call
+    run(1)
+    settings = Settings.from_env({**os.environ, "META_DEPLOYER_WEBSERVERS": "ecs:dagster/webserver"})
+    gateway = AwsGateway()
+    found = discovery.discover(settings, gateway)
+    assert len(found.replicas) == 101 and len({r.url for r in found.replicas}) == 101
+    assert [c.operation for c in gateway.calls].count("DescribeTasks") == 2
+
+
+def test_an_unreadable_ecs_source_is_a_warning_not_a_failure(ecs_webservers):
+    settings = Settings.from_env({**os.environ, "META_DEPLOYER_WEBSERVERS": "ecs:missing/webserver"})
+    found = discovery.discover(settings)
+    assert found.replicas == ()
+    assert len(found.notes) >= 1 and all(n.startswith("warning: ") for n in found.notes)
+    assert "ECS service webserver in cluster missing" in found.notes[-1]
