@@ -327,3 +327,59 @@ def test_an_unreadable_ecs_source_is_a_warning_not_a_failure(ecs_webservers):
     assert found.replicas == ()
     assert len(found.notes) >= 1 and all(n.startswith("warning: ") for n in found.notes)
     assert "ECS service webserver in cluster missing" in found.notes[-1]
+
+
+# -- docker discovery against the real engine ---------------------------------------------------
+
+#: A GraphQL stand-in for dagster-webserver, run inside python:3.12-slim: it answers reloadWorkspace
+#: with one location named after its replica, so the answer proves which container was called.
+STUB = r"""
+import json, sys
+from http.server import BaseHTTPRequestHandler, HTTPServer
+port, name = int(sys.argv[1]), sys.argv[2]
+class H(BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers["Content-Length"]))
+        body = json.dumps({"data": {"reloadWorkspace": {"__typename": "Workspace", "locationEntries": [
+            {"name": name, "loadStatus": "LOADED", "locationOrLoadError": {"__typename": "RepositoryLocation"}}]}}}).encode()
+        self.send_response(200); self.send_header("Content-Length", str(len(body))); self.end_headers(); self.wfile.write(body)
+HTTPServer(("127.0.0.1", port), H).serve_forever()
+"""
+
+
+def test_docker_discovery_finds_and_reloads_each_labelled_container():
+    from dockerkit import engine_env
+
+    from meta_deployer.platforms.images import docker_client
+
+    engine_env()  # skips on a laptop without an engine, fails in CI
+    client = docker_client(dict(os.environ))
+    run_id = uuid.uuid4().hex[:8]  # keeps other tests' containers out of the selector
+    labels = {"meta-deployer.role": "webserver", "meta-deployer.test": run_id}
+    containers = []
+    try:
+        for i in (1, 2):
+            port = free_port()
+            containers.append(client.containers.run(
+                "python:3.12-slim", ["python", "-c", STUB, str(port), f"web-{i}"], detach=True, network_mode="host",
+                name=f"md-test-web-{run_id}-{i}", labels={**labels, replicas.PORT_LABEL: str(port)},
+            ))
+            wait_for_port(port, timeout=60)
+        # A stopped container with the same labels is not a replica.
+        stopped = client.containers.create("python:3.12-slim", ["true"], labels=labels, name=f"md-test-web-{run_id}-off")
+        containers.append(stopped)
+        settings = Settings.from_env({**os.environ, "META_DEPLOYER_WEBSERVERS": f"docker:meta-deployer.role=webserver,meta-deployer.test={run_id}"})
+        found = discovery.discover(settings)
+        assert [r.name for r in found.replicas] == [f"md-test-web-{run_id}-1", f"md-test-web-{run_id}-2"]
+        ports = [c.labels[replicas.PORT_LABEL] for c in containers[:2]]
+        assert [r.url for r in found.replicas] == [f"http://127.0.0.1:{p}" for p in ports]
+        result = webserver.reload_replicas(found.replicas, timeout=30)
+        assert [r.result.locations for r in result.replicas] == [{"web-1": "LOADED"}, {"web-2": "LOADED"}]
+        containers[0].stop(timeout=1)  # one replica goes away: a warning naming it, the other still reloaded
+        result = webserver.reload_replicas(found.replicas, timeout=30)
+        assert result.unreachable == (f"md-test-web-{run_id}-1",) and result.reached == (f"md-test-web-{run_id}-2",)
+        assert result.lines()[0].startswith(f"warning: webserver md-test-web-{run_id}-1 (http://127.0.0.1:{ports[0]})")
+    finally:
+        for container in containers:
+            container.remove(force=True)
+        client.close()
