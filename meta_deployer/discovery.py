@@ -9,10 +9,14 @@ the deploy has already switched, and the replicas read workspace.yaml when they 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from meta_deployer.errors import MetaDeployerError
 from meta_deployer.replicas import Replica, ReplicaSource, container_replica, engine_host, task_replicas
 from meta_deployer.settings import Settings
+
+if TYPE_CHECKING:
+    from meta_deployer.platforms.aws.gateway import AwsGateway
 
 
 @dataclass(frozen=True)
@@ -23,7 +27,7 @@ class Found:
     notes: tuple[str, ...] = ()
 
 
-def discover(settings: Settings, gateway: object | None = None) -> Found:
+def discover(settings: Settings, gateway: AwsGateway | None = None) -> Found:
     """The webserver replicas ``settings`` points at; an unreadable source gives none and a warning."""
     source = settings.replica_source
     if source.kind == "urls":
@@ -64,18 +68,19 @@ def _docker(settings: Settings, source: ReplicaSource) -> Found:
                 host,
                 settings.webserver_port,
             )
-            (replicas.append(found) if isinstance(found, Replica) else notes.append(f"warning: {found}"))
+            if isinstance(found, Replica):
+                replicas.append(found)
+            else:
+                notes.append(f"warning: {found}")
         return Found(tuple(sorted(replicas, key=lambda r: r.name)), tuple(notes))
     finally:
         client.close()
 
 
-def _ecs(settings: Settings, source: ReplicaSource, gateway: object | None) -> Found:
+def _ecs(settings: Settings, source: ReplicaSource, gateway: AwsGateway | None) -> Found:
     from meta_deployer.platforms.aws.gateway import AwsGateway
 
-    gw = gateway if isinstance(gateway, AwsGateway) else AwsGateway(
-        retry_mode=settings.ecs.retry_mode, max_attempts=settings.ecs.max_attempts
-    )
+    gw = gateway or AwsGateway(retry_mode=settings.ecs.retry_mode, max_attempts=settings.ecs.max_attempts)
     tasks = gw.service_tasks(source.cluster, source.service)
     replicas, notes = task_replicas(source.service, tasks, settings.webserver_port)
     return Found(tuple(replicas), tuple(notes))

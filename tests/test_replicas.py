@@ -34,7 +34,7 @@ def workspace_answer(location: str, status: str = "LOADED") -> dict:
     ]}}}
 
 
-class Replica_:
+class GraphQLReplica:
     """A real HTTP server standing in for one webserver replica; it records the mutations it gets."""
 
     def __init__(self, location: str, known: set[str] | None = None, broken: str | None = None):
@@ -86,7 +86,7 @@ class Replica_:
 
 @pytest.fixture
 def two_replicas():
-    pair = [Replica_("sales"), Replica_("sales", known={"sales"})]
+    pair = [GraphQLReplica("sales"), GraphQLReplica("sales", known={"sales"})]
     yield pair
     for r in pair:
         r.stop()
@@ -212,7 +212,7 @@ def test_a_replica_that_does_not_answer_is_a_warning_naming_it_and_the_other_is_
 
 
 def test_a_location_error_is_a_warning_naming_the_replica(project, monkeypatch):
-    broken = Replica_("sales", broken="ModuleNotFoundError: no module named sales")
+    broken = GraphQLReplica("sales", broken="ModuleNotFoundError: no module named sales")
     try:
         from meta_deployer.pipeline import Deployer
 
