@@ -167,11 +167,42 @@ def _table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
+def _live_statuses(settings) -> dict[str, dict] | None:
+    """``{location: {"status": ...}}`` across every webserver replica; None when none answers.
+
+    A location every answering replica sees alike shows that status; one the replicas
+    disagree on shows each replica's (``web-1: LOADED; web-2: not in webserver``), so a
+    replica that missed a reload stands out. A replica that does not answer is named on stderr.
+    """
+    from meta_deployer import discovery
+    from meta_deployer.webserver import replica_statuses
+
+    found = discovery.discover(settings)
+    for note in found.notes:
+        print(note, file=sys.stderr)
+    per_replica = replica_statuses(found.replicas, timeout=3)
+    answered = {name: statuses for name, statuses in per_replica.items() if statuses is not None}
+    for name in per_replica:
+        if name not in answered and len(per_replica) > 1:
+            print(f"warning: webserver {name} did not answer", file=sys.stderr)
+    if not answered:
+        return None
+    merged: dict[str, dict] = {}
+    for location in sorted({loc for statuses in answered.values() for loc in statuses}):
+        seen = {name: statuses.get(location, {}).get("status", "not in webserver") for name, statuses in answered.items()}
+        simple = {("load error" if s.startswith("ERROR") else s) for s in seen.values()}
+        if len(simple) == 1:
+            status = next(iter(seen.values()))
+        else:
+            status = "; ".join(f"{name}: {'load error' if s.startswith('ERROR') else s}" for name, s in seen.items())
+        merged[location] = {"status": status}
+    return merged
+
+
 def cmd_list_repos(args: argparse.Namespace) -> int:
     """A table of every repo: configured, deployed, and what serves it now."""
     from meta_deployer import configsource
     from meta_deployer.pipeline import Deployer
-    from meta_deployer.webserver import location_statuses
 
     deployer = Deployer()
     records = deployer.registry.all()
@@ -182,10 +213,7 @@ def cmd_list_repos(args: argparse.Namespace) -> int:
     except MetaDeployerError as exc:  # the records still say what is deployed
         print(f"warning: {exc}", file=sys.stderr)
         configs = {}
-    try:
-        live = location_statuses(deployer.settings.webserver_url, timeout=3)
-    except Exception:
-        live = None
+    live = _live_statuses(deployer.settings)
     rows = []
     for name in sorted(set(records) | set(configs) | set(observed) | set(corrupt)):
         record, seen, cfg = records.get(name), observed.get(name), configs.get(name)

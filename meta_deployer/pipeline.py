@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import meta_deployer
-from meta_deployer import configsource, dryrun, gitops, removal, snapshot, sync
+from meta_deployer import configsource, discovery, dryrun, gitops, removal, snapshot, sync
 from meta_deployer.detect import detect_code_source
 from meta_deployer.errors import DetectionError, NotDeployedError, SpecError
 from meta_deployer.lease import Leases
@@ -34,7 +34,7 @@ from meta_deployer.removal import RemoveResult
 from meta_deployer.settings import Settings
 from meta_deployer.spec import RepoSpec, parse_spec
 from meta_deployer.state import Deployment
-from meta_deployer.webserver import ReloadResult, reload_location, reload_workspace
+from meta_deployer.webserver import FleetReload, reload_replicas
 
 __all__ = ["DeployState", "Deployer", "RemoveResult", "deployment_summary", "with_detected_code_source"]
 
@@ -200,22 +200,20 @@ class Deployer:
         """Re-render workspace.yaml from the records (``make dev`` does this first)."""
         return self.registry.update()
 
-    def reload(self, changed: bool, log: Log = _print, location: str | None = None) -> ReloadResult | None:
-        """Reload the webserver: the whole workspace when workspace.yaml changed, only ``location``
-        when its entry stayed the same but a new version serves behind it. No webserver is a
-        warning only."""
-        url, timeout = self.settings.webserver_url, self.settings.reload_timeout_s
-        if changed:
-            result = reload_workspace(url, timeout)
-        elif location is not None:
-            result = reload_location(url, location, timeout)
-        else:
+    def reload(self, changed: bool, log: Log = _print, location: str | None = None) -> FleetReload | None:
+        """Reload every webserver replica (``META_DEPLOYER_WEBSERVERS``; by default the one
+        ``DAGSTER_WEBSERVER_URL``): the whole workspace when workspace.yaml changed, only ``location``
+        when its entry stayed the same but a new version serves behind it. Logs one line per
+        replica; a replica that does not answer is a warning naming it, never a failure."""
+        if not changed and location is None:
             log("nothing changed; no reload needed")
             return None
-        log(result.message)
-        for name, status in result.locations.items():
-            if status.startswith("ERROR"):
-                log(f"warning: location {name} reports {status}")
+        found = discovery.discover(self.settings)
+        result = reload_replicas(
+            found.replicas, None if changed else location, self.settings.reload_timeout_s, notes=found.notes
+        )
+        for line in result.lines():
+            log(line)
         return result
 
     def deploy(self, spec: RepoSpec, log: Log = _print) -> DeployState:
@@ -227,7 +225,7 @@ class Deployer:
         self.reload_after(state, log)
         return state
 
-    def reload_after(self, state: DeployState, log: Log = _print) -> ReloadResult | None:
+    def reload_after(self, state: DeployState, log: Log = _print) -> FleetReload | None:
         """The reload a deploy needs: none when nothing changed."""
         return self.reload(state.workspace_changed, log, location=None if state.unchanged else state.spec.name)
 

@@ -39,12 +39,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from dataclasses import field as dc_field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic.fields import FieldInfo
 
 from meta_deployer.errors import SettingsError
+
+if TYPE_CHECKING:
+    from meta_deployer.replicas import ReplicaSource
 
 # -- defaults: core (README "Settings") -------------------------------------------
 PLATFORMS = ("dev", "docker", "ecs")
@@ -57,6 +60,8 @@ STORAGE_SUBDIR = "storage"
 DEFAULT_WEBSERVER_URL = "http://localhost:3000"
 DEFAULT_BUCKET = "dagster-storage"
 DEFAULT_RELOAD_TIMEOUT_S = 120.0
+#: The webservers' port where discovery finds only an address (ECS tasks, docker containers without a port label).
+DEFAULT_WEBSERVER_PORT = 3000
 DEFAULT_CONFIG_GIT_BRANCH = "main"
 #: The configuration repository's checkout, inside the work area (META_DEPLOYER_CONFIG_GIT_URL).
 CONFIG_REPO_SUBDIR = "config-repo"
@@ -475,6 +480,21 @@ class Settings(SettingsGroup):
     webserver_url: str = setting(
         "DAGSTER_WEBSERVER_URL", DEFAULT_WEBSERVER_URL, "where `reloadWorkspace` is sent; no answer is a warning"
     )
+    webservers: str | None = setting(
+        "META_DEPLOYER_WEBSERVERS",
+        None,
+        "which webserver replicas every reload goes to, each on its own address: comma-separated URLs, "
+        "`docker:<label>[,<label>]` (the running containers with those labels, e.g. "
+        "`docker:meta-deployer.role=webserver`) or `ecs:<cluster>/<service>` (the service's RUNNING tasks at their "
+        "private IPv4 address); a replica that does not answer is a warning naming it",
+    )  # None: the one DAGSTER_WEBSERVER_URL
+    webserver_port: int = setting(
+        "META_DEPLOYER_WEBSERVER_PORT",
+        DEFAULT_WEBSERVER_PORT,
+        "the replicas' port for `ecs:` and for `docker:` containers without a `meta-deployer.port` label",
+        ge=1,
+        le=MAX_PORT,
+    )
     dagster_url: str | None = setting(
         "META_DEPLOYER_DAGSTER_URL",
         None,
@@ -620,7 +640,24 @@ class Settings(SettingsGroup):
     def _url_without_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
+    @field_validator("webservers")
+    @classmethod
+    def _replica_source(cls, value: str | None) -> str | None:
+        from meta_deployer.replicas import parse_source
+
+        if value and value.strip():
+            parse_source(value, DEFAULT_WEBSERVER_URL)  # ValueError: what would be valid
+            return value.strip()
+        return None
+
     # -- derived -----------------------------------------------------------------------
+    @property
+    def replica_source(self) -> "ReplicaSource":
+        """Where the webserver replicas are (``META_DEPLOYER_WEBSERVERS``, else ``DAGSTER_WEBSERVER_URL`` alone)."""
+        from meta_deployer.replicas import parse_source
+
+        return parse_source(self.webservers, self.webserver_url)
+
     @property
     def storage_bucket(self) -> str | None:
         """The bucket when ``META_DEPLOYER_BUCKET`` is set: storage is then in S3 (dev, docker), else local."""

@@ -3,13 +3,22 @@
 ``DagsterGraphQLClient`` has no reload-workspace method, so the mutation is
 sent directly. ``reloadWorkspace`` re-reads workspace.yaml, so it picks up
 added and removed locations (``reloadRepositoryLocation`` cannot add one).
+
+With several webserver replicas (``META_DEPLOYER_WEBSERVERS``, found by
+``meta_deployer.discovery``), :func:`reload_replicas` sends the same reload to each
+one on its own address, a few at a time, and reports each one's outcome by name: a
+replica that does not answer is a warning naming it, and the others are still reloaded.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import requests
+
+from meta_deployer.replicas import MAX_PARALLEL_RELOADS, Replica
 
 RELOAD_WORKSPACE = """
 mutation ReloadWorkspace {
@@ -172,3 +181,85 @@ def location_statuses(url: str, timeout: float = 30.0) -> dict[str, dict]:
         status = f"ERROR: {loc.get('message', '')}" if loc.get("__typename") == "PythonError" else entry["loadStatus"]
         result[entry["name"]] = {"status": status, "assets": assets}
     return result
+
+
+# -- every replica -----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReplicaReload:
+    """One replica's reload: which replica, and what its reload did."""
+
+    replica: Replica
+    result: ReloadResult
+
+    def line(self) -> str:
+        """One log line naming the replica; a replica that did not answer reads as a warning."""
+        message = self.result.message
+        where = self.replica.name if self.replica.name == self.replica.url else f"{self.replica.name} ({self.replica.url})"
+        if message.startswith("warning: "):
+            return f"warning: webserver {where}: {message[len('warning: '):]}"
+        if not self.result.reached:
+            return f"warning: webserver {where}: {message}"
+        return f"webserver {where}: {message}"
+
+
+@dataclass(frozen=True)
+class FleetReload:
+    """What a reload did on every replica (in the replicas' order), plus notes from finding them."""
+
+    replicas: tuple[ReplicaReload, ...]
+    notes: tuple[str, ...] = ()
+
+    @property
+    def reached(self) -> tuple[str, ...]:
+        """Names of the replicas that answered."""
+        return tuple(r.replica.name for r in self.replicas if r.result.reached)
+
+    @property
+    def unreachable(self) -> tuple[str, ...]:
+        """Names of the replicas that did not answer."""
+        return tuple(r.replica.name for r in self.replicas if not r.result.reached)
+
+    def lines(self) -> list[str]:
+        """The notes, one line per replica, and a warning per location a replica reports in error."""
+        out = list(self.notes)
+        for r in self.replicas:
+            out.append(r.line())
+            for name, status in r.result.locations.items():
+                if status.startswith("ERROR"):
+                    out.append(f"warning: location {name} reports {status} on webserver {r.replica.name}")
+        return out
+
+
+def reload_replicas(
+    replicas: Sequence[Replica], location: str | None = None, timeout: float = 120.0, notes: Sequence[str] = (),
+) -> FleetReload:
+    """Reload every replica on its own address, at most :data:`MAX_PARALLEL_RELOADS` at once: the
+    whole workspace, or only ``location`` (falling back to the workspace as :func:`reload_location` does)."""
+
+    def one(replica: Replica) -> ReplicaReload:
+        if location is None:
+            return ReplicaReload(replica, reload_workspace(replica.url, timeout))
+        return ReplicaReload(replica, reload_location(replica.url, location, timeout))
+
+    if not replicas:
+        return FleetReload((), tuple(notes))
+    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_RELOADS, len(replicas)), thread_name_prefix="reload") as pool:
+        done = tuple(pool.map(one, replicas))
+    return FleetReload(done, tuple(notes))
+
+
+def replica_statuses(replicas: Sequence[Replica], timeout: float = 3.0) -> dict[str, dict[str, dict] | None]:
+    """``{replica name: location_statuses(...)}`` for every replica, None for one that did not answer."""
+
+    def one(replica: Replica) -> dict[str, dict] | None:
+        try:
+            return location_statuses(replica.url, timeout=timeout)
+        except Exception:  # noqa: BLE001 - any failure reads as "did not answer" in a status table
+            return None
+
+    if not replicas:
+        return {}
+    with ThreadPoolExecutor(max_workers=min(MAX_PARALLEL_RELOADS, len(replicas)), thread_name_prefix="status") as pool:
+        return dict(zip((r.name for r in replicas), pool.map(one, replicas)))

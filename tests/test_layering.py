@@ -31,7 +31,8 @@ def test_the_runtime_imports_nothing_from_the_deployer_and_no_side_effect_librar
 @pytest.mark.parametrize(
     "module",
     ["meta_deployer.platforms.aws.plan", "meta_deployer.platforms.aws.engine", "meta_deployer.platforms.aws.resources",
-     "meta_deployer.spec", "meta_deployer.naming", "meta_deployer.model", "meta_deployer.workspace"],
+     "meta_deployer.spec", "meta_deployer.naming", "meta_deployer.model", "meta_deployer.workspace",
+     "meta_deployer.replicas"],
 )
 def test_pure_modules_load_no_boto3_docker_git_or_runtime(module):
     modules = loaded_after(f"import {module}")

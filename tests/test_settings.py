@@ -142,6 +142,12 @@ BAD_VALUES = [
     ("META_DEPLOYER_AWS_RETRY_MODE", "legacy", "standard, adaptive"),
     ("META_DEPLOYER_AWS_MAX_ATTEMPTS", "0", "at least 1"),
     ("META_DEPLOYER_TEMP_EXPIRY_DAYS", "0", "at least 1"),
+    ("META_DEPLOYER_WEBSERVER_PORT", "0", "at least 1"),
+    ("META_DEPLOYER_WEBSERVER_PORT", "70000", "at most 65535"),
+    ("META_DEPLOYER_WEBSERVERS", "k8s:web", "docker:<label>, or ecs:<cluster>/<service>"),
+    ("META_DEPLOYER_WEBSERVERS", "ecs:dagster", "ecs:<cluster>/<service>"),
+    ("META_DEPLOYER_WEBSERVERS", "docker:", "one or more labels"),
+    ("META_DEPLOYER_WEBSERVERS", "http://u:p@web:3000", "carries a user"),
 ]
 
 

@@ -448,6 +448,22 @@ class AwsGateway:
         )
         return list((result or {}).get("events") or [])
 
+    def service_tasks(self, cluster: str, service: str) -> list[dict[str, Any]]:
+        """Every task of the service whose desired status is RUNNING, described ([] when the
+        cluster or service is missing). ListTasks is read page by page; DescribeTasks gets at
+        most 100 ARNs a call (the rules are in ``meta_deployer.replicas``)."""
+        from meta_deployer.replicas import describe_batches, list_tasks_params
+
+        resource = f"tasks of ECS service {service} in cluster {cluster}"
+        missing = ("ServiceNotFoundException", "ClusterNotFoundException")
+        pages = self._pages(self.ecs, "list_tasks", resource, ok=missing, **list_tasks_params(cluster, service))
+        arns = [arn for page in pages for arn in page.get("taskArns", [])]
+        tasks: list[dict[str, Any]] = []
+        for batch in describe_batches(arns):
+            result = self._call(self.ecs.describe_tasks, resource, ok=missing, cluster=cluster, tasks=batch)
+            tasks.extend((result or {}).get("tasks", []))
+        return tasks
+
     # -- ECR -----------------------------------------------------------------
     def delete_ecr_repository(self, name: str) -> None:
         """Delete the ECR repository and its images (missing: success)."""
