@@ -347,3 +347,50 @@ def test_waiting_is_bounded_and_names_the_holder(s3):
             waiter.acquire("sales", lambda _: None)
     finally:
         holder.release("sales")
+
+
+# -- a full deploy on the ecs platform keeps its record in the bucket ---------------------------------------------
+
+
+def test_an_ecs_deploy_records_in_s3_and_the_second_deploy_reads_it_back_and_does_nothing(moto, tmp_path, git_remote):
+    from devkit import definitions_py
+    from conftest import free_port
+    from meta_deployer.model import Artifact
+    from meta_deployer.pipeline import Deployer
+    from meta_deployer.platforms.aws.bootstrap import bootstrap
+    from meta_deployer.platforms.ecs import EcsPlatform
+    from meta_deployer.spec import parse_spec
+    from test_ecs_support import make_network, published_for
+
+    class PrebuiltImage(EcsPlatform):
+        """The ecs platform with its image already in the registry: no Docker engine here (ECS in moto never pulls)."""
+
+        def build(self, spec, checkout, log):
+            return Artifact(kind="image", ref=published_for(spec.name).ref, fingerprint="f", built=False)
+
+        def publish(self, spec, artifact, log):
+            return published_for(spec.name)
+
+    remote = git_remote(files={"definitions.py": definitions_py("orders")})
+    settings = Settings.from_env(
+        {"META_DEPLOYER_ROOT": str(tmp_path), **make_network(), "DAGSTER_WEBSERVER_URL": f"http://127.0.0.1:{free_port()}"}
+    )
+    assert settings.state_backend == "s3"  # ecs: state in the storage root
+    bootstrap(settings, log=lambda _: None)
+    spec = parse_spec({"name": "sales", "git_url": remote.url, "python_file": "definitions.py"}, "test")
+    lines: list[str] = []
+
+    first = Deployer(settings, PrebuiltImage(settings)).deploy(spec, lines.append)
+    s3 = boto3.client("s3")
+    stored = json.loads(s3.get_object(Bucket=BUCKET, Key="system/deployments/sales.json")["Body"].read())
+    assert stored["commit"] == remote.head() and stored["fingerprint"] == first.fingerprint
+    assert not (settings.state_dir / "sales.json").exists()  # nothing local
+    assert "Contents" not in s3.list_objects_v2(Bucket=BUCKET, Prefix="system/leases/")  # released after switch
+    etag = s3.head_object(Bucket=BUCKET, Key="system/deployments/sales.json")["ETag"]
+
+    again = Deployer(settings, PrebuiltImage(settings))  # a fresh process's view: only what is in the bucket
+    wire = Wire(again.registry.store.gateway)
+    second = again.deploy(spec, lines.append)
+    assert second.unchanged and "already serves on ecs; nothing to do" in "\n".join(lines)
+    assert [(m, k) for m, k, _ in wire.writes()] == []  # the record is read back, not rewritten
+    assert s3.head_object(Bucket=BUCKET, Key="system/deployments/sales.json")["ETag"] == etag
