@@ -394,3 +394,18 @@ def test_an_ecs_deploy_records_in_s3_and_the_second_deploy_reads_it_back_and_doe
     assert second.unchanged and "already serves on ecs; nothing to do" in "\n".join(lines)
     assert [(m, k) for m, k, _ in wire.writes()] == []  # the record is read back, not rewritten
     assert s3.head_object(Bucket=BUCKET, Key="system/deployments/sales.json")["ETag"] == etag
+
+
+def test_local_records_follow_the_same_compare_and_swap_rule(tmp_path):
+    settings = Settings.from_env({"META_DEPLOYER_ROOT": str(tmp_path)})
+    assert settings.state_backend == "local"
+    first, second = Registry(settings), Registry(settings)
+    first.update(put=record("sales", "a" * 40, platform="dev"))
+    seen = first.read("sales").version
+    second.update(put=record("sales", "b" * 40, platform="dev"), expected=second.read("sales").version)
+    with pytest.raises(RecordConflict, match="bbbbbbbbbbbb"):
+        first.update(put=record("sales", "c" * 40, platform="dev"), expected=seen)
+    assert first.get("sales").commit == "b" * 40
+    assert ws.read_entries(settings.workspace)["sales"] == record("sales", "b" * 40).workspace_entry
+    with pytest.raises(RecordConflict):  # a create when one exists
+        first.update(put=record("sales", "d" * 40, platform="dev"), expected=None)
