@@ -49,7 +49,7 @@ from meta_deployer import configsource, fanout, naming
 from meta_deployer.errors import MetaDeployerError, Retryable
 from meta_deployer.pipeline import Deployer, DeployState, deployment_summary
 from meta_deployer.settings import Settings
-from meta_deployer.state import StateStore
+from meta_deployer.state import record_store
 from meta_deployer.worker import WORKER_TAG, is_dead, this_worker
 from meta_deployer.runconfig import deploy_run_config, remove_run_config, spec_dict_from_run_config
 from meta_deployer.spec import RepoSpec, parse_spec
@@ -296,7 +296,7 @@ class _Requests:
 
 def _requests_for(settings: Settings, cursor: "SensorCursor", scanned: dict) -> tuple[_Requests, list[str]]:
     """The run requests for what ``scanned`` says against the cursor, and the problems found."""
-    deployed = StateStore(settings.state_dir)
+    deployed = record_store(settings)
     out = _Requests([], {}, cursor.seq)
     problems: list[str] = []
 

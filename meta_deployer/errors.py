@@ -69,6 +69,10 @@ class TransientAwsError(AwsOperationError, Retryable):
     """An AWS call failed in a way that a retry may fix."""
 
 
+class WriteConflict(AwsOperationError):
+    """A conditional write or delete found the object changed (or gone) since it was read."""
+
+
 class UnhealthyError(MetaDeployerError):
     """A new version never became healthy; the previous one keeps serving."""
 

@@ -6,15 +6,17 @@ tag limit) must not both build and switch: the second waits for the first,
 then finds its work done (the record already has its fingerprint) or deploys
 on top of it. The lease is an exclusive ``flock`` on ``<work_dir>/locks/
 deploy-<name>.lock``: the kernel releases it when its process dies, so a
-killed deploy never blocks its repo. (It serves one machine, as the dev and
-docker platforms do; a platform whose runs start on other machines needs a
-lease in shared storage.)
+killed deploy never blocks its repo. That serves one machine (the dev
+platform, and docker without a bucket); where runs start on other machines,
+the lease is an object in the storage bucket with an expiry that its holder
+renews (``meta_deployer.s3state.S3Leases``). Both answer :class:`DeployLeases`.
 """
 
 from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Protocol
 
 from filelock import FileLock, Timeout
 
@@ -22,16 +24,34 @@ from meta_deployer import naming
 from meta_deployer.errors import MetaDeployerError, Retryable
 from meta_deployer.model import Log
 
-#: How long a deploy waits for another deploy of the same repo before giving up.
-DEFAULT_LEASE_TIMEOUT_S = 3600.0
+from meta_deployer.settings import DEFAULT_LEASE_TIMEOUT_S, Settings
+
+__all__ = ["DEFAULT_LEASE_TIMEOUT_S", "DeployLeases", "LeaseLost", "LeaseTimeout", "Leases", "leases_for"]
 
 
 class LeaseTimeout(MetaDeployerError, Retryable):
     """Another deploy of the same repo held its lease for longer than the timeout."""
 
 
+class LeaseLost(MetaDeployerError):
+    """This deploy's lease expired and another deploy took it over: this one must not switch."""
+
+
+class DeployLeases(Protocol):
+    """The per-repo deploy leases one process holds (a file lock, or an object in the bucket)."""
+
+    def acquire(self, name: str, log: Log) -> None:
+        """Hold ``name``'s lease, waiting for another holder (bounded: LeaseTimeout); again: a no-op."""
+
+    def ensure_held(self, name: str) -> None:
+        """LeaseLost when ``name``'s lease was taken from this process (nothing when it is held)."""
+
+    def release(self, name: str) -> None:
+        """Let go of ``name``'s lease if this process still holds it (else nothing)."""
+
+
 class Leases:
-    """The per-repo deploy leases one process holds."""
+    """The per-repo deploy leases one process holds: ``flock`` on local files (one machine)."""
 
     def __init__(self, directory: Path, timeout_s: float = DEFAULT_LEASE_TIMEOUT_S):
         self.directory = directory
@@ -58,8 +78,22 @@ class Leases:
             log(f"{name}: the other deploy finished after {time.monotonic() - started:.1f}s")
         self._held[name] = lock
 
+    def ensure_held(self, name: str) -> None:
+        """A kernel lock cannot be taken from a living process: nothing to check."""
+
     def release(self, name: str) -> None:
         """Let go of ``name``'s lease (nothing when it is not held)."""
         lock = self._held.pop(name, None)
         if lock is not None:
             lock.release(force=True)
+
+
+def leases_for(settings: Settings) -> DeployLeases:
+    """The deploy leases of ``settings``' state backend: ``flock`` files, or lease objects in the bucket."""
+    if settings.state_backend == "s3":
+        from meta_deployer.s3state import S3Leases, gateway_for
+
+        return S3Leases(
+            gateway_for(settings), settings.bucket, ttl_s=settings.lease_ttl_s, timeout_s=settings.lease_timeout_s
+        )
+    return Leases(settings.locks_dir, settings.lease_timeout_s)

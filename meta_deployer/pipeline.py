@@ -25,7 +25,7 @@ import meta_deployer
 from meta_deployer import configsource, discovery, dryrun, gitops, removal, snapshot, sync
 from meta_deployer.detect import detect_code_source
 from meta_deployer.errors import DetectionError, NotDeployedError, SpecError
-from meta_deployer.lease import Leases
+from meta_deployer.lease import leases_for
 from meta_deployer.model import Artifact, Checkout, Log, Published, Served
 from meta_deployer.platforms import get_platform
 from meta_deployer.platforms.base import Platform
@@ -57,6 +57,9 @@ class DeployState:
     served: Served | None = None
     record: Deployment | None = None
     workspace_changed: bool = False
+    #: The version of the repo's record when ``checkout`` read it (None: there was none): the record is
+    #: written only if it is still that one, so two deploys that read the same record cannot both win.
+    record_version: str | None = None
 
 
 class Deployer:
@@ -66,7 +69,7 @@ class Deployer:
         self.settings = settings or Settings.from_env()
         self.platform = platform or get_platform(self.settings)
         self.registry = Registry(self.settings)
-        self.leases = Leases(self.settings.locks_dir)
+        self.leases = leases_for(self.settings)
 
     # -- spec ----------------------------------------------------------------
     def spec_from_file(self, name: str) -> RepoSpec:
@@ -119,7 +122,7 @@ class Deployer:
         self._check_code_source_exists(spec, path)
         checkout = Checkout(spec.name, path, commit, spec.branch, shown_url, changed)
         fingerprint = self.fingerprint(spec, commit)
-        record = self.registry.get(spec.name)
+        record, version = self.registry.read(spec.name)
         unchanged = (
             record is not None
             and record.fingerprint == fingerprint
@@ -127,7 +130,7 @@ class Deployer:
         )
         if unchanged:
             log(f"{spec.name}: {commit[:12]} with this spec already serves on {self.platform.name}; nothing to do")
-        return DeployState(spec, checkout, fingerprint, unchanged, started)
+        return DeployState(spec, checkout, fingerprint, unchanged, started, record_version=version)
 
     def _check_code_source_exists(self, spec: RepoSpec, path: Path) -> None:
         wd = path / (spec.working_directory or ".")
@@ -166,6 +169,7 @@ class Deployer:
             self.leases.release(state.spec.name)
 
     def _switch(self, state: DeployState, log: Log) -> DeployState:
+        self.leases.ensure_held(state.spec.name)
         record = self.registry.get(state.spec.name)
         if not state.unchanged:
             assert state.served is not None and state.published is not None and state.artifact is not None
@@ -186,7 +190,7 @@ class Deployer:
                 metadata={**state.artifact.metadata, **state.published.metadata, **state.served.metadata},
             )
         assert record is not None
-        changed = self.registry.update(put=record)
+        changed = self.registry.update(put=record, expected=state.record_version)
         # config.yml records the desired state (with a detected code source) once it serves:
         # a deploy that fails leaves no file behind for the sensor to retry.
         self.registry.write_config(state.spec, log)

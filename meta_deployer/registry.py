@@ -1,6 +1,7 @@
 """What the deployer keeps per repo once it serves: its record, its workspace entry, its config.yml.
 
-    record (state/<name>.json) ──► workspace.yaml (rendered from every record) ──► config.yml
+    record (state/<name>.json, or system/deployments/<name>.json in the bucket)
+        ──► workspace.yaml (rendered from every record) ──► config.yml
 
 :class:`Registry` changes the records and workspace.yaml together, under the
 workspace lock, so the file is always the rendering of the records: a record
@@ -24,7 +25,7 @@ from meta_deployer.errors import SpecError
 from meta_deployer.model import Log
 from meta_deployer.settings import Settings
 from meta_deployer.spec import RepoSpec, config_path, dump_spec, load_spec, spec_from_bytes
-from meta_deployer.state import Deployment, StateStore
+from meta_deployer.state import CURRENT, Deployment, RecordConflict, RecordStore, Versioned, record_store
 
 
 class Registry:
@@ -32,7 +33,11 @@ class Registry:
 
     def __init__(self, settings: Settings):
         self.settings = settings
-        self.store = StateStore(settings.state_dir)
+        self.store: RecordStore = record_store(settings)
+
+    def read(self, name: str) -> Versioned:
+        """The record of ``name`` with its version, for a later ``update(put=..., expected=version)``."""
+        return self.store.read(name)
 
     def get(self, name: str) -> Deployment | None:
         """The record of ``name``, or None when it is not deployed."""
@@ -42,27 +47,40 @@ class Registry:
         """Every record, by name."""
         return self.store.all()
 
-    def update(self, put: Deployment | None = None, delete: str | None = None) -> bool:
-        """Store ``put`` / drop ``delete`` and re-render workspace.yaml; True when the file changed."""
+    def update(self, put: Deployment | None = None, delete: str | None = None, expected: str | None = CURRENT) -> bool:
+        """Store ``put`` / drop ``delete`` and re-render workspace.yaml; True when the file changed.
+
+        ``expected`` is the version of the record the caller read (``read``): when another writer changed it
+        since, nothing of ours is stored, workspace.yaml is rendered again from the records as they are
+        (the winner's), and RecordConflict says who won.
+        """
         path = self.settings.workspace
         with ws.lock_for(path):
-            entries = {n: r.workspace_entry for n, r in self.store.all().items()}
-            # A repo whose record is corrupt keeps the entry it has: it still serves until its next
-            # deploy repairs the record, and a deploy of another repo must not drop it.
-            current = ws.read_entries(path) if path.is_file() else {}
-            for name in self.store.corrupt():
-                if name in current:
-                    entries[name] = current[name]
-            if put is not None:
-                entries[put.name] = put.workspace_entry
-            if delete is not None:
-                entries.pop(delete, None)
-            changed = ws.write_if_changed(path, ws.render(entries, self.settings.self_server))
-            if put is not None:
-                self.store.put(put)
-            if delete is not None:
-                self.store.delete(delete)
-            return changed
+            try:
+                return self._update(path, put, delete, expected)
+            except RecordConflict:
+                self._update(path, None, None, CURRENT)
+                raise
+
+    def _update(self, path: Path, put: Deployment | None, delete: str | None, expected: str | None) -> bool:
+        records, corrupt = self.store.scan()
+        entries = {n: r.workspace_entry for n, r in records.items()}
+        # A repo whose record is corrupt keeps the entry it has: it still serves until its next
+        # deploy repairs the record, and a deploy of another repo must not drop it.
+        current = ws.read_entries(path) if path.is_file() else {}
+        for name in corrupt:
+            if name in current:
+                entries[name] = current[name]
+        if put is not None:
+            entries[put.name] = put.workspace_entry
+        if delete is not None:
+            entries.pop(delete, None)
+        changed = ws.write_if_changed(path, ws.render(entries, self.settings.self_server))
+        if put is not None:
+            self.store.put(put, expected)
+        if delete is not None:
+            self.store.delete(delete, expected)
+        return changed
 
     # -- config.yml ------------------------------------------------------------
     def _shown(self, path: Path) -> Path:

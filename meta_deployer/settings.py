@@ -63,6 +63,10 @@ DEFAULT_RELOAD_TIMEOUT_S = 120.0
 #: The webservers' port where discovery finds only an address (ECS tasks, docker containers without a port label).
 DEFAULT_WEBSERVER_PORT = 3000
 DEFAULT_CONFIG_GIT_BRANCH = "main"
+#: Where deployment records and deploy leases are kept (META_DEPLOYER_STATE); unset: chosen by platform.
+STATE_BACKENDS = ("local", "s3")
+DEFAULT_LEASE_TTL_S = 60.0
+DEFAULT_LEASE_TIMEOUT_S = 3600.0
 #: The configuration repository's checkout, inside the work area (META_DEPLOYER_CONFIG_GIT_URL).
 CONFIG_REPO_SUBDIR = "config-repo"
 
@@ -514,6 +518,27 @@ class Settings(SettingsGroup):
     storage_dir: Path | None = setting(
         "META_DEPLOYER_STORAGE_DIR", None, "local storage root (dev platform without a bucket)"
     )  # None: <work_dir>/storage, filled in by validation
+    state: Literal["local", "s3"] | None = setting(
+        "META_DEPLOYER_STATE",
+        None,
+        "where deployment records and deploy leases are kept: `local` (files and `flock`s under "
+        "`META_DEPLOYER_WORK_DIR`, one machine) or `s3` (`system/deployments/<name>.json` and "
+        "`system/leases/<name>.json` in `META_DEPLOYER_BUCKET`, seen by every task). Unset: the storage root's, "
+        "`s3` on `ecs` and on `docker` with `META_DEPLOYER_BUCKET` set, else `local`; `dev` is always `local` unless set",
+    )
+    lease_ttl_s: float = setting(
+        "META_DEPLOYER_LEASE_TTL",
+        DEFAULT_LEASE_TTL_S,
+        "seconds an `s3` deploy lease lasts unless its holder renews it (every third of this); a killed deploy's "
+        "lease is taken over after at most this long",
+        gt=0,
+    )
+    lease_timeout_s: float = setting(
+        "META_DEPLOYER_LEASE_TIMEOUT",
+        DEFAULT_LEASE_TIMEOUT_S,
+        "seconds a deploy waits for another deploy of the same repo to let go of its lease before it fails",
+        gt=0,
+    )
     git_token_file: Path | None = setting(
         "META_DEPLOYER_GIT_TOKEN_FILE",
         None,
@@ -662,6 +687,15 @@ class Settings(SettingsGroup):
     def storage_bucket(self) -> str | None:
         """The bucket when ``META_DEPLOYER_BUCKET`` is set: storage is then in S3 (dev, docker), else local."""
         return self.bucket if "bucket" in self.model_fields_set else None
+
+    @property
+    def state_backend(self) -> str:
+        """``local`` or ``s3``: ``META_DEPLOYER_STATE``, else where the platform's storage root is (dev: local)."""
+        if self.state:
+            return self.state
+        if self.platform == "ecs" or (self.platform == "docker" and self.storage_bucket):
+            return "s3"
+        return "local"
 
     @property
     def private_dirs(self) -> tuple[Path, ...]:

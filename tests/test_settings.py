@@ -148,6 +148,9 @@ BAD_VALUES = [
     ("META_DEPLOYER_WEBSERVERS", "ecs:dagster", "ecs:<cluster>/<service>"),
     ("META_DEPLOYER_WEBSERVERS", "docker:", "one or more labels"),
     ("META_DEPLOYER_WEBSERVERS", "http://u:p@web:3000", "carries a user"),
+    ("META_DEPLOYER_STATE", "etcd", "local, s3"),
+    ("META_DEPLOYER_LEASE_TTL", "0", "positive"),
+    ("META_DEPLOYER_LEASE_TIMEOUT", "an hour", "number"),
 ]
 
 
@@ -241,3 +244,22 @@ def test_only_from_env_reads_the_environment(monkeypatch):
     assert EcsSettings().cluster == "dagster" and DockerSettings().network == "host"
     assert Settings.from_env().ecs.cluster == "from-env" and Settings.from_env().docker.network == "bridge"
     assert Settings.from_env({}).ecs.cluster == "dagster"
+
+
+# -- (4) where state is kept -------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("env", "backend"),
+    [
+        ({}, "local"),
+        ({"META_DEPLOYER_BUCKET": "b"}, "local"),  # dev stays offline even with a bucket for storage
+        ({"META_DEPLOYER_PLATFORM": "docker"}, "local"),  # docker without a bucket: storage is a local folder
+        ({"META_DEPLOYER_PLATFORM": "docker", "META_DEPLOYER_BUCKET": "b"}, "s3"),
+        ({"META_DEPLOYER_PLATFORM": "ecs"}, "s3"),
+        ({"META_DEPLOYER_PLATFORM": "ecs", "META_DEPLOYER_STATE": "local"}, "local"),
+        ({"META_DEPLOYER_STATE": "s3"}, "s3"),
+    ],
+)
+def test_state_is_kept_in_the_storage_root_unless_set(env, backend):
+    assert Settings.from_env({"META_DEPLOYER_ROOT": "/tmp", **env}).state_backend == backend

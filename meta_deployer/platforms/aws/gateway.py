@@ -36,7 +36,7 @@ from botocore import xform_name
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as BotoConnectionError
 
-from meta_deployer.errors import AwsOperationError, TransientAwsError
+from meta_deployer.errors import AwsOperationError, TransientAwsError, WriteConflict
 
 SERVICES = ("ecs", "ecr", "iam", "logs", "servicediscovery", "elbv2", "sts", "s3", "secretsmanager")
 #: Operations that only read; everything else counts as mutating.
@@ -60,6 +60,14 @@ TRANSIENT_CODES = frozenset(
         "OperationAborted",
     }
 )
+#: S3 conditional writes and deletes (https://docs.aws.amazon.com/AmazonS3/latest/userguide/conditional-writes.html,
+#: .../conditional-deletes.html): a condition that does not hold is ``412 PreconditionFailed``; an ``If-Match``
+#: on a key that no longer exists is ``404 NoSuchKey``; two conditional requests racing on one key give the loser
+#: ``409 ConditionalRequestConflict`` ("on a 409 failure you should retry": PutObject API reference).
+CONDITION_FAILED_CODES = frozenset({"PreconditionFailed", "412", "NoSuchKey", "404"})
+CONDITION_RACE_CODES = frozenset({"ConditionalRequestConflict", "409"})
+#: How many times a conditional request that lost a race (409) is sent again before it counts as a conflict.
+CONDITION_RACE_ATTEMPTS = 3
 
 
 @dataclass(frozen=True)
@@ -527,3 +535,46 @@ class AwsGateway:
             )
         return len(keys)
 
+    # -- S3 objects with conditions (shared state: records and leases) ------
+    def get_object(self, bucket: str, key: str, max_bytes: int) -> tuple[bytes, str] | None:
+        """``(body, etag)`` of the object, or None when it does not exist; at most ``max_bytes + 1`` bytes are read."""
+        result = self._call(
+            self.s3.get_object, f"s3://{bucket}/{key}", ok=("NoSuchKey", "404"), Bucket=bucket, Key=key
+        )
+        if result is None:
+            return None
+        with result["Body"] as body:
+            return body.read(max_bytes + 1), result["ETag"]
+
+    def list_keys(self, bucket: str, prefix: str) -> list[str]:
+        """Every key under ``prefix``, sorted ([] when the bucket is missing)."""
+        pages = self._pages(self.s3, "list_objects_v2", f"s3://{bucket}/{prefix}", ok=("NoSuchBucket",), Bucket=bucket, Prefix=prefix)
+        return sorted(o["Key"] for page in pages for o in page.get("Contents", []))
+
+    def put_object_if(self, bucket: str, key: str, body: bytes, *, if_match: str | None) -> str:
+        """Write ``body`` only if the object is unchanged: ``if_match`` its ETag, or None for "only if it does not
+        exist" (``If-None-Match: *``). Returns the new ETag; :class:`WriteConflict` when the condition fails.
+        There is no unconditional write here on purpose."""
+        condition = {"IfMatch": if_match} if if_match is not None else {"IfNoneMatch": "*"}
+        result = self._conditional(
+            self.s3.put_object, f"s3://{bucket}/{key}", Bucket=bucket, Key=key, Body=body,
+            ContentType="application/json", **condition,
+        )
+        return result["ETag"]
+
+    def delete_object_if(self, bucket: str, key: str, *, if_match: str) -> None:
+        """Delete the object only if its ETag is still ``if_match``; :class:`WriteConflict` when it is not (or gone)."""
+        self._conditional(self.s3.delete_object, f"s3://{bucket}/{key}", Bucket=bucket, Key=key, IfMatch=if_match)
+
+    def _conditional(self, fn: Callable[..., Any], resource: str, **kwargs: Any) -> Any:
+        for attempt in range(CONDITION_RACE_ATTEMPTS):
+            try:
+                return self._call(fn, resource, **kwargs)
+            except AwsOperationError as exc:
+                code = getattr(exc, "code", None)
+                if code in CONDITION_RACE_CODES and attempt + 1 < CONDITION_RACE_ATTEMPTS:
+                    continue
+                if code in CONDITION_FAILED_CODES or code in CONDITION_RACE_CODES:
+                    raise WriteConflict(f"{resource} changed since it was read ({code})") from exc
+                raise
+        raise AssertionError("unreachable")
