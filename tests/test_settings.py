@@ -141,6 +141,12 @@ BAD_VALUES = [
     ("META_DEPLOYER_AWS_RETRY_MODE", "legacy", "standard, adaptive"),
     ("META_DEPLOYER_AWS_MAX_ATTEMPTS", "0", "at least 1"),
     ("META_DEPLOYER_TEMP_EXPIRY_DAYS", "0", "at least 1"),
+    ("META_DEPLOYER_BUILDER", "kaniko", "docker, codebuild"),
+    ("META_DEPLOYER_CODEBUILD_PROJECT", "-starts-with-dash", "CodeBuild project name"),
+    ("META_DEPLOYER_CODEBUILD_PROJECT", "x" * 151, "2-150"),
+    ("META_DEPLOYER_CODEBUILD_PROJECT", "has space", "CodeBuild project name"),
+    ("META_DEPLOYER_CODEBUILD_COMPUTE_TYPE", "BUILD_LAMBDA_1GB", "BUILD_GENERAL1_SMALL"),
+    ("META_DEPLOYER_CODEBUILD_POLL_INTERVAL", "-1", "at least 0"),
 ]
 
 
@@ -156,7 +162,7 @@ def test_every_bounded_field_has_a_bad_value_case():
     bounded = {
         var
         for _, name, var, default in model_fields()
-        if isinstance(default, (int, float)) or name in ("platform", "network", "retry_mode", "container_context")
+        if isinstance(default, (int, float)) or name in ("platform", "network", "retry_mode", "container_context", "builder", "codebuild_project", "codebuild_compute_type")
     }
     assert bounded <= {var for var, _, _ in BAD_VALUES}
 
