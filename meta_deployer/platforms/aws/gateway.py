@@ -40,7 +40,7 @@ from meta_deployer.errors import AwsOperationError, TransientAwsError
 
 SERVICES = ("ecs", "ecr", "iam", "logs", "servicediscovery", "elbv2", "sts", "s3", "secretsmanager", "codebuild")
 #: Operations that only read; everything else counts as mutating.
-READ_PREFIXES = ("Describe", "List", "Get", "Head", "Filter", "Discover")
+READ_PREFIXES = ("Describe", "List", "Get", "Head", "Filter", "Discover", "BatchGet")
 #: Error codes a retry (later, by the step's RetryPolicy) may fix; botocore already retried them.
 TRANSIENT_CODES = frozenset(
     {
@@ -71,7 +71,7 @@ class Call:
 
     @property
     def mutating(self) -> bool:
-        """True unless the operation only reads (Describe/List/Get/Head/Filter/Discover)."""
+        """True unless the operation only reads (Describe/List/Get/Head/Filter/Discover/BatchGet)."""
         return not self.operation.startswith(READ_PREFIXES)
 
     def __str__(self) -> str:
