@@ -238,7 +238,7 @@ class FakeCodeBuildRun:
         logs.create_log_stream(logGroupName=group, logStreamName=stream)
         now = int(time.time() * 1000)
         logs.put_log_events(logGroupName=group, logStreamName=stream,
-                            logEvents=[{"timestamp": now, "message": line} for line in lines or ["(no output)"]])
+                            logEvents=[{"timestamp": now, "message": line} for line in lines if line] or [{"timestamp": now, "message": "(no output)"}])
 
 
 def test_codebuild_builds_through_the_api_streams_its_log_then_finds_the_tag(moto, tmp_path, git_remote):
