@@ -28,6 +28,7 @@ from dockerkit import (
     Collect,
     checkout,
     make_settings,
+    missing,
     repo_names,  # noqa: F401 - fixture
     spec_for,
     unique_name,
@@ -317,7 +318,7 @@ def _run_buildspec(params: dict, workdir: Path, env: dict[str, str]) -> list[str
 @pytest.mark.docker
 def test_the_buildspec_runs_for_real_and_the_pushed_image_serves(moto, tmp_path, git_remote, repo_names):
     if not shutil.which("aws"):
-        pytest.skip("the AWS CLI (which CodeBuild's images have) is not installed here")
+        missing("the AWS CLI (which CodeBuild's images have, and the buildspec uses) is not installed")
     name = unique_name()
     repo_names.append(name)
     docker_settings = make_settings(tmp_path)  # the engine and the test registry, or skip/fail
