@@ -133,7 +133,7 @@ def clone(context: OpExecutionContext, config: RepoConfig, deployer: DeployerRes
 
 @op(description="Build the artifact: a virtualenv (dev) or an image (docker, ecs), validated.")
 def build(context: OpExecutionContext, state: DeployState, deployer: DeployerResource) -> DeployState:
-    return _step(context, lambda: deployer.get().build(state, context.log.info))
+    return _step(context, lambda: deployer.get().build(state, context.log.info, context.run_id))
 
 
 @op(description="Push the artifact to its registry (a logged no-op on dev).")

@@ -140,11 +140,11 @@ class Deployer:
                 [("python_file", f"{spec.python_file!r} does not exist in the repository (relative to {spec.working_directory or 'the repository root'})")],
             )
 
-    def build(self, state: DeployState, log: Log = _print) -> DeployState:
+    def build(self, state: DeployState, log: Log = _print, run_id: str | None = None) -> DeployState:
         if state.unchanged:
             return state
         with self._lease_on_failure(state.spec.name):
-            return replace(state, artifact=self.platform.build(state.spec, state.checkout, log))
+            return replace(state, artifact=self.platform.build(state.spec, state.checkout, log, run_id=run_id))
 
     def publish(self, state: DeployState, log: Log = _print) -> DeployState:
         if state.unchanged:

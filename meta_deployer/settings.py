@@ -86,6 +86,20 @@ DEFAULT_DRAIN_TIMEOUT_S = 60.0
 DEFAULT_BASE_IMAGE = "python:3.12-slim"
 DEFAULT_BUILD_TIMEOUT_S = 1800.0
 DEFAULT_VALIDATE_TIMEOUT_S = 300.0
+#: Who builds images (README "Builders"): an engine through DOCKER_HOST, or AWS CodeBuild.
+BUILDERS = ("docker", "codebuild")
+DEFAULT_BUILDER = "docker"
+DEFAULT_CODEBUILD_PROJECT = "meta-deployer-build"
+#: CodeBuild's Linux container compute types (API reference, ComputeType / "Build environment compute
+#: types"); the Lambda ones cannot run Docker, so they are not offered.
+CODEBUILD_COMPUTE_TYPES = (
+    "BUILD_GENERAL1_SMALL", "BUILD_GENERAL1_MEDIUM", "BUILD_GENERAL1_LARGE", "BUILD_GENERAL1_XLARGE", "BUILD_GENERAL1_2XLARGE",
+)
+DEFAULT_CODEBUILD_COMPUTE_TYPE = "BUILD_GENERAL1_SMALL"
+DEFAULT_CODEBUILD_IMAGE = "aws/codebuild/standard:7.0"
+DEFAULT_CODEBUILD_POLL_INTERVAL_S = 5.0
+#: CreateProject ``name`` (botocore's CodeBuild model: min 2, max 150, this pattern).
+CODEBUILD_PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9\-_]{1,149}\Z")
 #: An ECR registry host: <account>.dkr.ecr.<region>.amazonaws.com.
 ECR_HOST = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr(-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?\Z")
 
@@ -297,6 +311,27 @@ class ImageSettings(SettingsGroup):
         "comma-separated Dagster packages the instance's classes need inside every templated image "
         "(run workers open the instance there), e.g. `dagster-postgres,dagster-docker`; pinned to the family",
     )
+    builder: Literal["docker", "codebuild"] = setting(
+        "META_DEPLOYER_BUILDER",
+        DEFAULT_BUILDER,
+        "who builds images: `docker` (the engine at `DOCKER_HOST`, local or remote) or `codebuild` (AWS CodeBuild, "
+        "through the project `make bootstrap` creates)",
+    )
+    codebuild_project: str = setting(
+        "META_DEPLOYER_CODEBUILD_PROJECT", DEFAULT_CODEBUILD_PROJECT, "the CodeBuild project (one per platform)"
+    )
+    codebuild_compute_type: Literal[CODEBUILD_COMPUTE_TYPES] = setting(  # type: ignore[valid-type]
+        "META_DEPLOYER_CODEBUILD_COMPUTE_TYPE", DEFAULT_CODEBUILD_COMPUTE_TYPE, "the CodeBuild project's compute type"
+    )
+    codebuild_image: str = setting(
+        "META_DEPLOYER_CODEBUILD_IMAGE", DEFAULT_CODEBUILD_IMAGE, "the CodeBuild project's build image (it must have Docker and the AWS CLI)"
+    )
+    codebuild_poll_interval_s: float = setting(
+        "META_DEPLOYER_CODEBUILD_POLL_INTERVAL",
+        DEFAULT_CODEBUILD_POLL_INTERVAL_S,
+        "seconds between checks of a running CodeBuild build (and reads of its log)",
+        ge=0,
+    )
     platform: Literal["dev", "docker", "ecs"] = setting("META_DEPLOYER_PLATFORM", DEFAULT_PLATFORM, _PLATFORM_DOC)
     bucket: str = setting("META_DEPLOYER_BUCKET", DEFAULT_BUCKET, _BUCKET_DOC)
     env: Mapping[str, str] = Field(
@@ -316,6 +351,15 @@ class ImageSettings(SettingsGroup):
             if name not in family:
                 raise ValueError(f"{name!r} is not a pinned Dagster package; choose from {', '.join(family)}")
         return names
+
+    @field_validator("codebuild_project")
+    @classmethod
+    def _codebuild_project_name(cls, value: str) -> str:
+        if not CODEBUILD_PROJECT_NAME.match(value):
+            raise ValueError(
+                "must be a CodeBuild project name: 2-150 letters, digits, '-' or '_', starting with a letter or digit"
+            )
+        return value
 
     @field_validator("registry")
     @classmethod

@@ -151,6 +151,12 @@ BAD_VALUES = [
     ("META_DEPLOYER_STATE", "etcd", "local, s3"),
     ("META_DEPLOYER_LEASE_TTL", "0", "positive"),
     ("META_DEPLOYER_LEASE_TIMEOUT", "an hour", "number"),
+    ("META_DEPLOYER_BUILDER", "kaniko", "docker, codebuild"),
+    ("META_DEPLOYER_CODEBUILD_PROJECT", "-starts-with-dash", "CodeBuild project name"),
+    ("META_DEPLOYER_CODEBUILD_PROJECT", "x" * 151, "2-150"),
+    ("META_DEPLOYER_CODEBUILD_PROJECT", "has space", "CodeBuild project name"),
+    ("META_DEPLOYER_CODEBUILD_COMPUTE_TYPE", "BUILD_LAMBDA_1GB", "BUILD_GENERAL1_SMALL"),
+    ("META_DEPLOYER_CODEBUILD_POLL_INTERVAL", "-1", "at least 0"),
 ]
 
 
@@ -166,7 +172,7 @@ def test_every_bounded_field_has_a_bad_value_case():
     bounded = {
         var
         for _, name, var, default in model_fields()
-        if isinstance(default, (int, float)) or name in ("platform", "network", "retry_mode", "container_context")
+        if isinstance(default, (int, float)) or name in ("platform", "network", "retry_mode", "container_context", "builder", "codebuild_project", "codebuild_compute_type")
     }
     assert bounded <= {var for var, _, _ in BAD_VALUES}
 

@@ -36,7 +36,8 @@ class Platform(Protocol):
     def settings_fingerprint(self, spec: RepoSpec) -> str:
         """A hash of every platform setting that changes what is deployed for ``spec``."""
 
-    def build(self, spec: RepoSpec, checkout: Checkout, log: Log) -> Artifact: ...
+    def build(self, spec: RepoSpec, checkout: Checkout, log: Log, *, run_id: str | None = None) -> Artifact:
+        """Build (or find) the artifact; ``run_id`` is the deploy run's id (an idempotency token)."""
 
     def publish(self, spec: RepoSpec, artifact: Artifact, log: Log) -> Published: ...
 

@@ -213,7 +213,7 @@ class DevPlatform:
     def _with_venv(self, config: dict[str, Any], venv: Path) -> dict[str, Any]:
         return {**config, "venv": str(venv)}
 
-    def build(self, spec: RepoSpec, checkout: Checkout, log: Log) -> Artifact:
+    def build(self, spec: RepoSpec, checkout: Checkout, log: Log, *, run_id: str | None = None) -> Artifact:
         venv, built = self._ensure_venv(spec, checkout, log)
         placeholder = self.locations_dir / spec.name / "_" / SNAPSHOT_DIR
         key = hashlib.sha256(

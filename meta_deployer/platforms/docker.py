@@ -309,8 +309,8 @@ class DockerPlatform:
         return pick_pair(name, taken, self.docker.port_base, self.docker.port_pairs)
 
     # -- build and publish: meta_deployer.platforms.images -----------------------------
-    def build(self, spec: RepoSpec, checkout: Checkout, log: Log) -> Artifact:
-        return images.build_image(spec, checkout, self.images, log)
+    def build(self, spec: RepoSpec, checkout: Checkout, log: Log, *, run_id: str | None = None) -> Artifact:
+        return images.build_image(spec, checkout, self.images, log, run_id=run_id)
 
     def publish(self, spec: RepoSpec, artifact: Artifact, log: Log) -> Published:
         return images.push_image(spec, artifact, self.images.registry, log, self.settings.env)

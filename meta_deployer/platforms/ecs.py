@@ -106,11 +106,11 @@ class EcsPlatform:
         raw = f"{RENDER_VERSION}:{self.ecs.deploy_fingerprint()}:{spec.name}"
         return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
-    def build(self, spec: RepoSpec, checkout: Checkout, log: Log) -> Artifact:
+    def build(self, spec: RepoSpec, checkout: Checkout, log: Log, *, run_id: str | None = None) -> Artifact:
         """Build (or reuse) the repo's image; see ``meta_deployer.platforms.images``."""
         from meta_deployer.platforms import images  # imported on use: it needs the docker SDK
 
-        return images.build_image(spec, checkout, self.settings.images, log)
+        return images.build_image(spec, checkout, self.settings.images, log, run_id=run_id)
 
     def publish(self, spec: RepoSpec, artifact: Artifact, log: Log) -> Published:
         """Push the image to ECR (or ``META_DEPLOYER_REGISTRY``) and return it by digest."""

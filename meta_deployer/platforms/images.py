@@ -6,11 +6,15 @@ Shared by the ``docker`` and ``ecs`` platforms::
         plan the build (the repo's own Dockerfile, or our template)
         -> immutable tag <registry>/dagster/<name>:<commit12>-<hash12>
         -> the registry (or, with no registry, the engine) has it already? done: the no-op fast path
-        -> build through the engine, streaming every line to ``log``
-        -> add the runtime layer: meta_deployer's runtime modules on PYTHONPATH
-        -> validate: load the definitions in a throw-away container with no network
-        -> only then tag it with its immutable tag
-    push_image(spec, artifact, registry, log) -> Published (with the pushed digest)
+        -> the builder (``META_DEPLOYER_BUILDER``, a :class:`Builder`) builds it:
+           ``docker`` (:class:`DockerBuilder`): through the engine at DOCKER_HOST, streaming every line to ``log``
+               -> add the runtime layer: meta_deployer's runtime modules on PYTHONPATH
+               -> validate: load the definitions in a throw-away container with no network
+               -> only then tag it with its immutable tag
+           ``codebuild`` (``platforms/codebuild.py``): the same plan, run by AWS CodeBuild as a
+               buildspec (build, runtime layer, validate, then tag and push)
+    push_image(spec, artifact, registry, log) -> Published (with the pushed digest; a no-op
+        when the builder pushed already)
 
 The tag's hash covers everything that goes into the image besides the commit:
 the Dockerfile text (ours, rendered, or the repo's), the generated
@@ -62,7 +66,7 @@ from collections import deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from meta_deployer import naming
 from meta_deployer.errors import (
@@ -578,6 +582,18 @@ def _build(
     return image_id
 
 
+def validate_env(spec: RepoSpec, settings: ImageSettings, bucket: str = "") -> dict[str, str]:
+    """The environment the definitions load in during validation (every builder uses the same)."""
+    # Loading writes nothing; a local storage folder on the tmpfs stands in for the bucket.
+    storage = storage_env(
+        spec, bucket=bucket or settings.storage_bucket, storage_dir=f"{VALIDATE_DAGSTER_HOME}/storage"
+    )
+    # A throw-away instance on a tmpfs: the image's user may not write to its WORKDIR.
+    return location_env(
+        spec, storage, {**code_source_env(spec), "META_DEPLOYER_VALIDATING": "1", "DAGSTER_HOME": VALIDATE_DAGSTER_HOME}
+    )
+
+
 def validate_image(
     client: docker.DockerClient,
     spec: RepoSpec,
@@ -589,14 +605,7 @@ def validate_image(
     """Load the spec's definitions inside ``image`` in a throw-away container; ValidationFailed when they fail."""
     import docker
 
-    # Loading writes nothing; a local storage folder on the tmpfs stands in for the bucket.
-    storage = storage_env(
-        spec, bucket=bucket or settings.storage_bucket, storage_dir=f"{VALIDATE_DAGSTER_HOME}/storage"
-    )
-    # A throw-away instance on a tmpfs: the image's user may not write to its WORKDIR.
-    env = location_env(
-        spec, storage, {**code_source_env(spec), "META_DEPLOYER_VALIDATING": "1", "DAGSTER_HOME": VALIDATE_DAGSTER_HOME}
-    )
+    env = validate_env(spec, settings, bucket)
     workdir = container_workdir(client.api.inspect_image(image)["Config"].get("WorkingDir"), spec)
     command = validate_command()
     log(f"validating in {workdir}: {' '.join(command)} ({env['META_DEPLOYER_CODE_SOURCE']})")
@@ -636,19 +645,143 @@ def validate_image(
             pass
 
 
-def build_image(spec: RepoSpec, checkout: Checkout, settings: ImageSettings, log: Log) -> Artifact:
+# -- builders ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class BuildJob:
+    """One image to build: what every builder gets from :func:`build_image`.
+
+    ``ref`` is the immutable ``<repository>:<tag>``; the builder must make it exist only
+    once the image's definitions loaded (built and validated), so that "the tag exists"
+    keeps meaning what the no-op path relies on.
+    """
+
+    spec: RepoSpec
+    checkout: Checkout
+    plan: BuildPlan
+    repository: str
+    tag: str
+    content_hash: str
+    registry: str | None
+    labels: Mapping[str, str]
+    run_id: str | None = None
+
+    @property
+    def ref(self) -> str:
+        """``<repository>:<tag>``."""
+        return f"{self.repository}:{self.tag}"
+
+
+class Builder(Protocol):
+    """Who builds images (``META_DEPLOYER_BUILDER``): the engine at DOCKER_HOST, or AWS CodeBuild."""
+
+    name: str
+
+    def registry(self) -> str | None:
+        """The registry images go to (None: the local engine only)."""
+        ...
+
+    def base_image_id(self, plan: BuildPlan) -> str | None:
+        """The base image's id when the builder can know it (part of the tag's hash), else None."""
+        ...
+
+    def find(self, ref: str, log: Log) -> dict[str, Any] | None:
+        """Metadata of ``ref`` when it exists already (built and validated before), else None."""
+        ...
+
+    def build(self, job: BuildJob, log: Log) -> dict[str, Any]:
+        """Build and validate ``job.ref``, streaming output to ``log``; returns its metadata.
+
+        ``metadata["in_registry"]`` (with ``"digest"``) says the builder pushed it already.
+        """
+        ...
+
+
+class DockerBuilder:
+    """Builds through the Docker engine named by ``DOCKER_HOST`` (local or remote), then validates
+    in a throw-away container on that engine; the push is :func:`push_image`'s."""
+
+    name = "docker"
+
+    def __init__(self, settings: ImageSettings):
+        self.settings = settings
+        self.client = docker_client(settings.env)
+        self._registry, self.auth = resolve_registry(settings)
+
+    def registry(self) -> str | None:
+        return self._registry
+
+    def base_image_id(self, plan: BuildPlan) -> str | None:
+        return local_image_id(self.client, plan.base_image) if plan.base_image else None
+
+    def find(self, ref: str, log: Log) -> dict[str, Any] | None:
+        if self._registry:
+            digest = registry_digest(self.client, ref, self.auth)
+            if digest:
+                log(f"{ref} is already in the registry (built and validated before): no build, no push")
+                return {"in_registry": True, "digest": digest}
+        existing = local_image_id(self.client, ref)
+        if existing:
+            log(f"{ref} was already built and validated on this engine: no build")
+            return {"image_id": existing}
+        return None
+
+    def build(self, job: BuildJob, log: Log) -> dict[str, Any]:
+        client, settings, spec, checkout, plan = self.client, self.settings, job.spec, job.checkout, job.plan
+        started = time.monotonic()
+        candidate = f"{job.repository}:candidate-{job.tag}"
+        base = f"{job.repository}:candidate-base-{job.tag}"
+        labels = dict(job.labels)
+        try:
+            _build(client, spec, checkout, plan, base, labels, settings, log)
+            log("adding the runtime layer (meta_deployer's runtime modules, for the instance's classes)")
+            image_id = _build(client, spec, checkout, _runtime_plan(plan, base), candidate, labels, settings, log)
+        finally:
+            try:
+                client.api.remove_image(base, noprune=True)
+            except Exception:  # the base tag is only a name; losing it is harmless
+                pass
+        build_s = time.monotonic() - started
+        try:
+            validate_image(client, spec, candidate, settings, log)
+            repo, tag_part = split_ref(job.ref)
+            client.api.tag(image_id, repo, tag_part)
+        finally:
+            try:
+                client.api.remove_image(candidate, noprune=True)
+            except Exception:  # the candidate tag is only a name; losing it is harmless
+                pass
+        log(f"built {job.ref} in {build_s:.1f}s and validated it in {time.monotonic() - started - build_s:.1f}s")
+        return {"image_id": image_id, "build_s": round(build_s, 2)}
+
+
+def get_builder(settings: ImageSettings) -> Builder:
+    """The builder ``META_DEPLOYER_BUILDER`` names."""
+    if settings.builder == "codebuild":
+        from meta_deployer.platforms.codebuild import CodeBuildBuilder
+
+        return CodeBuildBuilder(settings)
+    return DockerBuilder(settings)
+
+
+def build_image(
+    spec: RepoSpec, checkout: Checkout, settings: ImageSettings, log: Log, *, run_id: str | None = None,
+    builder: Builder | None = None,
+) -> Artifact:
     """Build, validate and tag the repo's image, or find it already built: see the module docstring.
 
     Returns an ``Artifact(kind="image")`` whose ``ref`` is the immutable tag. ``built`` is False
     on the fast path; ``metadata["in_registry"]`` is True when the registry already has it.
+    The build itself is the builder's (``META_DEPLOYER_BUILDER``); ``run_id`` is the deploy
+    run's id (CodeBuild's idempotency token).
     """
-    client = docker_client(settings.env)
-    registry, auth = resolve_registry(settings)
+    builder = builder or get_builder(settings)
+    registry = builder.registry()
     plan = plan_build(spec, checkout, settings)
     for note in plan.notes:
         log(f"note: {note}")
-    base_id = local_image_id(client, plan.base_image) if plan.base_image else None
-    content_hash = plan.content_hash(base_id)
+    content_hash = plan.content_hash(builder.base_image_id(plan))
     repository = image_repository(spec.name, registry)
     tag = image_tag(checkout.commit, content_hash)
     ref = f"{repository}:{tag}"
@@ -659,52 +792,19 @@ def build_image(spec: RepoSpec, checkout: Checkout, settings: ImageSettings, log
         "command": grpc_command(spec),
         "commit": checkout.commit,
     }
-    if registry:
-        digest = registry_digest(client, ref, auth)
-        if digest:
-            log(f"{ref} is already in the registry (built and validated before): no build, no push")
-            return Artifact("image", ref, content_hash, built=False, metadata={**metadata, "in_registry": True, "digest": digest})
-    existing = local_image_id(client, ref)
-    if existing:
-        log(f"{ref} was already built and validated on this engine: no build")
-        return Artifact("image", ref, content_hash, built=False, metadata={**metadata, "image_id": existing})
+    found = builder.find(ref, log)
+    if found is not None:
+        return Artifact("image", ref, content_hash, built=False, metadata={**metadata, **found})
 
-    started = time.monotonic()
-    candidate = f"{repository}:candidate-{tag}"
-    log(f"building {ref} from {'the repo' if plan.own_dockerfile else 'the template'} Dockerfile")
+    log(f"building {ref} from {'the repo' if plan.own_dockerfile else 'the template'} Dockerfile ({builder.name} builder)")
     labels = {
         f"{LABEL_PREFIX}repo": spec.name,
         f"{LABEL_PREFIX}commit": checkout.commit,
         f"{LABEL_PREFIX}content-hash": content_hash,
     }
-    base = f"{repository}:candidate-base-{tag}"
-    try:
-        _build(client, spec, checkout, plan, base, labels, settings, log)
-        log("adding the runtime layer (meta_deployer's runtime modules, for the instance's classes)")
-        image_id = _build(client, spec, checkout, _runtime_plan(plan, base), candidate, labels, settings, log)
-    finally:
-        try:
-            client.api.remove_image(base, noprune=True)
-        except Exception:  # the base tag is only a name; losing it is harmless
-            pass
-    build_s = time.monotonic() - started
-    try:
-        validate_image(client, spec, candidate, settings, log)
-        repo, tag_part = split_ref(ref)
-        client.api.tag(image_id, repo, tag_part)
-    finally:
-        try:
-            client.api.remove_image(candidate, noprune=True)
-        except Exception:  # the candidate tag is only a name; losing it is harmless
-            pass
-    log(f"built {ref} in {build_s:.1f}s and validated it in {time.monotonic() - started - build_s:.1f}s")
-    return Artifact(
-        "image",
-        ref,
-        content_hash,
-        built=True,
-        metadata={**metadata, "image_id": image_id, "build_s": round(build_s, 2)},
-    )
+    job = BuildJob(spec, checkout, plan, repository, tag, content_hash, registry, labels, run_id)
+    built = builder.build(job, log)
+    return Artifact("image", ref, content_hash, built=True, metadata={**metadata, **built})
 
 
 # -- push ----------------------------------------------------------------------------

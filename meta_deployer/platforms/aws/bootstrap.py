@@ -13,7 +13,10 @@ It creates, only when missing:
   ``META_DEPLOYER_EXECUTION_ROLE_ARN`` names one. Repo tasks do not use it:
   each repo gets its own execution role on deploy
   (``resources/execution_role.py``). An older bootstrap's policy that read
-  every ``dagster/*`` secret is deleted.
+  every ``dagster/*`` secret is deleted;
+- with ``META_DEPLOYER_BUILDER=codebuild``: the CodeBuild project
+  (``META_DEPLOYER_CODEBUILD_PROJECT``), its service role (reads ``system/builds/``, pushes
+  ``dagster/*`` images, writes its own log group) and its log group (``resources/codebuild.py``).
 
 Like a repo deploy, it is a plan on the same engine (the kinds are in
 ``resources/shared.py``) and an apply by the same executor; a dry run prints
@@ -70,8 +73,8 @@ def bootstrap(
     ecs = ecs_settings or settings.ecs
     gw = gateway or AwsGateway(retry_mode=ecs.retry_mode, max_attempts=ecs.max_attempts)
     account, partition = gw.identity()
-    scope = engine.Scope("bootstrap", ecs)
-    desired = engine.wants(SHARED_KINDS, SharedInputs(ecs, gw.region, account, partition))
+    scope = engine.Scope("bootstrap", ecs, images=settings.images)
+    desired = engine.wants(SHARED_KINDS, SharedInputs(ecs, gw.region, account, partition, settings.images))
     the_plan = engine.plan(SHARED_KINDS, desired, observe(SHARED_KINDS, gw, scope), scope)
     notes = (f"execution role: using META_DEPLOYER_EXECUTION_ROLE_ARN={ecs.execution_role_arn} as is",) if ecs.execution_role_arn else ()
     result = BootstrapResult(the_plan.steps, applied=not dry_run, notes=notes)

@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from meta_deployer.platforms.aws.settings import EcsSettings
+from meta_deployer.settings import ImageSettings
 
 
 @dataclass(frozen=True)
@@ -248,6 +249,8 @@ class Scope:
     settings: EcsSettings
     removal: bool = False
     purge: bool = False
+    #: The image settings, for the kinds that depend on the builder (bootstrap's CodeBuild project).
+    images: ImageSettings | None = None
 
 
 @dataclass

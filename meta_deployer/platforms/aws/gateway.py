@@ -38,9 +38,9 @@ from botocore.exceptions import BotoCoreError, ClientError, ConnectionError as B
 
 from meta_deployer.errors import AwsOperationError, TransientAwsError, WriteConflict
 
-SERVICES = ("ecs", "ecr", "iam", "logs", "servicediscovery", "elbv2", "sts", "s3", "secretsmanager")
+SERVICES = ("ecs", "ecr", "iam", "logs", "servicediscovery", "elbv2", "sts", "s3", "secretsmanager", "codebuild")
 #: Operations that only read; everything else counts as mutating.
-READ_PREFIXES = ("Describe", "List", "Get", "Head", "Filter", "Discover")
+READ_PREFIXES = ("Describe", "List", "Get", "Head", "Filter", "Discover", "BatchGet")
 #: Error codes a retry (later, by the step's RetryPolicy) may fix; botocore already retried them.
 TRANSIENT_CODES = frozenset(
     {
@@ -79,7 +79,7 @@ class Call:
 
     @property
     def mutating(self) -> bool:
-        """True unless the operation only reads (Describe/List/Get/Head/Filter/Discover)."""
+        """True unless the operation only reads (Describe/List/Get/Head/Filter/Discover/BatchGet)."""
         return not self.operation.startswith(READ_PREFIXES)
 
     def __str__(self) -> str:
@@ -122,6 +122,7 @@ class AwsGateway:
         self.sts = self._client("sts", config)
         self.s3 = self._client("s3", config)
         self.secretsmanager = self._client("secretsmanager", config)
+        self.codebuild = self._client("codebuild", config)
         self._identity: tuple[str, str] | None = None
         self._config = config
         self._lock = threading.Lock()
@@ -578,3 +579,49 @@ class AwsGateway:
                     raise WriteConflict(f"{resource} changed since it was read ({code})") from exc
                 raise
         raise AssertionError("unreachable")
+    def put_object(self, bucket: str, key: str, body: bytes) -> None:
+        """Write one object."""
+        self._call(self.s3.put_object, f"s3://{bucket}/{key}", Bucket=bucket, Key=key, Body=body)
+
+    # -- ECR images ------------------------------------------------------------
+    def ecr_image_digest(self, repository: str, tag: str) -> str | None:
+        """The digest of ``repository:tag`` in the account's ECR, or None when either is missing."""
+        result = self._call(
+            self.ecr.describe_images, f"ECR image {repository}:{tag}",
+            ok=("ImageNotFoundException", "RepositoryNotFoundException"),
+            repositoryName=repository, imageIds=[{"imageTag": tag}],
+        )
+        details = (result or {}).get("imageDetails") or []
+        return details[0].get("imageDigest") if details else None
+
+    # -- CodeBuild ---------------------------------------------------------------
+    def get_codebuild_project(self, name: str) -> dict[str, Any] | None:
+        """The CodeBuild project called ``name``, or None."""
+        result = self._call(self.codebuild.batch_get_projects, f"CodeBuild project {name}", names=[name])
+        return next((p for p in (result or {}).get("projects", []) if p.get("name") == name), None)
+
+    def start_build(self, params: Mapping[str, Any]) -> dict[str, Any]:
+        """StartBuild with ``params``; the build (``id``, ``buildStatus``, ...)."""
+        result = self._call(self.codebuild.start_build, f"CodeBuild project {params.get('projectName')}", **params)
+        return result["build"]
+
+    def get_build(self, build_id: str) -> dict[str, Any] | None:
+        """The build (status, phases, logs), or None when CodeBuild does not know it."""
+        result = self._call(self.codebuild.batch_get_builds, f"CodeBuild build {build_id}", ids=[build_id])
+        return next((b for b in (result or {}).get("builds", []) if b.get("id") == build_id), None)
+
+    def log_events_after(self, group: str, stream: str, token: str | None) -> tuple[list[dict[str, Any]], str | None]:
+        """Events of one stream after ``token`` (GetLogEvents, oldest first), and the token to read on from.
+
+        A stream that does not exist yet gives no events and the same token: CodeBuild creates it
+        once the build has started.
+        """
+        kwargs: dict[str, Any] = {"logGroupName": group, "logStreamName": stream, "startFromHead": True}
+        if token:
+            kwargs["nextToken"] = token
+        result = self._call(
+            self.logs.get_log_events, f"log stream {stream} of {group}", ok=("ResourceNotFoundException",), **kwargs
+        )
+        if result is None:
+            return [], token
+        return list(result.get("events", [])), result.get("nextForwardToken") or token

@@ -1,5 +1,7 @@
 """The shared pieces ``make bootstrap`` keeps (one kind each): the bucket and its layout, the temp/
-lifecycle rule, the cluster, the Cloud Map namespace and the shared task execution role.
+lifecycle rule, the cluster, the Cloud Map namespace and the shared task execution role; with
+``META_DEPLOYER_BUILDER=codebuild`` also the CodeBuild project, its role and log group
+(``resources/codebuild.py``).
 
 ``SHARED_KINDS`` is their order; they run on the same engine and executor as a repo's kinds.
 """
@@ -12,8 +14,9 @@ from typing import Any
 from meta_deployer.errors import AwsOperationError, SettingsError
 from meta_deployer.platforms.aws.common import SHARED_PREFIX, tag_list, tags, trust_policy
 from meta_deployer.platforms.aws.engine import Call, Context, IdempotencyToken, Kind, Scope
-from meta_deployer.platforms.aws.resources import task_role
+from meta_deployer.platforms.aws.resources import codebuild, task_role
 from meta_deployer.platforms.aws.settings import DEFAULT_EXECUTION_ROLE_NAME, EcsSettings
+from meta_deployer.settings import ImageSettings
 
 #: Folder markers that make the bucket's layout visible.
 BUCKET_LAYOUT = ("repos/", SHARED_PREFIX, "system/", "temp/")
@@ -36,6 +39,8 @@ class SharedInputs:
     region: str
     account: str
     partition: str = "aws"
+    #: The image settings: with ``META_DEPLOYER_BUILDER=codebuild`` bootstrap keeps the CodeBuild project.
+    images: ImageSettings | None = None
 
 
 def temp_lifecycle_rule(days: int) -> dict[str, Any]:
@@ -198,4 +203,4 @@ CLUSTER = Kind("cluster", _same, lambda gw, scope: gw.get_cluster(scope.settings
 NAMESPACE = Kind("namespace", _same, lambda gw, scope: gw.find_namespace(scope.settings.namespace), _create_namespace)
 EXECUTION_ROLE = Kind("execution_role", _execution_role, _read_execution_role, _converge_execution_role)
 
-SHARED_KINDS = (BUCKET, BUCKET_FOLDERS, TEMP_LIFECYCLE, CLUSTER, NAMESPACE, EXECUTION_ROLE)
+SHARED_KINDS = (BUCKET, BUCKET_FOLDERS, TEMP_LIFECYCLE, CLUSTER, NAMESPACE, EXECUTION_ROLE, *codebuild.KINDS)
