@@ -365,7 +365,7 @@ def test_an_ecs_deploy_records_in_s3_and_the_second_deploy_reads_it_back_and_doe
     class PrebuiltImage(EcsPlatform):
         """The ecs platform with its image already in the registry: no Docker engine here (ECS in moto never pulls)."""
 
-        def build(self, spec, checkout, log):
+        def build(self, spec, checkout, log, run_id=None):
             return Artifact(kind="image", ref=published_for(spec.name).ref, fingerprint="f", built=False)
 
         def publish(self, spec, artifact, log):
