@@ -14,6 +14,7 @@ import io
 import json
 import os
 import shutil
+import sys
 import subprocess
 import tarfile
 import time
@@ -316,7 +317,9 @@ def _run_buildspec(params: dict, workdir: Path, env: dict[str, str]) -> list[str
 
 
 @pytest.mark.docker
-def test_the_buildspec_runs_for_real_and_the_pushed_image_serves(moto, tmp_path, git_remote, repo_names):
+def test_the_buildspec_runs_for_real_and_the_pushed_image_serves(moto, tmp_path, git_remote, repo_names, monkeypatch):
+    # The AWS CLI comes with the dev extras (pyproject.toml), beside this Python.
+    monkeypatch.setenv("PATH", f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}")
     if not shutil.which("aws"):
         missing("the AWS CLI (which CodeBuild's images have, and the buildspec uses) is not installed")
     name = unique_name()
