@@ -7,7 +7,6 @@
     Postgres                         the instance's storage (Debian's postgresql on the host)
     volume md-workspace              workspace.yaml, shared (EFS in production): read-only for the
                                      webservers and the daemon, read-write for deploy runs
-    volume md-work                   the deployer's work area (checkouts and records) of its runs
 
 Every container runs the **platform image** (this project with the webserver, the daemon and
 ``dagster-docker``, built from the working tree's files; tagged by their content, so an unchanged
@@ -18,7 +17,9 @@ standing in for a remote build host) and have no host path and no socket mounted
 
 ``up`` is idempotent: a running container whose configuration is unchanged is left alone, one
 whose configuration changed is replaced. ``down`` removes the containers and keeps the volumes,
-the database and the bucket (``purge`` removes the volumes too).
+the database and the bucket (``purge`` removes the volume too). Deployment records and leases
+live in the bucket (``META_DEPLOYER_STATE=s3``): a deploy run shares no disk with anything but
+the workspace volume.
 """
 
 from __future__ import annotations
@@ -39,14 +40,14 @@ from meta_deployer.errors import MetaDeployerError
 from meta_deployer.model import Log
 
 #: Every container and volume of the rehearsal carries this label (``down`` finds them by it).
-LABEL = "meta_deployer.platform"
-LABEL_ROLE = "meta_deployer.role"
-LABEL_PORT = "meta_deployer.port"
-LABEL_CONFIG = "meta_deployer.config"
+LABEL = "meta-deployer.platform"
+LABEL_ROLE = "meta-deployer.role"
+LABEL_PORT = "meta-deployer.port"  # where the replica discovery (docker:<labels>) reaches a webserver
+LABEL_CONFIG = "meta-deployer.config"
 PROJECT = "local"
 IMAGE_REPOSITORY = "md-platform"
-WORKSPACE_VOLUME, WORK_VOLUME = "md-workspace", "md-work"
-WORKSPACE_MOUNT, WORK_MOUNT, HOME = "/workspace", "/work", "/opt/dagster/home"
+WORKSPACE_VOLUME = "md-workspace"
+WORKSPACE_MOUNT, HOME = "/workspace", "/opt/dagster/home"
 SELF_PORT = 4266
 S3_PORT = 4570
 DEFAULT_POSTGRES_URL = "postgresql://dagster:dagster@127.0.0.1:5432/dagster"
@@ -108,26 +109,27 @@ class Topology:
 
     def deployer_env(self, image: str) -> dict[str, str]:
         """The deployer's settings: its code server's and (through its container context) its runs'."""
+        # No DAGSTER_HOME: a code server and its runs get the instance from the daemon, and the docker
+        # platform would bind a DAGSTER_HOME into every location (a host path: none here).
+        instance = {k: v for k, v in self.instance_env().items() if k != "DAGSTER_HOME"}
         env = {
-            **self.instance_env(),
+            **instance,
             "META_DEPLOYER_PLATFORM": "docker",
+            "META_DEPLOYER_STATE": "s3",
             "META_DEPLOYER_ROOT": "/opt/meta_deployer",
             "META_DEPLOYER_WORKSPACE": f"{WORKSPACE_MOUNT}/workspace.yaml",
-            "META_DEPLOYER_WORK_DIR": WORK_MOUNT,
+            "META_DEPLOYER_WORK_DIR": "/tmp/meta_deployer",
             "META_DEPLOYER_CONFIG_GIT_URL": self.config_git_url,
             "META_DEPLOYER_SELF_SERVER": f"localhost:{SELF_PORT}",
             "META_DEPLOYER_INSTANCE_PACKAGES": "dagster-aws,dagster-postgres,dagster-docker",
             "META_DEPLOYER_BASE_IMAGE": self.base_image,
             "DAGSTER_WEBSERVER_URL": self.webserver_urls()[0],
-            "META_DEPLOYER_WEBSERVERS": ",".join(self.webserver_urls()),
+            "META_DEPLOYER_WEBSERVERS": f"docker:{LABEL}={PROJECT},{LABEL_ROLE}=webserver",
             "DAGSTER_CURRENT_IMAGE": image,
             **({"META_DEPLOYER_REGISTRY": self.registry} if self.registry else {}),
         }
         env = {**self.extra_env, **env}
-        volumes = {
-            WORKSPACE_VOLUME: {"bind": WORKSPACE_MOUNT, "mode": "rw"},
-            WORK_VOLUME: {"bind": WORK_MOUNT, "mode": "rw"},
-        }
+        volumes = {WORKSPACE_VOLUME: {"bind": WORKSPACE_MOUNT, "mode": "rw"}}
         context = {"docker": {"env_vars": [f"{k}={v}" for k, v in sorted(env.items())], "container_kwargs": {"volumes": volumes}}}
         return {**env, "DAGSTER_CONTAINER_CONTEXT": json.dumps(context, sort_keys=True)}
 
@@ -157,7 +159,6 @@ def dockerfile(base_image: str) -> str:
         "COPY src /opt/meta_deployer/src\n"
         f"RUN pip install --no-cache-dir --progress-bar off /opt/meta_deployer/src 'moto[server]=={moto}'\n"
         f"COPY dagster.yaml {HOME}/dagster.yaml\n"
-        f"ENV DAGSTER_HOME={HOME}\n"
         "WORKDIR /opt/meta_deployer\n"
     )
 
@@ -221,7 +222,7 @@ def _spec(topology: Topology, image: str) -> dict[str, dict[str, Any]]:
             "role": "deployer", "port": SELF_PORT, "environment": topology.deployer_env(image),
             "command": ["dagster", "api", "grpc", "-m", "meta_deployer.definitions", "-h", "127.0.0.1",
                         "-p", str(SELF_PORT)],
-            "volumes": {WORK_VOLUME: {"bind": WORK_MOUNT, "mode": "rw"}, **ro},
+            "volumes": ro,
         },
         "md-daemon": {
             "role": "daemon", "environment": instance,
@@ -297,9 +298,8 @@ def up(topology: Topology, env: Mapping[str, str], log: Log) -> list[str]:
 
     client = docker_client(env)
     image = ensure_image(client, topology, log)
-    for volume in (WORKSPACE_VOLUME, WORK_VOLUME):
-        if not client.volumes.list(filters={"name": f"^{volume}$"}):
-            client.volumes.create(volume, labels={LABEL: PROJECT})
+    if not client.volumes.list(filters={"name": f"^{WORKSPACE_VOLUME}$"}):
+        client.volumes.create(WORKSPACE_VOLUME, labels={LABEL: PROJECT})
     specs = _spec(topology, image)
     _run(client, "md-s3", image, specs.pop("md-s3"), log)
     _wait_http(topology.s3_url, "the S3 stand-in (md-s3)")
@@ -309,8 +309,8 @@ def up(topology: Topology, env: Mapping[str, str], log: Log) -> list[str]:
     client.containers.run(
         image, ["sh", "-c", "dagster instance migrate >/dev/null && meta-deployer render-workspace"],
         remove=True, network_mode="host",
-        environment=dict(specs["md-deployer"]["environment"]),
-        volumes={WORKSPACE_VOLUME: {"bind": WORKSPACE_MOUNT, "mode": "rw"}, WORK_VOLUME: {"bind": WORK_MOUNT, "mode": "rw"}},
+        environment={**specs["md-deployer"]["environment"], "DAGSTER_HOME": HOME},
+        volumes={WORKSPACE_VOLUME: {"bind": WORKSPACE_MOUNT, "mode": "rw"}},
     )
     for name, spec in specs.items():
         _run(client, name, image, spec, log)

@@ -101,8 +101,8 @@ def test_the_platform_deploys_from_git_serves_on_every_replica_and_runs_in_the_r
         try:
             up = run_make(project, "platform-local", env=env, timeout=1200)
             assert "platform-local is up" in up.stdout
-            roles = {c.name: c.labels.get("meta_deployer.role") for c in client.containers.list(
-                filters={"label": "meta_deployer.platform=local"})}
+            roles = {c.name: c.labels.get("meta-deployer.role") for c in client.containers.list(
+                filters={"label": "meta-deployer.platform=local"})}
             assert roles == {"md-webserver-1": "webserver", "md-webserver-2": "webserver", "md-daemon": "daemon",
                              "md-deployer": "deployer", "md-s3": "s3"}
             for name in roles:  # no host path and no Docker socket anywhere in the topology
@@ -110,10 +110,10 @@ def test_the_platform_deploys_from_git_serves_on_every_replica_and_runs_in_the_r
                 assert all(m["Type"] == "volume" for m in mounts), (name, mounts)
             # Idempotent: a second `make platform-local` restarts nothing.
             started = {c.name: c.attrs["State"]["StartedAt"] for c in client.containers.list(
-                filters={"label": "meta_deployer.platform=local"})}
+                filters={"label": "meta-deployer.platform=local"})}
             assert "started" not in run_make(project, "platform-local", env=env, timeout=600).stdout
             assert started == {c.name: c.attrs["State"]["StartedAt"] for c in client.containers.list(
-                filters={"label": "meta_deployer.platform=local"})}
+                filters={"label": "meta-deployer.platform=local"})}
 
             # 1. A config pushed to the configuration repository deploys, with no `make`.
             spec = {"name": "sales", "git_url": f"{git}/{code.path.name}", "python_file": "definitions.py"}
@@ -127,7 +127,7 @@ def test_the_platform_deploys_from_git_serves_on_every_replica_and_runs_in_the_r
             s3 = boto3.client("s3", endpoint_url="http://127.0.0.1:4570", region_name="us-east-1",
                               aws_access_key_id="rehearsal", aws_secret_access_key="rehearsal")
             keys = [o["Key"] for o in s3.list_objects_v2(Bucket="dagster-storage").get("Contents", [])]
-            assert "repos/sales/orders" in keys, keys
+            assert "repos/sales/assets/orders" in keys and "system/deployments/sales.json" in keys, keys
             assert not [k for k in keys if k.startswith("repos/") and not k.startswith("repos/sales/")], keys
 
             # 3. A changed config updates it (a new environment value reaches the served container).

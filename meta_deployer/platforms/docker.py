@@ -218,14 +218,14 @@ class DockerPlatform:
 
     def run_container_context(self, env: dict[str, str], kwargs: dict[str, Any]) -> str:
         """``DAGSTER_CONTAINER_CONTEXT`` for the location's runs under dagster-docker's
-        ``DockerRunLauncher``: the same environment, mounts, user, working directory and network
-        as the code server, so a run executes in the repo's own image with the repo's own storage
+        ``DockerRunLauncher``: the same environment, mounts, user and working directory as the code
+        server (the network is the launcher's), so a run executes in the repo's own image with the repo's own storage
         and nothing more (``META_DEPLOYER_DOCKER_CONTAINER_CONTEXT`` is merged in, and wins)."""
         context = json.loads(self.docker.container_context) if self.docker.container_context else {}
         ours = {
             "env_vars": [f"{k}={v}" for k, v in sorted(env.items()) if k != "DAGSTER_CONTAINER_CONTEXT"],
             "container_kwargs": {
-                key: kwargs[key] for key in ("volumes", "user", "working_dir", "network_mode") if kwargs.get(key)
+                key: kwargs[key] for key in ("volumes", "user", "working_dir") if kwargs.get(key)
             },
         }
         theirs = context.get("docker") or {}
