@@ -304,6 +304,14 @@ def cmd_bootstrap(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_instance_config(args: argparse.Namespace) -> int:
+    """Print the production instance's dagster.yaml, rendered from the settings (ecs platform)."""
+    from meta_deployer.platforms.aws.instance import instance_yaml
+
+    sys.stdout.write(instance_yaml(Settings.from_env().ecs))
+    return 0
+
+
 def cmd_platform_local(args: argparse.Namespace) -> int:
     """``make platform-local`` / ``platform-local-down``: the production topology on the local engine."""
     from meta_deployer import rehearsal
@@ -372,6 +380,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bootstrap", help="create the shared AWS pieces (ecs platform)")
     p.add_argument("--dry-run", action="store_true")
     p.set_defaults(func=cmd_bootstrap)
+    p = sub.add_parser("instance-config", help="print the production instance's dagster.yaml (ecs platform)")
+    p.set_defaults(func=cmd_instance_config)
     p = sub.add_parser("platform-local", help="bring the local rehearsal of the platform up or down")
     p.add_argument("action", choices=["up", "down"])
     p.set_defaults(func=cmd_platform_local)

@@ -104,6 +104,12 @@ CODEBUILD_PROJECT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9\-_]{1,149}\Z")
 ECR_HOST = re.compile(r"^(?P<account>\d{12})\.dkr\.ecr(-fips)?\.(?P<region>[a-z0-9-]+)\.amazonaws\.com(\.cn)?\Z")
 
 # -- defaults: ecs platform ---------------------------------------------------------
+#: The Postgres secret's JSON keys, each injected into the platform's and the repos' tasks as one ECS secret
+#: (``<arn>:<key>::``) under the variable the instance configuration reads (README "Production on AWS").
+PG_SECRET_KEYS = {
+    "DAGSTER_PG_HOST": "host", "DAGSTER_PG_PORT": "port", "DAGSTER_PG_DB": "dbname",
+    "DAGSTER_PG_USERNAME": "username", "DAGSTER_PG_PASSWORD": "password",
+}
 DEFAULT_CLUSTER = "dagster"
 DEFAULT_NAMESPACE = "local"
 #: Shared execution role that ``make bootstrap`` creates (pulls images, writes logs, reads secrets).
@@ -412,6 +418,13 @@ class EcsSettings(SettingsGroup):
         None,
         "a shared execution role for bootstrap to use as is; repo tasks never use it (each has `dagster-exec-<name>`)",
     )  # None: the role make bootstrap creates
+    pg_secret_arn: str | None = setting(
+        "META_DEPLOYER_PG_SECRET_ARN",
+        None,
+        "the full ARN of the Secrets Manager secret holding the instance's Postgres as JSON (`host`, `port`, "
+        "`dbname`, `username`, `password`); every repo task definition gets them as `secrets` (`DAGSTER_PG_*`) "
+        "and its execution role may read this one secret",
+    )
     bucket: str = setting("META_DEPLOYER_BUCKET", DEFAULT_BUCKET, _BUCKET_DOC)
     registry: str | None = setting("META_DEPLOYER_REGISTRY", None, "where images are pushed")  # None: the account's ECR
     lb_listener_arn: str | None = setting(
@@ -472,6 +485,15 @@ class EcsSettings(SettingsGroup):
     def _registry(cls, value: str | None) -> str | None:
         return (value or "").rstrip("/") or None
 
+    @field_validator("pg_secret_arn")
+    @classmethod
+    def _pg_secret_arn(cls, value: str | None) -> str | None:
+        from meta_deployer.spec import secretsmanager_arn_problem
+
+        if value and (problem := secretsmanager_arn_problem(value)):
+            raise ValueError(problem)
+        return value or None
+
     @field_validator("log_retention_days")
     @classmethod
     def _cloudwatch_retention(cls, value: int) -> int:
@@ -484,6 +506,8 @@ class EcsSettings(SettingsGroup):
     def deploy_fingerprint(self) -> str:
         """A hash of the settings that change what a deploy creates (not timeouts or retries)."""
         data = self.model_dump(exclude=set(ECS_TRANSIENT_FIELDS))
+        if data.get("pg_secret_arn") is None:  # unset: the fingerprint of deploys made before the setting existed
+            data.pop("pg_secret_arn", None)
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 
     def require_network(self) -> None:

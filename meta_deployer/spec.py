@@ -72,6 +72,28 @@ STARTUP_ENV_PREFIXES = ("PYTHON", "LD_", "DYLD_", "GIT_")
 #: Plain environment variables whose names say they hold a secret.
 _SECRET_LIKE = re.compile(r"(PASSWORD|PASSWD|SECRET|TOKEN|API_KEY|ACCESS_KEY|PRIVATE_KEY)", re.I)
 _ARN = re.compile(r"^arn:aws[a-z-]*:(secretsmanager|ssm):[a-z0-9-]+:\d{12}:[A-Za-z0-9/_+=.@:-]+\Z")
+#: The full ARN of a Secrets Manager secret, as CreateSecret/DescribeSecret return it: the name, then ``-``
+#: and the six random characters Secrets Manager appends ("The ARN includes the name of the secret followed by
+#: six random characters", CreateSecret response). ECS ``secrets`` take "the full ARN of the AWS Secrets
+#: Manager secret" (AWS::ECS::TaskDefinition Secret, ValueFrom), optionally followed by
+#: ``:<json-key>:<version-stage>:<version-id>`` (ECS developer guide, secrets-envvar-secrets-manager.html),
+#: so the bare ARN holds no further ``:``.
+SECRETSMANAGER_SECRET_ARN = re.compile(
+    r"^arn:aws[a-z-]*:secretsmanager:[a-z]{2}(?:-[a-z]+)+-\d:\d{12}:secret:[A-Za-z0-9/_+=.@-]+-[A-Za-z0-9]{6}\Z"
+)
+
+
+def secretsmanager_arn_problem(arn: str) -> str | None:
+    """Why ``arn`` is not the full ARN of one Secrets Manager secret, or None."""
+    if SECRETSMANAGER_SECRET_ARN.match(arn):
+        return None
+    return (
+        f"{arn!r} is not the full ARN of a Secrets Manager secret: use the ARN that `aws secretsmanager "
+        "describe-secret` prints, arn:aws:secretsmanager:<region>:<account>:secret:<name>-<6 characters>, "
+        "with no :<json-key> after it"
+    )
+
+
 _MODULE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*\Z")
 _URL_SCHEMES = ("https://", "http://", "ssh://", "git://", "file://")
 _SCP_LIKE = re.compile(r"^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[A-Za-z0-9._/~-]+\Z")

@@ -15,8 +15,9 @@ EXAMPLE = Path(__file__).resolve().parent.parent / "examples" / "dagster.prod.ya
 
 
 def test_prod_instance_config_validates(monkeypatch):
-    for var in ("DAGSTER_PG_HOST", "DAGSTER_PG_DB", "DAGSTER_PG_USERNAME", "DAGSTER_PG_PASSWORD", "META_DEPLOYER_BUCKET"):
+    for var in ("DAGSTER_PG_HOST", "DAGSTER_PG_PORT", "DAGSTER_PG_DB", "DAGSTER_PG_USERNAME", "DAGSTER_PG_PASSWORD", "META_DEPLOYER_BUCKET"):
         monkeypatch.setenv(var, "x")
+    monkeypatch.setenv("DAGSTER_PG_PORT", "5432")
     config = yaml.safe_load(EXAMPLE.read_text())
     result = process_config(dagster_instance_config_schema(), config)
     assert result.success, result.errors

@@ -157,6 +157,7 @@ BAD_VALUES = [
     ("META_DEPLOYER_CODEBUILD_PROJECT", "has space", "CodeBuild project name"),
     ("META_DEPLOYER_CODEBUILD_COMPUTE_TYPE", "BUILD_LAMBDA_1GB", "BUILD_GENERAL1_SMALL"),
     ("META_DEPLOYER_CODEBUILD_POLL_INTERVAL", "-1", "at least 0"),
+    ("META_DEPLOYER_PG_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:123456789012:secret:pg", "full ARN"),
 ]
 
 
