@@ -171,3 +171,27 @@ def test_the_shared_bootstrap_role_reads_no_secret():
     text = json.dumps(shared)
     assert "secretsmanager" not in text and "ssm:" not in text and "kms:" not in text
     assert not allowed(shared, "secretsmanager:GetSecretValue", secret("dagster/fin/db"))
+
+
+# -- the instance's Postgres secret (META_DEPLOYER_PG_SECRET_ARN) --------------------------
+
+PG = secret("dagster/platform/postgres")
+
+
+def test_with_the_pg_secret_the_role_reads_exactly_that_secret():
+    fin = execution_role_policy("fin", CTX, pg_secret_arn=PG)
+    assert statement_allowing(fin, "secretsmanager:GetSecretValue", PG) == ["ReadInstancePostgresSecret"]
+    # A secret whose name extends it, another platform secret, the same name in another account: none.
+    for other in (
+        PG + "x", PG.replace("-AbCdEf", "-ZzZzZz"), secret("dagster/platform/webhook"),
+        PG.replace("123456789012", "999999999999"),
+    ):
+        assert statement_allowing(fin, "secretsmanager:GetSecretValue", other) == [], other
+    assert not allowed(fin, "secretsmanager:PutSecretValue", PG)
+    # Everything else is as without it.
+    assert fin["Statement"][:-1] == policy("fin")["Statement"]
+
+
+def test_without_the_pg_secret_no_statement_reads_a_platform_secret():
+    assert statement_allowing(policy("fin"), "secretsmanager:GetSecretValue", PG) == []
+    assert "ReadInstancePostgresSecret" not in {s["Sid"] for s in policy("fin")["Statement"]}

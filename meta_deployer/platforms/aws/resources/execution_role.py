@@ -31,6 +31,13 @@ with one inline policy (:func:`execution_role_policy`) that allows
   ``parameter/dagster/x/y`` (the name's leading ``/`` is not doubled:
   https://docs.aws.amazon.com/systems-manager/latest/userguide/sysman-paramstore-access.html).
 
+**The instance's Postgres secret.** With ``META_DEPLOYER_PG_SECRET_ARN`` the task
+definition injects the instance's Postgres fields (``<arn>:<json-key>::``), so the role
+may also ``secretsmanager:GetSecretValue`` that one secret: its full ARN exactly, no
+wildcard (the setting only takes a full ARN, ``secret:<name>-<6 characters>``, so no
+other secret matches; ECS needs GetSecretValue on the secret whatever JSON key it picks,
+see the Secrets Manager page above). The platform's other secrets stay out of reach.
+
 **No ``kms:Decrypt``.** ECS needs it only for secrets encrypted with a
 customer managed key; with the default AWS managed keys (``aws/secretsmanager``,
 ``aws/ssm``) the service decrypts on the caller's behalf (see the "Required
@@ -84,8 +91,14 @@ def ecr_repository_arn(image: str, name: str, ctx: AwsContext) -> str:
     return f"arn:{ctx.partition}:ecr:{region}:{account}:repository/{naming.ecr_repository(name)}"
 
 
-def execution_role_policy(name: str, ctx: AwsContext, ecr_repository: str | None = None) -> dict[str, Any]:
-    """The execution role's only inline policy: see the module docstring (every prefix ends with ``/``)."""
+def execution_role_policy(
+    name: str, ctx: AwsContext, ecr_repository: str | None = None, pg_secret_arn: str | None = None
+) -> dict[str, Any]:
+    """The execution role's only inline policy: see the module docstring (every prefix ends with ``/``).
+
+    With ``pg_secret_arn`` (``META_DEPLOYER_PG_SECRET_ARN``, a full secret ARN) one more statement reads
+    exactly that secret: the instance's Postgres fields, which the task definition injects.
+    """
     p, region, account = ctx.partition, ctx.region, ctx.account_id
     own = secrets_prefix(name)
     log_group = f"arn:{p}:logs:{region}:{account}:log-group:{naming.log_group(name)}"
@@ -117,7 +130,17 @@ def execution_role_policy(name: str, ctx: AwsContext, ecr_repository: str | None
                 "Action": ["ssm:GetParameters"],
                 "Resource": [f"arn:{p}:ssm:{region}:{account}:parameter/{prefix}*" for prefix in (own, SHARED_SECRETS_PREFIX)],
             },
-        ],
+        ]
+        + (
+            [{
+                "Sid": "ReadInstancePostgresSecret",
+                "Effect": "Allow",
+                "Action": ["secretsmanager:GetSecretValue"],
+                "Resource": [pg_secret_arn],
+            }]
+            if pg_secret_arn
+            else []
+        ),
     }
 
 
@@ -127,7 +150,9 @@ def want(inputs: RepoInputs) -> task_role.Role:
         name=naming.execution_role(name),
         trust_policy=trust_policy(),
         policy_name=EXECUTION_POLICY_NAME,
-        policy=execution_role_policy(name, inputs.ctx, ecr_repository_arn(inputs.image, name, inputs.ctx)),
+        policy=execution_role_policy(
+            name, inputs.ctx, ecr_repository_arn(inputs.image, name, inputs.ctx), inputs.settings.pg_secret_arn
+        ),
         tags=repo_tags(name),
         description=DESCRIPTION,
     )

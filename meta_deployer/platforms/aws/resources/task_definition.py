@@ -33,6 +33,7 @@ from meta_deployer.platforms.aws.common import (
     tag_list,
 )
 from meta_deployer.platforms.aws.engine import Call, Context, Kind, Output, Scope
+from meta_deployer.platforms.aws.instance import pg_secrets
 from meta_deployer.platforms.aws.settings import EcsSettings
 from meta_deployer.spec import RepoSpec
 
@@ -129,6 +130,16 @@ class TaskDefinition:
         return not self.differences(live)
 
 
+def container_secrets(spec: RepoSpec, settings: EcsSettings) -> list[dict[str, str]]:
+    """The container's ``secrets``, sorted by name: the spec's, and with ``META_DEPLOYER_PG_SECRET_ARN`` the
+    instance's Postgres fields (``DAGSTER_PG_*``, which a spec may not name), so that the runs launched
+    from this family can open the instance. Only ARNs: ECS resolves them when a task starts."""
+    secrets = [{"name": s.name, "valueFrom": s.value_from} for s in spec.secrets]
+    if settings.pg_secret_arn:
+        secrets += pg_secrets(settings.pg_secret_arn)
+    return sorted(secrets, key=lambda s: s["name"])
+
+
 def container_context(spec: RepoSpec, settings: EcsSettings, ctx: AwsContext, env: Mapping[str, str]) -> dict[str, Any]:
     """``DAGSTER_CONTAINER_CONTEXT`` for the code server, so EcsRunLauncher runs match it.
 
@@ -145,7 +156,7 @@ def container_context(spec: RepoSpec, settings: EcsSettings, ctx: AwsContext, en
             "task_role_arn": ctx.role_arn(naming.task_role(spec.name)),
             "execution_role_arn": execution_role_arn(spec.name, ctx),
             "env_vars": [f"{k}={v}" for k, v in sorted(env.items())],
-            "secrets": [{"name": s.name, "valueFrom": s.value_from} for s in sorted(spec.secrets, key=lambda s: s.name)],
+            "secrets": container_secrets(spec, settings),
             "run_resources": {"cpu": str(spec.resources.cpu), "memory": str(spec.resources.memory)},
             "run_ecs_tags": [{"key": naming.REPO_TAG_KEY, "value": spec.name}],
         }
@@ -173,7 +184,7 @@ def task_definition(inputs: RepoInputs) -> dict[str, Any]:
         "command": list(server.command),
         "portMappings": [{"containerPort": server.port, "protocol": "tcp"}],
         "environment": [{"name": k, "value": v} for k, v in sorted(full_env.items())],
-        "secrets": [{"name": s.name, "valueFrom": s.value_from} for s in sorted(spec.secrets, key=lambda s: s.name)],
+        "secrets": container_secrets(spec, settings),
         "logConfiguration": {
             "logDriver": "awslogs",
             "options": {
