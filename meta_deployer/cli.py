@@ -214,6 +214,13 @@ def cmd_list_repos(args: argparse.Namespace) -> int:
         print(f"warning: {exc}", file=sys.stderr)
         configs = {}
     live = _live_statuses(deployer.settings)
+    if hasattr(deployer.platform, "platform_services"):  # ecs: the platform's own services first
+        services = deployer.platform.platform_services()
+        print(_table(
+            [[r["service"], r["state"], f"{r['running']}/{r['desired']}", r["rollout"] or "", r["logs"]] for r in services],
+            ["PLATFORM SERVICE", "STATE", "RUNNING", "ROLLOUT", "LOGS (repo-logs REPO_NAME=)"],
+        ))
+        print()
     rows = []
     for name in sorted(set(records) | set(configs) | set(observed) | set(corrupt)):
         record, seen, cfg = records.get(name), observed.get(name), configs.get(name)
@@ -258,10 +265,18 @@ def cmd_repo_logs(args: argparse.Namespace) -> int:
     """Print the code server output of one repo (FOLLOW=1 to follow)."""
     from meta_deployer.pipeline import Deployer
 
-    name = _require_name(args.name or _env("REPO_NAME"))
+    raw = args.name or _env("REPO_NAME")
     follow = args.follow or _flag(_env("FOLLOW"))
+    short = naming.platform_target(raw or "")
+    if short is not None:  # platform/webserver, platform/daemon, platform/deployer: the platform's own logs
+        platform = Deployer().platform
+        if not hasattr(platform, "platform_logs"):
+            raise SettingsError(f"REPO_NAME={raw} names a platform service: those run on the ecs platform only")
+        lines = platform.platform_logs(short, follow=follow, tail=args.tail)
+    else:
+        lines = Deployer().platform.logs(_require_name(raw), follow=follow, tail=args.tail)
     try:
-        for line in Deployer().platform.logs(name, follow=follow, tail=args.tail):
+        for line in lines:
             print(line, flush=True)
     except KeyboardInterrupt:
         pass
@@ -370,7 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_render_workspace)
     p = sub.add_parser("list-repos", help="show every repo and its status")
     p.set_defaults(func=cmd_list_repos)
-    p = sub.add_parser("repo-logs", help="show a repo's code server output")
+    p = sub.add_parser("repo-logs", help="show a repo's code server output (platform/webserver, daemon, deployer: the platform's)")
     p.add_argument("--name")
     p.add_argument("--follow", action="store_true")
     p.add_argument("--tail", type=int, default=200)

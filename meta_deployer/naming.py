@@ -15,8 +15,13 @@ import re
 #: Longest repo name accepted: ``dagster-repo-<name>`` must fit an IAM role
 #: name (64) and ``<name>-service`` a DNS label (63) without shortening.
 MAX_NAME_LENGTH = 40
-#: Names that would collide with the bucket's own top-level layout.
-RESERVED_NAMES = frozenset({"shared", "system", "temp", "meta-deployer"})
+#: The platform's own services in the cluster and their log groups (``/dagster/platform/<short>``);
+#: ``platform/<short>`` names them where a repo name is expected (``repo-logs REPO_NAME=platform/webserver``).
+PLATFORM_NAME = "platform"
+PLATFORM_SERVICES = {"webserver": "dagster-webserver", "daemon": "dagster-daemon", "deployer": "meta-deployer"}
+#: Names that would collide with the bucket's own top-level layout, or with the platform's ECS services
+#: (a repo's service is ``<name>``) and its image repository (``dagster/platform``).
+RESERVED_NAMES = frozenset({"shared", "system", "temp", "meta-deployer", PLATFORM_NAME, *PLATFORM_SERVICES.values()})
 NAME_PATTERN = re.compile(r"^[a-z](?:[a-z0-9-]*[a-z0-9])?\Z")
 
 #: Tag put on every AWS resource the deployer owns; state is read back through it.
@@ -113,6 +118,19 @@ def cloud_map_service(name: str) -> str:
 def log_group(name: str) -> str:
     """CloudWatch log group of the repo's code server and runs."""
     return f"/dagster/repos/{validate_name(name)}"
+
+
+def platform_log_group(short: str) -> str:
+    """CloudWatch log group of one platform service (``webserver``, ``daemon``, ``deployer``)."""
+    if short not in PLATFORM_SERVICES:
+        raise ValueError(f"{short!r} is not a platform service; use one of {', '.join(PLATFORM_SERVICES)}")
+    return f"/dagster/{PLATFORM_NAME}/{short}"
+
+
+def platform_target(value: str) -> str | None:
+    """``webserver`` for ``platform/webserver`` (and daemon, deployer); None for anything else."""
+    prefix, _, short = value.partition("/")
+    return short if prefix == PLATFORM_NAME and short in PLATFORM_SERVICES else None
 
 
 def target_group(name: str) -> str:

@@ -281,9 +281,37 @@ class EcsPlatform:
             )
         return result
 
+    def platform_services(self) -> list[dict[str, Any]]:
+        """The platform's own services (``naming.PLATFORM_SERVICES``) as ECS describes them, in that order:
+        name, state, running and desired counts, rollout state; ``missing`` for one that does not exist."""
+        found = {
+            svc.get("serviceName"): svc
+            for svc in self.gateway.describe_services(self.ecs.cluster, list(naming.PLATFORM_SERVICES.values()))
+        }
+        rows = []
+        for short, service in naming.PLATFORM_SERVICES.items():
+            svc = found.get(service)
+            if svc is None:
+                rows.append({"service": service, "logs": f"{naming.PLATFORM_NAME}/{short}", "state": "missing",
+                             "running": 0, "desired": 0, "rollout": None})
+                continue
+            primary = next((d for d in svc.get("deployments") or [] if d.get("status") == "PRIMARY"), {})
+            rows.append({
+                "service": service, "logs": f"{naming.PLATFORM_NAME}/{short}", "state": observed_state(svc),
+                "running": svc.get("runningCount", 0), "desired": svc.get("desiredCount", 0),
+                "rollout": primary.get("rolloutState"),
+            })
+        return rows
+
+    def platform_logs(self, short: str, follow: bool = False, tail: int = 100) -> Iterator[str]:
+        """The last ``tail`` lines of one platform service's log group (``/dagster/platform/<short>``)."""
+        return self._group_logs(naming.platform_log_group(short), follow, tail)
+
     def logs(self, name: str, follow: bool = False, tail: int = 100) -> Iterator[str]:
         """The last ``tail`` lines of the repo's log group, newest last; ``follow`` keeps polling."""
-        group = naming.log_group(name)
+        return self._group_logs(naming.log_group(name), follow, tail)
+
+    def _group_logs(self, group: str, follow: bool, tail: int) -> Iterator[str]:
         events = self.gateway.recent_log_events(group, tail) if tail > 0 else self.gateway.log_events(group)
         for event in events:
             yield _format_event(event)
