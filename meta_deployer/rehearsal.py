@@ -8,9 +8,9 @@
     volume md-workspace              workspace.yaml, shared (EFS in production): read-only for the
                                      webservers and the daemon, read-write for deploy runs
 
-Every container runs the **platform image** (this project with the webserver, the daemon and
-``dagster-docker``, built from the working tree's files; tagged by their content, so an unchanged
-tree builds nothing) on the host network. Deploy runs are launched by the daemon into containers
+Every container runs the **platform image** (``platforms/platform_image.py``: this project with the
+webserver, the daemon and ``dagster-docker``, built from the working tree's files, plus moto's server
+here; tagged by their content, so an unchanged tree builds nothing) on the host network. Deploy runs are launched by the daemon into containers
 of their own (``platform/local/dagster.yaml``); they reach the engine over TCP (``--docker-host``,
 standing in for a remote build host) and have no host path and no socket mounted. The sensor reads
 ``repos/*/config.yml`` from the configuration repository (``META_DEPLOYER_CONFIG_GIT_URL``).
@@ -38,6 +38,7 @@ from typing import Any
 
 from meta_deployer.errors import MetaDeployerError
 from meta_deployer.model import Log
+from meta_deployer.platforms import platform_image
 
 #: Every container and volume of the rehearsal carries this label (``down`` finds them by it).
 LABEL = "meta-deployer.platform"
@@ -144,42 +145,20 @@ def passed_through(env: Mapping[str, str]) -> dict[str, str]:
 
 
 def project_files(root: Path = PROJECT_ROOT) -> list[str]:
-    """The project's files as git sees them (tracked, and new ones not ignored): never generated state."""
-    out = subprocess.run(
-        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-        cwd=root, check=True, capture_output=True,
-    ).stdout.decode()
-    return sorted(f for f in out.split("\0") if f and (root / f).is_file())
+    """The project's files as git sees them (the platform image's own list)."""
+    return platform_image.project_files(root)
 
 
 def dockerfile(base_image: str) -> str:
-    moto = metadata.version("moto")  # the S3 stand-in: the same moto the tests run
-    return (
-        f"FROM {base_image}\n"
-        "COPY src /opt/meta_deployer/src\n"
-        f"RUN pip install --no-cache-dir --progress-bar off /opt/meta_deployer/src 'moto[server]=={moto}'\n"
-        f"COPY dagster.yaml {HOME}/dagster.yaml\n"
-        "WORKDIR /opt/meta_deployer\n"
-    )
+    """The platform image's Dockerfile, with moto's server for the rehearsal's S3 stand-in."""
+    return platform_image.platform_dockerfile(base_image, with_moto=True)
 
 
 def build_context(base_image: str, root: Path = PROJECT_ROOT) -> tuple[bytes, str]:
-    """The image's build context (a tar) and its content tag."""
-    digest = hashlib.sha256()
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-
-        def add(name: str, data: bytes) -> None:
-            info = tarfile.TarInfo(name)
-            info.size, info.mode, info.mtime = len(data), 0o644, 0
-            tar.addfile(info, io.BytesIO(data))
-            digest.update(name.encode() + b"\0" + hashlib.sha256(data).digest())
-
-        add("Dockerfile", dockerfile(base_image).encode())
-        add("dagster.yaml", INSTANCE_CONFIG.read_bytes())
-        for rel in project_files(root):
-            add(f"src/{rel}", (root / rel).read_bytes())
-    return buffer.getvalue(), digest.hexdigest()[:16]
+    """The image's build context (a tar) and its content tag: the platform image's
+    (``platforms/platform_image.py``), with this rehearsal's instance and moto's server."""
+    context = platform_image.platform_context(base_image, INSTANCE_CONFIG.read_text(), with_moto=True, root=root)
+    return context.tar, context.tag
 
 
 def ensure_image(client: Any, topology: Topology, log: Log) -> str:

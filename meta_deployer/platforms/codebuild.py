@@ -161,6 +161,28 @@ def render_buildspec(job: images.BuildJob, settings: ImageSettings, ecr: bool) -
     return yaml.safe_dump(document, sort_keys=False, width=100000)
 
 
+def render_context_buildspec(ref: str, ecr: bool) -> str:
+    """The buildspec that builds a self-contained context (its ``Dockerfile`` at the root) as ``ref`` and pushes
+    it: the platform image's (``platforms/platform_image.py``), which has no repo definitions to validate."""
+    fetch = [
+        'cd "$CODEBUILD_SRC_DIR"',
+        f'aws s3 cp --only-show-errors "$MD_CONTEXT_URL" {ARCHIVE_NAME}',
+        f"mkdir -p {CONTEXT_DIR} && tar -xzf {ARCHIVE_NAME} -C {CONTEXT_DIR} && rm -f {ARCHIVE_NAME}",
+    ]
+    login = ['aws ecr get-login-password --region "$AWS_REGION" | docker login --username AWS --password-stdin "$MD_REGISTRY"'] if ecr else []
+    build = [
+        'cd "$CODEBUILD_SRC_DIR"',
+        f"docker build --network host -t {_q(ref)} {CONTEXT_DIR}",
+        f"docker push {_q(ref)}",
+    ]
+    phases: dict[str, Any] = {"install": {"commands": fetch}}
+    if login:
+        phases["pre_build"] = {"commands": login}
+    phases["build"] = {"commands": build}
+    document = {"version": BUILDSPEC_VERSION, "env": {"shell": "bash"}, "phases": phases}
+    return yaml.safe_dump(document, sort_keys=False, width=100000)
+
+
 def build_environment(bucket: str, key: str, registry: str) -> dict[str, str]:
     """The variables the buildspec reads, as CodeBuild sets them (plaintext: none is a secret)."""
     return {"MD_CONTEXT_URL": f"s3://{bucket}/{key}", "MD_REGISTRY": registry.split("/")[0]}
@@ -329,6 +351,33 @@ class CodeBuildBuilder:
         return {"in_registry": True, "digest": digest, "build_id": build["id"], "build_s": round(build_s, 2),
                 "context": f"s3://{settings.bucket}/{key}"}
 
+    def build_context(self, ref: str, context: bytes, labels: Mapping[str, Any], log: Log) -> dict[str, Any]:
+        """Build and push a self-contained context (the platform image) with the project: see ``images.Builder``."""
+        settings = self.settings
+        started = time.monotonic()
+        repository, tag = images.split_ref(ref)
+        if is_ecr(self._registry):
+            name = repository.split("/", 1)[1]
+            self.gw.call(
+                "ecr", "CreateRepository",
+                {"repositoryName": name, "imageTagMutability": "IMMUTABLE", "imageScanningConfiguration": {"scanOnPush": True}},
+                resource=f"ECR repository {name}", ok=("RepositoryAlreadyExistsException",),
+            )
+        key = f"{BUILDS_PREFIX}{repository.rsplit('/', 1)[-1]}/{tag}.tar.gz"
+        self.gw.put_object(settings.bucket, key, gzip.compress(context, mtime=0))
+        log(f"uploaded the build context ({len(context) / 1024:.0f} KiB) to s3://{settings.bucket}/{key}")
+        params = start_build_params(
+            settings.codebuild_project, render_context_buildspec(ref, is_ecr(self._registry)),
+            build_environment(settings.bucket, key, self._registry), f"{repository.rsplit('/', 1)[-1]}-{tag}",
+            settings.build_timeout_s,
+        )
+        build = self.follow(self.gw.start_build(params), ref, log)
+        digest = self._digest(ref)
+        if not digest:
+            raise ImageBuildError(f"the CodeBuild build {build['id']} succeeded but the registry has no {ref}")
+        log(f"built and pushed {ref} ({digest}) with CodeBuild in {time.monotonic() - started:.1f}s")
+        return {"digest": digest, "in_registry": True, "build_id": build["id"]}
+
     def follow(self, build: Mapping[str, Any], name: str, log: Log) -> Mapping[str, Any]:
         """Poll the build until it ends, streaming its log; the finished build, or ImageBuildError."""
         project = self.settings.codebuild_project
@@ -387,6 +436,7 @@ __all__ = [
     "failure_message",
     "log_location",
     "render_buildspec",
+    "render_context_buildspec",
     "start_build_params",
     "timeout_minutes",
 ]

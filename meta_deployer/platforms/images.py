@@ -386,11 +386,14 @@ def ecr_login(registry: str | None, env: Mapping[str, str] | None = None, client
     return host, auth
 
 
-def ensure_ecr_repository(name: str, registry: str | None, env: Mapping[str, str] | None = None, client=None) -> str:
-    """Create the repo's ECR repository if it is missing ("already exists" is success); returns its name."""
+def ensure_ecr_repository(
+    name: str, registry: str | None, env: Mapping[str, str] | None = None, client=None, *, repository: str | None = None
+) -> str:
+    """Create the repo's ECR repository (or ``repository``, e.g. the platform's) if it is missing ("already
+    exists" is success); returns its name."""
     from botocore.exceptions import ClientError
 
-    repository = naming.ecr_repository(name)
+    repository = repository or naming.ecr_repository(name)
     match = ECR_HOST.match((registry or "").split("/")[0])
     client = client or ecr_client(match.group("region") if match else None, env)
     try:
@@ -398,7 +401,7 @@ def ensure_ecr_repository(name: str, registry: str | None, env: Mapping[str, str
             repositoryName=repository,
             imageTagMutability="IMMUTABLE",
             imageScanningConfiguration={"scanOnPush": True},
-            tags=[{"Key": naming.REPO_TAG_KEY, "Value": name}],
+            tags=[{"Key": naming.REPO_TAG_KEY, "Value": name}] if name else [],
         )
     except ClientError as exc:
         if exc.response["Error"]["Code"] != "RepositoryAlreadyExistsException":
@@ -697,6 +700,12 @@ class Builder(Protocol):
         """
         ...
 
+    def build_context(self, ref: str, context: bytes, labels: Mapping[str, str], log: Log) -> dict[str, Any]:
+        """Build a self-contained context (a tar with its ``Dockerfile`` at the root) as ``ref`` and push it
+        to the builder's registry; returns ``{"digest": ...}``. Used for the platform image
+        (``platforms/platform_image.py``): no repo definitions to validate."""
+        ...
+
 
 class DockerBuilder:
     """Builds through the Docker engine named by ``DOCKER_HOST`` (local or remote), then validates
@@ -754,6 +763,39 @@ class DockerBuilder:
                 pass
         log(f"built {job.ref} in {build_s:.1f}s and validated it in {time.monotonic() - started - build_s:.1f}s")
         return {"image_id": image_id, "build_s": round(build_s, 2)}
+
+
+    def build_context(self, ref: str, context: bytes, labels: Mapping[str, str], log: Log) -> dict[str, Any]:
+        import io
+
+        import docker
+
+        if not self._registry:
+            raise ImageBuildError(f"{ref} is pushed to a registry: set META_DEPLOYER_REGISTRY")
+        started = time.monotonic()
+        lines = _Lines(log)
+        try:
+            for chunk in self.client.api.build(
+                fileobj=io.BytesIO(context), custom_context=True, tag=ref, labels=dict(labels),
+                network_mode="host", rm=True, forcerm=True, pull=False, decode=True,
+            ):
+                if "stream" in chunk:
+                    lines.feed(chunk["stream"])
+                elif "error" in chunk or "errorDetail" in chunk:
+                    lines.flush()
+                    message = (chunk.get("errorDetail") or {}).get("message") or chunk.get("error")
+                    raise ImageBuildError(f"building {ref} failed at {lines.step}: {message}\n{tail(lines.tail)}")
+                if time.monotonic() - started > self.settings.build_timeout_s:
+                    raise ImageBuildError(f"building {ref} took over {self.settings.build_timeout_s:.0f}s (META_DEPLOYER_BUILD_TIMEOUT)")
+            lines.flush()
+        except docker.errors.APIError as exc:
+            raise ImageBuildError(f"the engine refused to build {ref}: {exc.explanation or exc}") from exc
+        if self.settings.ecr:
+            ensure_ecr_repository("", self._registry, self.settings.env, repository=split_ref(ref)[0].split("/", 1)[1])
+        repo, tag = split_ref(ref)
+        digest = push_ref(self.client, repo, tag, self.auth, log)
+        log(f"built and pushed {ref} ({digest}) in {time.monotonic() - started:.1f}s")
+        return {"digest": digest, "in_registry": True}
 
 
 def get_builder(settings: ImageSettings) -> Builder:
@@ -835,6 +877,16 @@ def push_image(spec: RepoSpec, artifact: Artifact, registry: str | None, log: Lo
         client.api.tag(artifact.ref, target_repo, tag)
     ref = f"{target_repo}:{tag}"
     started = time.monotonic()
+    digest = push_ref(client, target_repo, tag, auth, log)
+    log(f"pushed {ref} ({digest}) in {time.monotonic() - started:.1f}s")
+    return Published(ref, digest=digest, pushed=True, metadata={"digest": digest, "pinned": f"{target_repo}@{digest}"})
+
+
+def push_ref(client: docker.DockerClient, repository: str, tag: str, auth: dict[str, str] | None, log: Log) -> str:
+    """Push ``repository:tag`` (the registry is the repository's host); its digest, or PublishError."""
+    ref = f"{repository}:{tag}"
+    registry = repository.split("/", 1)[0]
+    target_repo = repository
     log(f"pushing {ref}")
     digest = None
     try:
@@ -859,5 +911,4 @@ def push_image(spec: RepoSpec, artifact: Artifact, registry: str | None, log: Lo
         raise
     if not digest:
         raise PublishError(f"pushing {ref} reported no digest; the registry {registry} may have refused it")
-    log(f"pushed {ref} ({digest}) in {time.monotonic() - started:.1f}s")
-    return Published(ref, digest=digest, pushed=True, metadata={"digest": digest, "pinned": f"{target_repo}@{digest}"})
+    return digest
