@@ -324,3 +324,45 @@ def test_a_foreign_rule_on_the_webserver_group_is_revoked(settings, network):
     sg = ec2.describe_security_groups(GroupIds=[sg["GroupId"]])["SecurityGroups"][0]
     assert all(not p.get("IpRanges") for p in sg["IpPermissions"])
     assert [g["GroupId"] for p in sg["IpPermissions"] for g in p["UserIdGroupPairs"]] == [network["META_DEPLOYER_PLATFORM_ALLOWED_SECURITY_GROUPS"]]
+
+
+@pytest.mark.parametrize("name", ["dagster-webserver", "dagster-daemon", "meta-deployer"])
+def test_no_repo_can_take_a_platform_service_name(name):
+    from meta_deployer import naming
+
+    assert naming.name_problem(name) and "reserved" in naming.name_problem(name)
+
+
+def test_behind_an_https_listener_the_rule_authenticates_then_forwards(settings, network, tmp_path):
+    ec2, elbv2 = boto3.client("ec2"), boto3.client("elbv2")
+    vpc, subnets = network["META_DEPLOYER_VPC_ID"], network["META_DEPLOYER_SUBNETS"].split(",")
+    lb_sg = ec2.create_security_group(GroupName="alb", Description="alb", VpcId=vpc)["GroupId"]
+    lb = elbv2.create_load_balancer(Name="dagster", Subnets=subnets[:2], SecurityGroups=[lb_sg], Scheme="internal")["LoadBalancers"][0]
+    default = [{"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "404"}}]
+    listener = elbv2.create_listener(
+        LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTPS", Port=443, DefaultActions=default,
+        Certificates=[{"CertificateArn": boto3.client("acm").request_certificate(DomainName="dagster.example.com")["CertificateArn"]}],
+    )["Listeners"][0]["ListenerArn"]
+    tg = elbv2.create_target_group(Name="dagster-other", Protocol="HTTP", Port=80, VpcId=vpc)["TargetGroups"][0]["TargetGroupArn"]
+    elbv2.create_rule(ListenerArn=listener, Priority=1, Conditions=[{"Field": "path-pattern", "Values": ["/x"]}],
+                      Actions=[{"Type": "forward", "TargetGroupArn": tg}])
+    secret = boto3.client("secretsmanager").create_secret(Name="dagster/platform/oidc", SecretString="s3cr3t")["ARN"]
+    env = {**network, "META_DEPLOYER_LB_LISTENER_ARN": listener, **{
+        f"META_DEPLOYER_{k.upper()}" if k.startswith("oidc") else f"META_DEPLOYER_PLATFORM_{k.upper()}": v
+        for k, v in {**OIDC, "oidc_client_secret_arn": secret}.items()
+    }}
+    s = Settings.from_env({"META_DEPLOYER_ROOT": str(tmp_path), **env})
+    gw = AwsGateway()
+    done = platform_up(s, log=LOG.append, gateway=gw)
+    assert "s3cr3t" not in done.render() and "s3cr3t" not in "\n".join(LOG)
+    rules = [r for r in elbv2.describe_rules(ListenerArn=listener)["Rules"] if not r["IsDefault"]]
+    (ours,) = [r for r in rules if r["Priority"] != "1"]
+    assert ours["Priority"] == "2"
+    assert [(a["Type"], a.get("Order")) for a in sorted(ours["Actions"], key=lambda a: a["Order"])] == [("authenticate-oidc", 1), ("forward", 2)]
+    (target_group,) = elbv2.describe_target_groups(Names=["meta-deployer-webserver"])["TargetGroups"]
+    assert target_group["HealthCheckPath"] == "/server_info" and target_group["Port"] == 3000
+    sg = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["dagster-platform-webserver"]}])["SecurityGroups"][0]
+    assert [g["GroupId"] for p in sg["IpPermissions"] for g in p["UserIdGroupPairs"]] == [lb_sg]
+    start = len(gw.calls)
+    assert platform_up(s, log=LOG.append, gateway=gw).steps == ()
+    assert gw.mutating_calls(start) == []
