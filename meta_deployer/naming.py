@@ -16,7 +16,8 @@ import re
 #: name (64) and ``<name>-service`` a DNS label (63) without shortening.
 MAX_NAME_LENGTH = 40
 #: Names that would collide with the bucket's own top-level layout.
-RESERVED_NAMES = frozenset({"shared", "system", "temp", "meta-deployer"})
+#: meta-deployer, dagster-webserver and dagster-daemon are the platform's own ECS services (make platform).
+RESERVED_NAMES = frozenset({"shared", "system", "temp", "meta-deployer", "dagster-webserver", "dagster-daemon"})
 NAME_PATTERN = re.compile(r"^[a-z](?:[a-z0-9-]*[a-z0-9])?\Z")
 
 #: Tag put on every AWS resource the deployer owns; state is read back through it.
