@@ -6,21 +6,16 @@ served by `git daemon`. One thorough test: everything a user does on the platfor
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import boto3
 import pytest
 import yaml
 
-from conftest import ROOT, free_port, wait_for_port
+from conftest import free_port
 from dagster_ui import materialize_when_daemon_ready, wait_for_location
 from devkit import definitions_py, run_make
+from platformkit import fresh_database, git_daemon
 from dockerkit import engine_env
 from meta_deployer.platforms.images import docker_client
 from meta_deployer.webserver import location_statuses
@@ -28,40 +23,6 @@ from meta_deployer.webserver import location_statuses
 pytestmark = pytest.mark.e2e
 
 SALES = definitions_py("orders", "refunds")
-
-
-@contextmanager
-def git_daemon(base: Path) -> Iterator[str]:
-    """``git daemon`` exporting every repository under ``base``; yields ``git://127.0.0.1:<port>``."""
-    port = free_port()
-    proc = subprocess.Popen(
-        ["git", "daemon", "--export-all", "--reuseaddr", "--listen=127.0.0.1", f"--port={port}",
-         f"--base-path={base}", str(base)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port, proc=proc)
-        yield f"git://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-@contextmanager
-def fresh_database() -> Iterator[str]:
-    """A database of its own on the Postgres that .ci/services.sh starts (never sqlite here)."""
-    import psycopg2
-
-    base = os.environ.get("MD_POSTGRES_URL") or "postgresql://dagster:dagster@127.0.0.1:5432/dagster"
-    name = f"md_rehearsal_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(base)
-    admin.autocommit = True
-    admin.cursor().execute(f"CREATE DATABASE {name}")
-    try:
-        yield base.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
 
 
 def wait_until(check, what: str, timeout: float = 600) -> object:
