@@ -36,7 +36,7 @@ define run_job
 	$(BIN)/dagster job execute $(DEFS) -j $(1) -c "$$cfg" --tags "$$(cat "$$tags")"
 endef
 
-.PHONY: help install dev dev-with-repos add-repo dev-add-repo update-repo remove-repo list-repos repo-logs sync-repos validate bootstrap platform-local platform-local-down test bench clean
+.PHONY: help install dev dev-with-repos add-repo dev-add-repo update-repo remove-repo list-repos repo-logs sync-repos validate bootstrap platform platform-down platform-local platform-local-down test bench clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -93,6 +93,12 @@ validate: $(INSTALLED) ## Check every repos/<name>/config.yml before you commit 
 
 bootstrap: $(INSTALLED) ## ECS: create the shared AWS pieces (bucket layout, cluster, namespace, execution role); DRY_RUN=1 prints them
 	@$(BIN)/meta-deployer bootstrap
+
+platform: $(INSTALLED) ## ECS: the webserver, daemon and deployer services, their EFS workspace, roles and log groups; DRY_RUN=1 prints the plan
+	@$(BIN)/meta-deployer platform up
+
+platform-down: $(INSTALLED) ## ECS: remove the platform's services (EFS, bucket and log groups kept; PURGE=1 removes EFS, log groups and roles)
+	@$(BIN)/meta-deployer platform down
 
 platform-local: $(INSTALLED) ## Rehearse the production topology on the local engine: 2 webservers, daemon, deployer, Postgres; META_DEPLOYER_CONFIG_GIT_URL= (configs)
 	@bash -c '. .ci/services.sh && exec $(BIN)/meta-deployer platform-local up'

@@ -327,6 +327,19 @@ def cmd_instance_config(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_platform(args: argparse.Namespace) -> int:
+    """``make platform`` / ``platform-down``: the webserver, daemon and deployer on ECS (DRY_RUN=1: plan only)."""
+    from meta_deployer.platforms.aws.platform import platform_down, platform_up
+
+    settings = Settings.from_env()
+    dry_run = args.dry_run or _flag(_env("DRY_RUN"))
+    if args.action == "up":
+        platform_up(settings, dry_run=dry_run)
+    else:
+        platform_down(settings, purge=args.purge or _flag(_env("PURGE")), dry_run=dry_run)
+    return 0
+
+
 def cmd_platform_local(args: argparse.Namespace) -> int:
     """``make platform-local`` / ``platform-local-down``: the production topology on the local engine."""
     from meta_deployer import rehearsal
@@ -397,6 +410,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_bootstrap)
     p = sub.add_parser("instance-config", help="print the production instance's dagster.yaml (ecs platform)")
     p.set_defaults(func=cmd_instance_config)
+    p = sub.add_parser("platform", help="create (up) or remove (down) the platform's services on ECS")
+    p.add_argument("action", choices=["up", "down"])
+    p.add_argument("--dry-run", action="store_true")
+    p.add_argument("--purge", action="store_true")
+    p.set_defaults(func=cmd_platform)
     p = sub.add_parser("platform-local", help="bring the local rehearsal of the platform up or down")
     p.add_argument("action", choices=["up", "down"])
     p.set_defaults(func=cmd_platform_local)

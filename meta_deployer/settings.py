@@ -524,6 +524,71 @@ class EcsSettings(SettingsGroup):
             )
 
 
+# -- the platform's own services on ECS (make platform) ------------------------------------
+#: ``make platform``: webserver replicas (README "The ECS platform", "make platform").
+DEFAULT_PLATFORM_WEBSERVER_COUNT = 2
+PLATFORM_AUTH_KINDS = ("oidc", "cognito")
+#: EC2 security group ids (``sg-`` and 8 or 17 hex digits).
+SECURITY_GROUP_ID = re.compile(r"^sg-([0-9a-f]{8}|[0-9a-f]{17})\Z")
+
+
+class PlatformAwsSettings(SettingsGroup):
+    """``make platform``: the webserver, daemon and deployer services on ECS (README "The ECS platform")."""
+
+    image: str | None = setting(
+        "META_DEPLOYER_PLATFORM_IMAGE", None,
+        "the platform image (webserver, daemon and deployer); unset: `dagster/platform:latest` in `META_DEPLOYER_REGISTRY` or the account's ECR",
+    )
+    webserver_count: int = setting(
+        "META_DEPLOYER_PLATFORM_WEBSERVER_COUNT", DEFAULT_PLATFORM_WEBSERVER_COUNT, "tasks of the `dagster-webserver` service", ge=1
+    )
+    host: str | None = setting(
+        "META_DEPLOYER_PLATFORM_HOST", None,
+        "the webserver's host name on the load balancer (the listener rule's host header); required with `META_DEPLOYER_LB_LISTENER_ARN`",
+    )
+    allowed_security_groups: tuple[str, ...] = setting(
+        "META_DEPLOYER_PLATFORM_ALLOWED_SECURITY_GROUPS", (),
+        "without a load balancer: the only security groups whose members may reach the webserver (port 3000), comma-separated",
+    )
+    auth: Literal["oidc", "cognito"] | None = setting(
+        "META_DEPLOYER_PLATFORM_AUTH", None,
+        "how the listener rule authenticates before it forwards to the webserver: `oidc` or `cognito`; required with `META_DEPLOYER_LB_LISTENER_ARN`",
+    )
+    oidc_issuer: str | None = setting("META_DEPLOYER_OIDC_ISSUER", None, "`oidc`: the identity provider's issuer URL")
+    oidc_authorization_endpoint: str | None = setting(
+        "META_DEPLOYER_OIDC_AUTHORIZATION_ENDPOINT", None, "`oidc`: its authorization endpoint (https)"
+    )
+    oidc_token_endpoint: str | None = setting("META_DEPLOYER_OIDC_TOKEN_ENDPOINT", None, "`oidc`: its token endpoint (https)")
+    oidc_user_info_endpoint: str | None = setting(
+        "META_DEPLOYER_OIDC_USER_INFO_ENDPOINT", None, "`oidc`: its user info endpoint (https)"
+    )
+    oidc_client_id: str | None = setting("META_DEPLOYER_OIDC_CLIENT_ID", None, "`oidc`: the client id")
+    oidc_client_secret_arn: str | None = setting(
+        "META_DEPLOYER_OIDC_CLIENT_SECRET_ARN", None,
+        "`oidc`: the Secrets Manager ARN of the client secret, read when the rule is created (never a plain value)",
+    )
+    cognito_user_pool_arn: str | None = setting("META_DEPLOYER_COGNITO_USER_POOL_ARN", None, "`cognito`: the user pool ARN")
+    cognito_client_id: str | None = setting("META_DEPLOYER_COGNITO_CLIENT_ID", None, "`cognito`: the user pool app client id")
+    cognito_domain: str | None = setting("META_DEPLOYER_COGNITO_DOMAIN", None, "`cognito`: the user pool domain prefix")
+
+    @field_validator("allowed_security_groups", mode="before")
+    @classmethod
+    def _security_groups(cls, value: Any) -> tuple[str, ...]:
+        items = value.split(",") if isinstance(value, str) else (value or ())
+        groups = tuple(sorted({v.strip() for v in items if v.strip()}))
+        for group in groups:
+            if not SECURITY_GROUP_ID.match(group):
+                raise ValueError(f"{group!r} is not a security group id (sg- and 8 or 17 hex digits)")
+        return groups
+
+    @field_validator("oidc_client_secret_arn")
+    @classmethod
+    def _secret_arn(cls, value: str | None) -> str | None:
+        if value and not re.match(r"^arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:.+\Z", value):
+            raise ValueError("must be a Secrets Manager secret ARN (arn:aws:secretsmanager:<region>:<account>:secret:...)")
+        return value or None
+
+
 # -- the core settings, holding the groups ------------------------------------------------
 
 
@@ -637,6 +702,9 @@ class Settings(SettingsGroup):
     docker: DockerSettings = Field(default_factory=DockerSettings, description="Group: the docker platform")
     images: ImageSettings = Field(default_factory=ImageSettings, description="Group: images (docker and ecs)")
     ecs: EcsSettings = Field(default_factory=EcsSettings, description="Group: the ecs platform")
+    platform_aws: PlatformAwsSettings = Field(
+        default_factory=PlatformAwsSettings, description="Group: make platform (the platform's services on ECS)"
+    )
     env: Mapping[str, str] = Field(
         default_factory=dict, exclude=True, repr=False, description="Derived: the environment, for the Docker SDK and boto3"
     )
@@ -649,6 +717,7 @@ class Settings(SettingsGroup):
             "docker": DockerSettings.from_env(env),
             "images": ImageSettings._read(env, env=env),
             "ecs": EcsSettings.from_env(env),
+            "platform_aws": PlatformAwsSettings.from_env(env),
         }
         return cls._read(env, env=env, **groups)
 

@@ -46,8 +46,10 @@ def _conditions_hold(conditions: dict, context: dict[str, str]) -> bool:
             value = context[key]
             if operator == "StringLike":
                 ok = any(_match(p, value) for p in _list(patterns))
-            elif operator == "StringEquals":
+            elif operator in ("StringEquals", "ArnEquals"):
                 ok = value in _list(patterns)
+            elif operator == "ArnLike":
+                ok = any(_match(p, value) for p in _list(patterns))
             else:
                 raise NotImplementedError(f"condition operator {operator}")
             if not ok:

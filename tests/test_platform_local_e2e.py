@@ -6,21 +6,16 @@ served by `git daemon`. One thorough test: everything a user does on the platfor
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import time
-import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
-from pathlib import Path
 
 import boto3
 import pytest
 import yaml
 
-from conftest import ROOT, free_port, wait_for_port
+from conftest import free_port
 from dagster_ui import materialize_when_daemon_ready, wait_for_location
 from devkit import definitions_py, run_make
+from platformkit import fresh_database, git_daemon
 from dockerkit import engine_env
 from meta_deployer.platforms.images import docker_client
 from meta_deployer.webserver import location_statuses
@@ -28,40 +23,6 @@ from meta_deployer.webserver import location_statuses
 pytestmark = pytest.mark.e2e
 
 SALES = definitions_py("orders", "refunds")
-
-
-@contextmanager
-def git_daemon(base: Path) -> Iterator[str]:
-    """``git daemon`` exporting every repository under ``base``; yields ``git://127.0.0.1:<port>``."""
-    port = free_port()
-    proc = subprocess.Popen(
-        ["git", "daemon", "--export-all", "--reuseaddr", "--listen=127.0.0.1", f"--port={port}",
-         f"--base-path={base}", str(base)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for_port(port, proc=proc)
-        yield f"git://127.0.0.1:{port}"
-    finally:
-        proc.terminate()
-        proc.wait(timeout=10)
-
-
-@contextmanager
-def fresh_database() -> Iterator[str]:
-    """A database of its own on the Postgres that .ci/services.sh starts (never sqlite here)."""
-    import psycopg2
-
-    base = os.environ.get("MD_POSTGRES_URL") or "postgresql://dagster:dagster@127.0.0.1:5432/dagster"
-    name = f"md_rehearsal_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(base)
-    admin.autocommit = True
-    admin.cursor().execute(f"CREATE DATABASE {name}")
-    try:
-        yield base.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
 
 
 def wait_until(check, what: str, timeout: float = 600) -> object:
@@ -130,7 +91,28 @@ def test_the_platform_deploys_from_git_serves_on_every_replica_and_runs_in_the_r
             assert "repos/sales/assets/orders" in keys and "system/deployments/sales.json" in keys, keys
             assert not [k for k in keys if k.startswith("repos/") and not k.startswith("repos/sales/")], keys
 
-            # 3. A changed config updates it (a new environment value reaches the served container).
+            # 3. Two deploys of one repo at once, in two containers, bypassing the run queue (as
+            # `dagster job execute` does): one waits for the other's lease in the bucket, and the record
+            # and workspace end consistent.
+            head = code.commit({"definitions.py": definitions_py("orders", "refunds", "returns")}, "returns")
+            outputs = deploy_twice_at_once(client, "sales")
+            assert sum("holds its lease" in out for out in outputs) >= 1, outputs
+            record = json.loads(s3.get_object(Bucket="dagster-storage", Key="system/deployments/sales.json")["Body"].read())
+            assert record["commit"] == head
+            both(urls, "sales", assets=["orders", "refunds", "returns"])
+
+            # 4. `make add-repo` against the central instance deploys through it and streams its run.
+            stock = git_remote("inventory", files={"definitions.py": definitions_py("stock")})
+            remote = {**env, "META_DEPLOYER_DAGSTER_URL": urls[0], "REPO_NAME": "inventory"}
+            added = run_make(project, "add-repo", env={**remote, "REPO_URL": f"{git}/{stock.path.name}"}, timeout=900)
+            assert "launched add_repo run" in added.stdout and "ended SUCCESS" in added.stdout, added.stdout
+            assert "STEP_SUCCESS" in added.stdout or "checkout" in added.stdout, added.stdout
+            both(urls, "inventory", assets=["stock"])
+            removed = run_make(project, "remove-repo", env=remote, timeout=600)
+            assert "ended SUCCESS" in removed.stdout, removed.stdout
+            both(urls, "inventory", present=False)
+
+            # 5. A changed config updates it (a new environment value reaches the served container).
             spec["environment"] = [{"name": "REGION", "value": "emea"}]
             config.commit({"repos/sales/config.yml": yaml.safe_dump(spec, sort_keys=False)}, "sales: region")
 
@@ -141,7 +123,7 @@ def test_the_platform_deploys_from_git_serves_on_every_replica_and_runs_in_the_r
             wait_until(updated, "sales redeployed with REGION=emea")
             both(urls, "sales", assets=["orders", "refunds"])
 
-            # 4. A deleted config removes it from both replicas.
+            # 6. A deleted config removes it from both replicas.
             config.commit({"repos/sales/config.yml": None}, "remove sales")
             both(urls, "sales", present=False, timeout=600)
             assert all("sales" not in location_statuses(url) for url in urls)
@@ -155,8 +137,38 @@ def test_the_platform_deploys_from_git_serves_on_every_replica_and_runs_in_the_r
         finally:
             run_make(project, "platform-local-down", env={**env, "PURGE": "1"}, check=False)
             for container in client.containers.list(all=True, filters={"label": "meta-deployer.repo"}):
-                if "sales" in container.name:
+                if "sales" in container.name or "inventory" in container.name:
                     container.remove(force=True)
+
+
+def deploy_twice_at_once(client, name: str) -> list[str]:
+    """Start two `update_repo` runs of ``name`` with `dagster job execute` in two containers of the
+    platform image at the same moment (the deployer's settings, the workspace volume); both must
+    succeed; returns their outputs."""
+    deployer = client.containers.get("md-deployer")
+    env = dict(e.split("=", 1) for e in deployer.attrs["Config"]["Env"])
+    env.pop("DAGSTER_CONTAINER_CONTEXT", None)
+    # No DAGSTER_HOME (as in the deployer's own container): `dagster job execute` runs on an ephemeral
+    # instance, and the docker platform binds no instance folder into the location.
+    script = (f"meta-deployer run-config update --name {name} > /tmp/run.yaml && "
+              "dagster job execute -m meta_deployer.definitions -j update_repo -c /tmp/run.yaml")
+    workers = [
+        client.containers.run(deployer.image.id, ["sh", "-c", script], detach=True, network_mode="host",
+                              environment=env, volumes={"md-workspace": {"bind": "/workspace", "mode": "rw"}},
+                              labels={"meta-deployer.test": "twice"})
+        for _ in range(2)
+    ]
+    outputs = []
+    try:
+        for worker in workers:
+            code = worker.wait(timeout=900)["StatusCode"]
+            out = worker.logs().decode(errors="replace")
+            outputs.append(out)
+            assert code == 0, out[-4000:]
+    finally:
+        for worker in workers:
+            worker.remove(force=True)
+    return outputs
 
 
 def _free(port: int) -> bool:

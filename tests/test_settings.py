@@ -12,6 +12,7 @@ from meta_deployer.settings import (
     DockerSettings,
     EcsSettings,
     ImageSettings,
+    PlatformAwsSettings,
     Settings,
     SettingsGroup,
     env_var,
@@ -23,6 +24,7 @@ GROUPS: dict[str, type[SettingsGroup]] = {
     "docker": DockerSettings,
     "images": ImageSettings,
     "ecs": EcsSettings,
+    "platform_aws": PlatformAwsSettings,
 }
 #: Variables the README tables name that other programs read themselves (not fields of the model).
 READ_BY_OTHERS = {"DAGSTER_PORT", "DAGSTER_HOST", "AWS_REGION", "AWS_DEFAULT_REGION", "DOCKER_HOST"}
@@ -158,6 +160,10 @@ BAD_VALUES = [
     ("META_DEPLOYER_CODEBUILD_COMPUTE_TYPE", "BUILD_LAMBDA_1GB", "BUILD_GENERAL1_SMALL"),
     ("META_DEPLOYER_CODEBUILD_POLL_INTERVAL", "-1", "at least 0"),
     ("META_DEPLOYER_PG_SECRET_ARN", "arn:aws:secretsmanager:us-east-1:123456789012:secret:pg", "full ARN"),
+    ("META_DEPLOYER_PLATFORM_WEBSERVER_COUNT", "0", "at least 1"),
+    ("META_DEPLOYER_PLATFORM_AUTH", "basic", "oidc, cognito"),
+    ("META_DEPLOYER_PLATFORM_ALLOWED_SECURITY_GROUPS", "sg-1,default", "not a security group id"),
+    ("META_DEPLOYER_OIDC_CLIENT_SECRET_ARN", "s3cr3t", "Secrets Manager secret ARN"),
 ]
 
 

@@ -625,3 +625,63 @@ class AwsGateway:
         if result is None:
             return [], token
         return list(result.get("events", [])), result.get("nextForwardToken") or token
+
+    # -- make platform: EFS, EC2 security groups, the listener ----------------------
+    def find_file_system(self, creation_token: str) -> dict[str, Any] | None:
+        """The EFS file system created with ``creation_token`` (not being deleted), or None."""
+        efs = self.client("efs")
+        result = self._call(efs.describe_file_systems, f"EFS file system {creation_token}", CreationToken=creation_token)
+        found = [f for f in (result or {}).get("FileSystems", []) if f.get("LifeCycleState") not in ("deleting", "deleted")]
+        return found[0] if found else None
+
+    def access_points(self, file_system_id: str) -> list[dict[str, Any]]:
+        """The file system's access points."""
+        efs = self.client("efs")
+        result = self._call(efs.describe_access_points, f"access points of {file_system_id}", FileSystemId=file_system_id)
+        return list((result or {}).get("AccessPoints", []))
+
+    def mount_targets(self, file_system_id: str) -> list[dict[str, Any]]:
+        """The file system's mount targets, each with its ``SecurityGroups``."""
+        efs = self.client("efs")
+        result = self._call(efs.describe_mount_targets, f"mount targets of {file_system_id}", FileSystemId=file_system_id)
+        targets = list((result or {}).get("MountTargets", []))
+        for target in targets:
+            groups = self._call(
+                efs.describe_mount_target_security_groups, f"mount target {target['MountTargetId']}",
+                MountTargetId=target["MountTargetId"],
+            )
+            target["SecurityGroups"] = list((groups or {}).get("SecurityGroups", []))
+        return targets
+
+    def subnets(self, subnet_ids: list[str]) -> list[dict[str, Any]]:
+        """The subnets (with ``AvailabilityZone`` and ``VpcId``), in the order asked."""
+        if not subnet_ids:
+            return []
+        result = self._call(self.client("ec2").describe_subnets, f"subnets {', '.join(subnet_ids)}", SubnetIds=subnet_ids)
+        by_id = {s["SubnetId"]: s for s in (result or {}).get("Subnets", [])}
+        return [by_id[s] for s in subnet_ids if s in by_id]
+
+    def find_security_group(self, vpc_id: str, name: str) -> dict[str, Any] | None:
+        """The security group called ``name`` in the VPC (with ``IpPermissions``), or None."""
+        result = self._call(
+            self.client("ec2").describe_security_groups, f"security group {name} in {vpc_id}",
+            Filters=[{"Name": "vpc-id", "Values": [vpc_id]}, {"Name": "group-name", "Values": [name]}],
+        )
+        groups = (result or {}).get("SecurityGroups", [])
+        return groups[0] if groups else None
+
+    def listener(self, listener_arn: str) -> dict[str, Any] | None:
+        """The listener (``Protocol``, ``LoadBalancerArn``) with its load balancer's ``SecurityGroups``, or None."""
+        result = self._call(
+            self.elbv2.describe_listeners, f"listener {listener_arn}", ok=("ListenerNotFound",), ListenerArns=[listener_arn]
+        )
+        listeners = (result or {}).get("Listeners", [])
+        if not listeners:
+            return None
+        found = dict(listeners[0])
+        balancers = self._call(
+            self.elbv2.describe_load_balancers, f"load balancer {found.get('LoadBalancerArn')}",
+            LoadBalancerArns=[found["LoadBalancerArn"]],
+        )
+        found["SecurityGroups"] = [g for lb in (balancers or {}).get("LoadBalancers", []) for g in lb.get("SecurityGroups", [])]
+        return found

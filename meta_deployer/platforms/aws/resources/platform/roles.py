@@ -1,0 +1,244 @@
+"""The platform's IAM roles and their one inline policy each (pure); the role kinds reuse
+``resources/task_role.py`` (create, trust, policy; removal).
+
+==========================  ==============================================================
+``dagster-platform-execution``  ECS pulls the platform image (``dagster/platform``) and writes
+                                ``/dagster/platform/*`` logs; nothing else
+``dagster-platform-webserver``  reads: repo and platform logs, compute logs in S3
+                                (``repos/*/logs/*``, ``system/logs/*``); mounts the workspace. No
+                                write anywhere (no S3 PutObject, no ECS, no IAM)
+``dagster-platform-daemon``     what ``EcsRunLauncher`` needs: RunTask of ``dagster-repo-*``
+                                families in the cluster, DescribeTasks/StopTask/TagResource of
+                                the cluster's tasks, Register/DescribeTaskDefinition, ListTasks;
+                                ``iam:PassRole`` only on the ``dagster-repo-*`` task roles, the
+                                ``dagster-exec-*`` execution roles, the deployer's role (its own
+                                runs) and ``dagster-platform-execution``, only to ECS tasks;
+                                reads ``/dagster/repos/*`` logs; mounts the workspace
+``dagster-platform-deployer``   ECS, IAM, Logs, Cloud Map, ELBv2, ECR, S3, CodeBuild, each on the
+                                documented names only: ``dagster-repo-*``/``dagster-exec-*``,
+                                ``dagster/*``, ``/dagster/*``, ``repos/*``, ``system/*``
+==========================  ==============================================================
+
+AWS facts relied on, with their sources (Service Authorization Reference, "Actions, resources,
+and condition keys for <service>"):
+
+- ``ecs:RegisterTaskDefinition``, ``ecs:DescribeTaskDefinition``, ``ecs:ListTaskDefinitions``,
+  ``ecs:DeregisterTaskDefinition`` and ``ecs:ListServices`` take no resource ARN: ``*``.
+  ``ecs:RunTask`` is on ``task-definition/<family>:<revision>`` and takes the ``ecs:cluster``
+  condition; ``StopTask``, ``DescribeTasks`` and ``TagResource`` are on ``task/<cluster>/*``;
+  ``ListTasks`` is on ``container-instance`` and takes ``ecs:cluster``.
+- ``iam:PassRole`` takes ``iam:PassedToService`` (IAM user guide, "Granting a user permissions to
+  pass a role"): ``ecs-tasks.amazonaws.com``.
+- Cloud Map ``CreateService``/``DeleteService``/``GetService``... name IDs, not names, in their ARN;
+  they take ``servicediscovery:NamespaceName`` (the deployer is held to its namespace by it).
+- EFS ``elasticfilesystem:ClientMount``/``ClientWrite`` are on ``file-system/<id>`` and take
+  ``aws:ResourceTag/<key>``: the workspace file system is tagged ``meta-deployer:platform=workspace``.
+- ``ecr:GetAuthorizationToken`` has no resource type: ``*``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from meta_deployer.platforms.aws.common import ECS_TASKS_PRINCIPAL, POLICY_VERSION, trust_policy
+from meta_deployer.platforms.aws.engine import Context, Kind, Scope
+from meta_deployer.platforms.aws.resources import task_role
+from meta_deployer.platforms.aws.resources.platform.common import (
+    DAEMON,
+    DEPLOYER,
+    EXECUTION_ROLE,
+    IMAGE_REPOSITORY,
+    TAG_KEY,
+    WEBSERVER,
+    PlatformInputs,
+    log_group,
+    platform_tags,
+    role,
+)
+from meta_deployer.settings import DEFAULT_EXECUTION_ROLE_NAME
+
+POLICY_NAMES = {
+    "execution": "pull-platform-image-write-platform-logs",
+    WEBSERVER: "read-logs-and-compute-logs",
+    DAEMON: "launch-repo-runs",
+    DEPLOYER: "deploy-repos",
+}
+LOG_READ = ("logs:DescribeLogStreams", "logs:FilterLogEvents", "logs:GetLogEvents")
+
+
+def _doc(*statements: dict[str, Any]) -> dict[str, Any]:
+    return {"Version": POLICY_VERSION, "Statement": list(statements)}
+
+
+def _efs_mount(inputs: PlatformInputs, write: bool) -> dict[str, Any]:
+    return {
+        "Sid": "MountWorkspace" + ("ReadWrite" if write else "ReadOnly"),
+        "Effect": "Allow",
+        "Action": ["elasticfilesystem:ClientMount"] + (["elasticfilesystem:ClientWrite"] if write else []),
+        "Resource": [inputs.arn("elasticfilesystem", "file-system/*")],
+        "Condition": {"StringEquals": {f"aws:ResourceTag/{TAG_KEY}": "workspace"}},
+    }
+
+
+def _logs(inputs: PlatformInputs, prefix: str) -> list[str]:
+    arn = inputs.arn("logs", f"log-group:{prefix}")
+    return [arn, f"{arn}:*"]
+
+
+def execution_policy(inputs: PlatformInputs) -> dict[str, Any]:
+    """Pull ``dagster/platform`` and write ``/dagster/platform/*`` logs."""
+    return _doc(
+        {"Sid": "EcrLogin", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": ["*"]},
+        {"Sid": "PullPlatformImage", "Effect": "Allow",
+         "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+         "Resource": [inputs.arn("ecr", f"repository/{IMAGE_REPOSITORY}")]},
+        {"Sid": "WritePlatformLogs", "Effect": "Allow", "Action": ["logs:CreateLogStream", "logs:PutLogEvents"],
+         "Resource": _logs(inputs, "/dagster/platform/*")},
+    )
+
+
+def webserver_policy(inputs: PlatformInputs) -> dict[str, Any]:
+    """Read-only: logs, compute logs; mount the workspace read-only."""
+    bucket = f"arn:{inputs.partition}:s3:::{inputs.settings.bucket}"
+    return _doc(
+        {"Sid": "ReadLogs", "Effect": "Allow", "Action": list(LOG_READ),
+         "Resource": _logs(inputs, "/dagster/repos/*") + _logs(inputs, "/dagster/platform/*")},
+        {"Sid": "ReadComputeLogs", "Effect": "Allow", "Action": ["s3:GetObject"],
+         "Resource": [f"{bucket}/repos/*/logs/*", f"{bucket}/system/logs/*"]},
+        {"Sid": "ListComputeLogs", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [bucket],
+         "Condition": {"StringLike": {"s3:prefix": ["repos/*/logs/*", "system/logs/*"]}}},
+        _efs_mount(inputs, write=False),
+    )
+
+
+def pass_role_targets(inputs: PlatformInputs) -> list[str]:
+    """The only roles the daemon may pass (to ECS tasks)."""
+    return [
+        inputs.role_arn("dagster-repo-*"), inputs.role_arn("dagster-exec-*"),
+        inputs.role_arn(role(DEPLOYER)), inputs.role_arn(EXECUTION_ROLE),
+    ]
+
+
+def daemon_policy(inputs: PlatformInputs) -> dict[str, Any]:
+    """What EcsRunLauncher needs to launch, watch and stop repo runs; nothing else."""
+    cluster = inputs.settings.cluster
+    cluster_arn = inputs.arn("ecs", f"cluster/{cluster}")
+    in_cluster = {"ArnEquals": {"ecs:cluster": cluster_arn}}
+    return _doc(
+        {"Sid": "RunRepoTasks", "Effect": "Allow", "Action": ["ecs:RunTask"],
+         "Resource": [inputs.arn("ecs", "task-definition/dagster-repo-*:*"),
+                      inputs.arn("ecs", f"task-definition/{role(DEPLOYER)}:*")],
+         "Condition": in_cluster},
+        {"Sid": "WatchAndStopTasks", "Effect": "Allow", "Action": ["ecs:DescribeTasks", "ecs:StopTask", "ecs:TagResource"],
+         "Resource": [inputs.arn("ecs", f"task/{cluster}/*")]},
+        {"Sid": "ListTasks", "Effect": "Allow", "Action": ["ecs:ListTasks"], "Resource": ["*"], "Condition": in_cluster},
+        {"Sid": "TaskDefinitions", "Effect": "Allow",
+         "Action": ["ecs:DescribeTaskDefinition", "ecs:RegisterTaskDefinition"], "Resource": ["*"]},
+        {"Sid": "PassRunRoles", "Effect": "Allow", "Action": ["iam:PassRole"], "Resource": pass_role_targets(inputs),
+         "Condition": {"StringEquals": {"iam:PassedToService": ECS_TASKS_PRINCIPAL}}},
+        {"Sid": "ReadRepoLogs", "Effect": "Allow", "Action": list(LOG_READ), "Resource": _logs(inputs, "/dagster/repos/*")},
+        _efs_mount(inputs, write=False),
+    )
+
+
+def deployer_policy(inputs: PlatformInputs, codebuild_project: str | None = None) -> dict[str, Any]:
+    """Deploy repos: every service, only on the documented names."""
+    s = inputs.settings
+    cluster = s.cluster
+    bucket = f"arn:{inputs.partition}:s3:::{s.bucket}"
+    ecs_names = [
+        inputs.arn("ecs", f"cluster/{cluster}"), inputs.arn("ecs", f"service/{cluster}/*"),
+        inputs.arn("ecs", f"task/{cluster}/*"), inputs.arn("ecs", "task-definition/dagster-repo-*:*"),
+    ]
+    repo_roles = [inputs.role_arn("dagster-repo-*"), inputs.role_arn("dagster-exec-*")]
+    statements = [
+        {"Sid": "EcsOnRepoNames", "Effect": "Allow",
+         "Action": ["ecs:CreateService", "ecs:DeleteService", "ecs:DescribeClusters", "ecs:DescribeServices",
+                    "ecs:DescribeTasks", "ecs:ListTasks", "ecs:RunTask", "ecs:StopTask", "ecs:TagResource",
+                    "ecs:UntagResource", "ecs:UpdateService"],
+         "Resource": ecs_names},
+        {"Sid": "EcsWithoutResourceTypes", "Effect": "Allow",
+         "Action": ["ecs:DeregisterTaskDefinition", "ecs:DescribeTaskDefinition", "ecs:ListServices",
+                    "ecs:ListTaskDefinitions", "ecs:RegisterTaskDefinition"],
+         "Resource": ["*"]},
+        {"Sid": "RepoRoles", "Effect": "Allow",
+         "Action": ["iam:CreateRole", "iam:DeleteRole", "iam:DeleteRolePolicy", "iam:GetRole", "iam:GetRolePolicy",
+                    "iam:ListRolePolicies", "iam:PutRolePolicy", "iam:TagRole", "iam:UpdateAssumeRolePolicy"],
+         "Resource": repo_roles},
+        {"Sid": "PassRepoRoles", "Effect": "Allow", "Action": ["iam:PassRole"],
+         "Resource": repo_roles + [inputs.role_arn(DEFAULT_EXECUTION_ROLE_NAME)],
+         "Condition": {"StringEquals": {"iam:PassedToService": ECS_TASKS_PRINCIPAL}}},
+        {"Sid": "DagsterLogs", "Effect": "Allow",
+         "Action": ["logs:CreateLogGroup", "logs:DeleteLogGroup", "logs:DescribeLogStreams", "logs:FilterLogEvents",
+                    "logs:GetLogEvents", "logs:PutRetentionPolicy", "logs:TagResource"],
+         "Resource": _logs(inputs, "/dagster/*")},
+        {"Sid": "ListLogGroups", "Effect": "Allow", "Action": ["logs:DescribeLogGroups"], "Resource": ["*"]},
+        {"Sid": "CloudMapInNamespace", "Effect": "Allow",
+         "Action": ["servicediscovery:CreateService", "servicediscovery:DeleteService", "servicediscovery:GetService",
+                    "servicediscovery:UpdateService", "servicediscovery:TagResource"],
+         "Resource": ["*"], "Condition": {"StringEquals": {"servicediscovery:NamespaceName": s.namespace}}},
+        {"Sid": "CloudMapList", "Effect": "Allow",
+         "Action": ["servicediscovery:ListNamespaces", "servicediscovery:ListServices", "servicediscovery:GetOperation"],
+         "Resource": ["*"]},
+        {"Sid": "RepoTargetGroups", "Effect": "Allow",
+         "Action": ["elasticloadbalancing:CreateTargetGroup", "elasticloadbalancing:DeleteTargetGroup",
+                    "elasticloadbalancing:AddTags"],
+         "Resource": [inputs.arn("elasticloadbalancing", "targetgroup/dagster-*/*")]},
+        {"Sid": "RepoListenerRules", "Effect": "Allow",
+         "Action": ["elasticloadbalancing:CreateRule", "elasticloadbalancing:DeleteRule", "elasticloadbalancing:AddTags"],
+         "Resource": [inputs.arn("elasticloadbalancing", "listener/app/*"),
+                      inputs.arn("elasticloadbalancing", "listener-rule/app/*")]},
+        {"Sid": "ElbDescribe", "Effect": "Allow",
+         "Action": ["elasticloadbalancing:DescribeRules", "elasticloadbalancing:DescribeTargetGroups"], "Resource": ["*"]},
+        {"Sid": "EcrLogin", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": ["*"]},
+        {"Sid": "DagsterImages", "Effect": "Allow",
+         "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:CompleteLayerUpload",
+                    "ecr:CreateRepository", "ecr:DeleteRepository", "ecr:DescribeImages", "ecr:DescribeRepositories",
+                    "ecr:GetDownloadUrlForLayer", "ecr:InitiateLayerUpload", "ecr:PutImage", "ecr:UploadLayerPart"],
+         "Resource": [inputs.arn("ecr", "repository/dagster/*")]},
+        {"Sid": "RepoAndSystemObjects", "Effect": "Allow",
+         "Action": ["s3:DeleteObject", "s3:GetObject", "s3:PutObject"],
+         "Resource": [f"{bucket}/repos/*", f"{bucket}/system/*"]},
+        {"Sid": "ListRepoAndSystem", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [bucket],
+         "Condition": {"StringLike": {"s3:prefix": ["repos/*", "system/*"]}}},
+        _efs_mount(inputs, write=True),
+    ]
+    if codebuild_project:
+        statements.append({
+            "Sid": "Builds", "Effect": "Allow", "Action": ["codebuild:BatchGetBuilds", "codebuild:StartBuild"],
+            "Resource": [inputs.arn("codebuild", f"project/{codebuild_project}")],
+        })
+    return _doc(*statements)
+
+
+def want_roles(inputs: PlatformInputs) -> dict[str, task_role.Role]:
+    """Every platform role by key (``execution`` and the three components)."""
+    codebuild = inputs.codebuild_project  # the deployer's builds: only with the codebuild builder
+    docs = {
+        "execution": (EXECUTION_ROLE, execution_policy(inputs)),
+        WEBSERVER: (role(WEBSERVER), webserver_policy(inputs)),
+        DAEMON: (role(DAEMON), daemon_policy(inputs)),
+        DEPLOYER: (role(DEPLOYER), deployer_policy(inputs, codebuild)),
+    }
+    return {
+        key: task_role.Role(name, trust_policy(), POLICY_NAMES[key], doc, platform_tags(key),
+                            description=f"meta_deployer platform: {key}")
+        for key, (name, doc) in docs.items()
+    }
+
+
+def _kind(key: str) -> Kind:
+    def want(inputs: PlatformInputs) -> task_role.Role:
+        return want_roles(inputs)[key]
+
+    def read(gw: Any, scope: Scope) -> Any:
+        name = EXECUTION_ROLE if key == "execution" else role(key)
+        return task_role.read_role(gw, name, POLICY_NAMES[key], scope.removal)
+
+    def remove(have: Any, ctx: Context) -> list:
+        return task_role.remove(have, ctx) if ctx.scope.purge else []
+
+    return Kind(f"platform_role_{key}", want, read, task_role.converge, remove, removal_rank=70)
+
+
+KINDS = tuple(_kind(key) for key in ("execution", WEBSERVER, DAEMON, DEPLOYER))

@@ -1,0 +1,368 @@
+"""``make platform`` / ``platform-down`` (meta_deployer/platforms/aws/platform.py and
+resources/platform/): the AWS rules our requests rely on (pure), the role policies statement by
+statement (and through tests/iam_eval.py), and the whole plan against a moto server over HTTP.
+
+moto 5.2.5 implements EFS file systems, access points and mount targets (and enforces one mount
+target per availability zone), EC2 security groups, and ELBv2 rules; it does not check that an
+authenticate action sits on an HTTPS listener, nor action order, nor the EFS/IAM rules of a task
+definition: those are unit tests of our requests below.
+"""
+
+from __future__ import annotations
+
+import json
+
+import boto3
+import pytest
+from iam_eval import allowed
+
+from meta_deployer.errors import MetaDeployerError, SettingsError
+from meta_deployer.platforms.aws import engine
+from meta_deployer.platforms.aws.bootstrap import bootstrap
+from meta_deployer.platforms.aws.common import PlanError, tag_value
+from meta_deployer.platforms.aws.gateway import AwsGateway
+from meta_deployer.platforms.aws.platform import platform_down, platform_up
+from meta_deployer.platforms.aws.resources.platform import PLATFORM_KINDS, PlatformInputs, efs, roles, services, web
+from meta_deployer.settings import EcsSettings, PlatformAwsSettings, Settings
+
+ACCOUNT, REGION = "123456789012", "us-east-1"
+LOG: list[str] = []
+
+
+def inputs(**platform: object) -> PlatformInputs:
+    ecs = EcsSettings(subnets=("subnet-a",), security_groups=("sg-0123456789abcdef0",), vpc_id="vpc-1")
+    return PlatformInputs(ecs, PlatformAwsSettings(**platform), REGION, ACCOUNT)
+
+
+def arn(resource: str, service: str) -> str:
+    return f"arn:aws:{service}:{REGION}:{ACCOUNT}:{resource}"
+
+
+def role_arn(name: str) -> str:
+    return f"arn:aws:iam::{ACCOUNT}:role/{name}"
+
+
+# -- EFS: one mount target per availability zone -----------------------------------------------
+
+
+def test_mount_targets_one_per_availability_zone():
+    chosen = efs.mount_target_subnets([("subnet-a", "us-east-1a"), ("subnet-b", "us-east-1a"), ("subnet-c", "us-east-1b")])
+    assert chosen == ["subnet-a", "subnet-c"]
+
+
+def test_task_definitions_mount_the_workspace_as_aws_requires():
+    i = inputs()
+    for component in services.COMPONENTS:
+        td = services.task_definition_request(component, i, "fs-1", "fsap-1")
+        (volume,) = td["volumes"]
+        conf = volume["efsVolumeConfiguration"]
+        # With an access point: rootDirectory omitted or "/"; IAM authorization needs transit encryption.
+        assert conf.get("rootDirectory", "/") == "/"
+        assert conf["transitEncryption"] == "ENABLED" and conf["authorizationConfig"] == {"accessPointId": "fsap-1", "iam": "ENABLED"}
+        (mount,) = td["containerDefinitions"][0]["mountPoints"]
+        assert mount["readOnly"] is (component != "deployer")
+        assert td["family"] == f"dagster-platform-{component}"
+        assert td["containerDefinitions"][0]["logConfiguration"]["options"]["awslogs-group"] == f"/dagster/platform/{component}"
+    assert services.task_definition_request("deployer", i, "fs", "ap")["containerDefinitions"][0]["command"][-2:] == ["-p", "4266"]
+
+
+# -- the listener rule: authenticate first, on HTTPS only, priorities from what exists -------------
+
+
+OIDC = dict(
+    auth="oidc", host="dagster.example.com", oidc_issuer="https://idp.example.com", oidc_client_id="cid",
+    oidc_authorization_endpoint="https://idp.example.com/auth", oidc_token_endpoint="https://idp.example.com/token",
+    oidc_user_info_endpoint="https://idp.example.com/userinfo",
+    oidc_client_secret_arn="arn:aws:secretsmanager:us-east-1:123456789012:secret:dagster/platform/oidc-AbCdEf",
+)
+
+
+def exposure(**platform: object) -> web.Exposure:
+    i = inputs(**platform)
+    i = PlatformInputs(i.settings.replace(lb_listener_arn="arn:listener"), i.platform, REGION, ACCOUNT)
+    exposure = web.want(i)
+    assert exposure is not None
+    return exposure
+
+
+@pytest.mark.parametrize("platform", [OIDC, dict(auth="cognito", host="d.example.com", cognito_user_pool_arn="arn:pool",
+                                                   cognito_client_id="c", cognito_domain="dom")])
+def test_rule_authenticates_with_order_1_then_forwards_with_order_2(platform):
+    actions = web.rule_actions(exposure(**platform), "arn:tg", "secret")
+    web.check_actions(actions)
+    assert [(a["Type"], a["Order"]) for a in actions] == [(f"authenticate-{platform['auth']}", 1), ("forward", 2)]
+
+
+@pytest.mark.parametrize("actions", [
+    [{"Type": "forward", "Order": 1, "TargetGroupArn": "t"}, {"Type": "authenticate-oidc", "Order": 2}],
+    [{"Type": "authenticate-oidc"}, {"Type": "forward", "TargetGroupArn": "t"}],
+    [{"Type": "forward", "Order": 1, "TargetGroupArn": "t"}],
+    [{"Type": "authenticate-oidc", "Order": 1}, {"Type": "forward", "Order": 1}],
+])
+def test_action_rules_refuse_what_aws_refuses_or_an_open_webserver(actions):
+    with pytest.raises(PlanError):
+        web.check_actions(actions)
+
+
+def _plan_web(listener: dict, rules: list, **platform: object) -> list:
+    want = exposure(**(platform or OIDC))
+    ctx = engine.Context(engine.Scope("platform", EcsSettings()), {})
+    return web.converge(want, {"target_group": None, "rule": None, "priorities": tuple(int(r) for r in rules), "listener": listener}, ctx)
+
+
+def test_authenticate_needs_an_https_listener():
+    with pytest.raises(PlanError, match="HTTPS"):
+        _plan_web({"Protocol": "HTTP"}, [])
+
+
+def test_rule_priority_is_the_lowest_free_one_and_the_secret_is_an_output():
+    steps = _plan_web({"Protocol": "HTTPS"}, [1, 2, 4])
+    (rule,) = [s for s in steps if s.operation == "CreateRule"]
+    assert rule.params["Priority"] == 3
+    assert 1 <= rule.params["Priority"] <= 50_000
+    secret = rule.params["Actions"][0]["AuthenticateOidcConfig"]["ClientSecret"]
+    assert isinstance(secret, engine.Output) and secret.call_id == web.SECRET_CALL
+    assert "oidc-AbCdEf" not in "\n".join(s.describe() for s in steps if s.operation != "GetSecretValue")
+
+
+def test_listener_without_auth_settings_is_refused():
+    with pytest.raises(SettingsError, match="META_DEPLOYER_PLATFORM_AUTH"):
+        exposure(host="d.example.com")
+    with pytest.raises(SettingsError, match="META_DEPLOYER_OIDC_CLIENT_SECRET_ARN"):
+        exposure(**{**OIDC, "oidc_client_secret_arn": None})
+
+
+def test_every_platform_tag_value_is_in_the_aws_character_set():
+    i = inputs()
+    wanted = engine.wants(PLATFORM_KINDS, i)
+    values = [v for r in roles.want_roles(i).values() for v in r.tags.values()]
+    values += [v for s in wanted["platform_services"] for v in s.tags.values()]
+    values += list(wanted["platform_workspace"].tags.values())
+    assert values and all(tag_value(v) == v for v in values)
+
+
+# -- roles, statement by statement ------------------------------------------------------------
+
+
+def _allowed(policy: dict, action: str, resource: str, context: dict | None = None) -> bool:
+    return allowed(policy, action, resource, context or {})
+
+
+def test_daemon_may_pass_only_repo_roles_to_ecs_tasks():
+    policy = roles.daemon_policy(inputs())
+    ecs_tasks = {"iam:PassedToService": "ecs-tasks.amazonaws.com"}
+    assert _allowed(policy, "iam:PassRole", role_arn("dagster-repo-sales"), ecs_tasks)
+    assert _allowed(policy, "iam:PassRole", role_arn("dagster-exec-sales"), ecs_tasks)
+    assert not _allowed(policy, "iam:PassRole", role_arn("admin"), ecs_tasks)
+    assert not _allowed(policy, "iam:PassRole", role_arn("dagster-platform-webserver"), ecs_tasks)
+    assert not _allowed(policy, "iam:PassRole", role_arn("dagster-repo-sales"), {"iam:PassedToService": "lambda.amazonaws.com"})
+    iam_actions = {a for s in policy["Statement"] for a in s["Action"] if a.startswith("iam:")}
+    assert iam_actions == {"iam:PassRole"}
+    actions = {a for s in policy["Statement"] for a in s["Action"]}
+    assert actions == {
+        "ecs:RunTask", "ecs:DescribeTasks", "ecs:StopTask", "ecs:TagResource", "ecs:ListTasks",
+        "ecs:DescribeTaskDefinition", "ecs:RegisterTaskDefinition", "iam:PassRole",
+        "logs:DescribeLogStreams", "logs:FilterLogEvents", "logs:GetLogEvents", "elasticfilesystem:ClientMount",
+    }
+    in_cluster = {"ecs:cluster": arn("cluster/dagster", "ecs")}
+    assert _allowed(policy, "ecs:RunTask", arn("task-definition/dagster-repo-sales:3", "ecs"), in_cluster)
+    assert not _allowed(policy, "ecs:RunTask", arn("task-definition/other:3", "ecs"), in_cluster)
+    assert _allowed(policy, "logs:GetLogEvents", arn("log-group:/dagster/repos/sales:log-stream:x", "logs"))
+    assert not _allowed(policy, "logs:GetLogEvents", arn("log-group:/other:log-stream:x", "logs"))
+
+
+def test_webserver_reads_and_writes_nothing():
+    policy = roles.webserver_policy(inputs())
+    bucket = "arn:aws:s3:::dagster-storage"
+    assert _allowed(policy, "s3:GetObject", f"{bucket}/repos/sales/logs/run/compute_logs/step.out")
+    for action in ("s3:PutObject", "s3:DeleteObject"):
+        assert not _allowed(policy, action, f"{bucket}/repos/sales/logs/run/compute_logs/step.out")
+    assert not _allowed(policy, "s3:GetObject", f"{bucket}/system/deployments/sales.json")
+    writes = [a for s in policy["Statement"] for a in s["Action"] if a.split(":")[1].startswith(("Put", "Delete", "Create", "Update", "Run", "Stop", "Pass", "ClientWrite"))]
+    assert writes == []
+
+
+def test_deployer_acts_only_on_documented_names():
+    policy = roles.deployer_policy(inputs(), "meta-deployer-build")
+    bucket = "arn:aws:s3:::dagster-storage"
+    assert _allowed(policy, "iam:CreateRole", role_arn("dagster-repo-sales"))
+    assert not _allowed(policy, "iam:CreateRole", role_arn("admin"))
+    assert not _allowed(policy, "iam:PutRolePolicy", role_arn("dagster-platform-deployer"))
+    assert _allowed(policy, "s3:PutObject", f"{bucket}/repos/sales/x")
+    assert _allowed(policy, "s3:PutObject", f"{bucket}/system/deployments/sales.json")
+    assert not _allowed(policy, "s3:PutObject", f"{bucket}/other/x")
+    assert _allowed(policy, "ecr:PutImage", arn("repository/dagster/sales", "ecr"))
+    assert not _allowed(policy, "ecr:PutImage", arn("repository/other", "ecr"))
+    assert _allowed(policy, "logs:CreateLogGroup", arn("log-group:/dagster/repos/sales", "logs"))
+    assert not _allowed(policy, "logs:CreateLogGroup", arn("log-group:/aws/other", "logs"))
+    assert _allowed(policy, "codebuild:StartBuild", arn("project/meta-deployer-build", "codebuild"))
+    assert not _allowed(policy, "codebuild:StartBuild", arn("project/other", "codebuild"))
+    # Every resource of every statement is `*` (actions with no resource type) or a documented name.
+    for statement in policy["Statement"]:
+        for resource in statement["Resource"]:
+            assert resource == "*" or any(part in resource for part in (
+                "dagster-repo-", "dagster-exec-", "dagster-ecs-execution", "/dagster/", "dagster/*", ":::dagster-storage",
+                "cluster/dagster", "/dagster/*", "dagster-*", "listener", "meta-deployer-build", "file-system/*",
+            )), (statement["Sid"], resource)
+        if statement["Resource"] == ["*"] and statement["Sid"] == "CloudMapInNamespace":
+            assert statement["Condition"] == {"StringEquals": {"servicediscovery:NamespaceName": "local"}}
+
+
+# -- against the moto server --------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def moto_two():
+    """A moto server whose services run 2 tasks (the webserver's default count; the session's runs 1)."""
+    from conftest import MotoServer
+
+    server = MotoServer({"MOTO_ECS_SERVICE_RUNNING": "2"})
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def network(moto_two, monkeypatch):
+    moto_two.reset()
+    monkeypatch.setenv("AWS_ENDPOINT_URL", moto_two.url)
+    ec2 = boto3.client("ec2")
+    vpc = ec2.create_vpc(CidrBlock="10.50.0.0/16")["Vpc"]["VpcId"]
+    ec2.modify_vpc_attribute(VpcId=vpc, EnableDnsHostnames={"Value": True})
+    subnets = [
+        ec2.create_subnet(VpcId=vpc, CidrBlock=f"10.50.{i}.0/24", AvailabilityZone=zone)["Subnet"]["SubnetId"]
+        for i, zone in ((1, "us-east-1a"), (2, "us-east-1b"), (3, "us-east-1a"))
+    ]
+    code = ec2.create_security_group(GroupName="dagster-code", Description="code servers", VpcId=vpc)["GroupId"]
+    office = ec2.create_security_group(GroupName="office", Description="people", VpcId=vpc)["GroupId"]
+    return {
+        "META_DEPLOYER_PLATFORM": "ecs", "META_DEPLOYER_VPC_ID": vpc, "META_DEPLOYER_SUBNETS": ",".join(subnets),
+        "META_DEPLOYER_SECURITY_GROUPS": code, "META_DEPLOYER_BUCKET": "dagster-storage",
+        "META_DEPLOYER_ECS_STABILITY_TIMEOUT": "10", "META_DEPLOYER_ECS_POLL_INTERVAL": "0.01",
+        "META_DEPLOYER_PLATFORM_ALLOWED_SECURITY_GROUPS": office,
+    }
+
+
+@pytest.fixture
+def settings(network, tmp_path):
+    s = Settings.from_env({"META_DEPLOYER_ROOT": str(tmp_path), **network})
+    bootstrap(s, log=LOG.append)
+    return s
+
+
+def test_platform_creates_everything_then_plans_nothing_and_down_keeps_the_data(settings, network):
+    gw = AwsGateway()
+    dry = platform_up(settings, dry_run=True, log=LOG.append, gateway=gw)
+    assert dry.steps and gw.mutating_calls() == []
+    assert boto3.client("efs").describe_file_systems()["FileSystems"] == []
+
+    done = platform_up(settings, log=LOG.append, gateway=gw)
+    assert [s.describe() for s in done.steps] == [s.describe() for s in dry.steps]
+
+    ecs = boto3.client("ecs")
+    found = {s["serviceName"]: s for s in ecs.describe_services(
+        cluster="dagster", services=["dagster-webserver", "dagster-daemon", "meta-deployer"], include=["TAGS"])["services"]}
+    assert {n: s["desiredCount"] for n, s in found.items()} == {"dagster-webserver": 2, "dagster-daemon": 1, "meta-deployer": 1}
+    assert found["dagster-daemon"]["deploymentConfiguration"]["maximumPercent"] == 100
+    assert {t["key"]: t["value"] for t in found["meta-deployer"]["tags"]} == {"meta-deployer:platform": "deployer"}
+    for component in ("webserver", "daemon", "deployer"):
+        td = ecs.describe_task_definition(taskDefinition=f"dagster-platform-{component}")["taskDefinition"]
+        assert td["taskRoleArn"].endswith(f":role/dagster-platform-{component}")
+        assert boto3.client("iam").get_role(RoleName=f"dagster-platform-{component}")["Role"]
+        assert boto3.client("logs").describe_log_groups(logGroupNamePrefix=f"/dagster/platform/{component}")["logGroups"]
+
+    efs_client = boto3.client("efs")
+    (fs,) = efs_client.describe_file_systems()["FileSystems"]
+    assert fs["Encrypted"] and {t["Key"]: t["Value"] for t in fs["Tags"]}["meta-deployer:platform"] == "workspace"
+    targets = efs_client.describe_mount_targets(FileSystemId=fs["FileSystemId"])["MountTargets"]
+    assert sorted(t["AvailabilityZoneName"] for t in targets) == ["us-east-1a", "us-east-1b"]  # 3 subnets, 2 zones
+    (point,) = efs_client.describe_access_points(FileSystemId=fs["FileSystemId"])["AccessPoints"]
+    assert point["RootDirectory"]["Path"] == "/workspace"
+
+    ec2 = boto3.client("ec2")
+    vpc = network["META_DEPLOYER_VPC_ID"]
+
+    def group(name):
+        return ec2.describe_security_groups(Filters=[{"Name": "vpc-id", "Values": [vpc]}, {"Name": "group-name", "Values": [name]}])["SecurityGroups"][0]
+
+    tasks, nfs, webserver = group("dagster-platform-tasks"), group("dagster-platform-efs"), group("dagster-platform-webserver")
+    assert [(p["FromPort"], [g["GroupId"] for g in p["UserIdGroupPairs"]]) for p in nfs["IpPermissions"]] == [(2049, [tasks["GroupId"]])]
+    assert [(p["FromPort"], [g["GroupId"] for g in p["UserIdGroupPairs"]], p["IpRanges"]) for p in webserver["IpPermissions"]] == [
+        (3000, [network["META_DEPLOYER_PLATFORM_ALLOWED_SECURITY_GROUPS"]], [])
+    ]
+
+    sd = boto3.client("servicediscovery")
+    assert "meta-deployer-service" in [s["Name"] for s in sd.list_services()["Services"]]
+
+    start = len(gw.calls)
+    again = platform_up(settings, log=LOG.append, gateway=gw)
+    assert again.steps == (), again.render()
+    assert gw.mutating_calls(start) == []
+
+    dry_down = platform_down(settings, dry_run=True, log=LOG.append, gateway=gw)
+    assert dry_down.steps and gw.mutating_calls(start) == []
+    platform_down(settings, log=LOG.append, gateway=gw)
+    left = [s for s in ecs.describe_services(cluster="dagster", services=["dagster-webserver", "dagster-daemon", "meta-deployer"])["services"] if s["status"] != "INACTIVE"]
+    assert left == []
+    assert ecs.list_task_definitions(familyPrefix="dagster-platform-", status="ACTIVE")["taskDefinitionArns"] == []
+    assert efs_client.describe_file_systems()["FileSystems"]  # kept
+    assert boto3.client("logs").describe_log_groups(logGroupNamePrefix="/dagster/platform/")["logGroups"]  # kept
+    assert boto3.client("s3").head_bucket(Bucket="dagster-storage")
+
+    platform_down(settings, purge=True, log=LOG.append, gateway=gw)
+    assert efs_client.describe_file_systems()["FileSystems"] == []
+    assert boto3.client("logs").describe_log_groups(logGroupNamePrefix="/dagster/platform/")["logGroups"] == []
+
+
+def test_a_foreign_rule_on_the_webserver_group_is_revoked(settings, network):
+    gw = AwsGateway()
+    platform_up(settings, log=LOG.append, gateway=gw)
+    ec2 = boto3.client("ec2")
+    sg = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["dagster-platform-webserver"]}])["SecurityGroups"][0]
+    ec2.authorize_security_group_ingress(GroupId=sg["GroupId"], IpPermissions=[
+        {"IpProtocol": "tcp", "FromPort": 3000, "ToPort": 3000, "IpRanges": [{"CidrIp": "0.0.0.0/0"}]}])
+    platform_up(settings, log=LOG.append, gateway=gw)
+    sg = ec2.describe_security_groups(GroupIds=[sg["GroupId"]])["SecurityGroups"][0]
+    assert all(not p.get("IpRanges") for p in sg["IpPermissions"])
+    assert [g["GroupId"] for p in sg["IpPermissions"] for g in p["UserIdGroupPairs"]] == [network["META_DEPLOYER_PLATFORM_ALLOWED_SECURITY_GROUPS"]]
+
+
+@pytest.mark.parametrize("name", ["dagster-webserver", "dagster-daemon", "meta-deployer"])
+def test_no_repo_can_take_a_platform_service_name(name):
+    from meta_deployer import naming
+
+    assert naming.name_problem(name) and "reserved" in naming.name_problem(name)
+
+
+def test_behind_an_https_listener_the_rule_authenticates_then_forwards(settings, network, tmp_path):
+    ec2, elbv2 = boto3.client("ec2"), boto3.client("elbv2")
+    vpc, subnets = network["META_DEPLOYER_VPC_ID"], network["META_DEPLOYER_SUBNETS"].split(",")
+    lb_sg = ec2.create_security_group(GroupName="alb", Description="alb", VpcId=vpc)["GroupId"]
+    lb = elbv2.create_load_balancer(Name="dagster", Subnets=subnets[:2], SecurityGroups=[lb_sg], Scheme="internal")["LoadBalancers"][0]
+    default = [{"Type": "fixed-response", "FixedResponseConfig": {"StatusCode": "404"}}]
+    listener = elbv2.create_listener(
+        LoadBalancerArn=lb["LoadBalancerArn"], Protocol="HTTPS", Port=443, DefaultActions=default,
+        Certificates=[{"CertificateArn": boto3.client("acm").request_certificate(DomainName="dagster.example.com")["CertificateArn"]}],
+    )["Listeners"][0]["ListenerArn"]
+    tg = elbv2.create_target_group(Name="dagster-other", Protocol="HTTP", Port=80, VpcId=vpc)["TargetGroups"][0]["TargetGroupArn"]
+    elbv2.create_rule(ListenerArn=listener, Priority=1, Conditions=[{"Field": "path-pattern", "Values": ["/x"]}],
+                      Actions=[{"Type": "forward", "TargetGroupArn": tg}])
+    secret = boto3.client("secretsmanager").create_secret(Name="dagster/platform/oidc", SecretString="s3cr3t")["ARN"]
+    env = {**network, "META_DEPLOYER_LB_LISTENER_ARN": listener, **{
+        f"META_DEPLOYER_{k.upper()}" if k.startswith("oidc") else f"META_DEPLOYER_PLATFORM_{k.upper()}": v
+        for k, v in {**OIDC, "oidc_client_secret_arn": secret}.items()
+    }}
+    s = Settings.from_env({"META_DEPLOYER_ROOT": str(tmp_path), **env})
+    gw = AwsGateway()
+    done = platform_up(s, log=LOG.append, gateway=gw)
+    assert "s3cr3t" not in done.render() and "s3cr3t" not in "\n".join(LOG)
+    rules = [r for r in elbv2.describe_rules(ListenerArn=listener)["Rules"] if not r["IsDefault"]]
+    (ours,) = [r for r in rules if r["Priority"] != "1"]
+    assert ours["Priority"] == "2"
+    assert [(a["Type"], a.get("Order")) for a in sorted(ours["Actions"], key=lambda a: a["Order"])] == [("authenticate-oidc", 1), ("forward", 2)]
+    (target_group,) = elbv2.describe_target_groups(Names=["meta-deployer-webserver"])["TargetGroups"]
+    assert target_group["HealthCheckPath"] == "/server_info" and target_group["Port"] == 3000
+    sg = ec2.describe_security_groups(Filters=[{"Name": "group-name", "Values": ["dagster-platform-webserver"]}])["SecurityGroups"][0]
+    assert [g["GroupId"] for p in sg["IpPermissions"] for g in p["UserIdGroupPairs"]] == [lb_sg]
+    start = len(gw.calls)
+    assert platform_up(s, log=LOG.append, gateway=gw).steps == ()
+    assert gw.mutating_calls(start) == []
