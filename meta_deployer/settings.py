@@ -216,6 +216,18 @@ class SettingsGroup(BaseModel):
         except ValidationError as exc:
             raise _settings_error(type(self), exc) from None
 
+    def as_env(self) -> dict[str, str]:
+        """The settings set explicitly (from the environment or :meth:`replace`), back as the variables
+        :meth:`from_env` reads (lists comma-separated): what a process started elsewhere needs to
+        read the same group. Fields left at their default are left out (the other side has them too)."""
+        env = {}
+        for name in sorted(self.model_fields_set):
+            var, value = env_var(type(self).model_fields[name]), getattr(self, name)
+            if var is None or value is None:
+                continue
+            env[var] = ",".join(map(str, value)) if isinstance(value, (tuple, list)) else str(value)
+        return env
+
     @classmethod
     def _read(cls, env: Mapping[str, str], /, **values: Any) -> Any:
         """The group from ``env`` plus ``values``, fields that are already built; SettingsError when invalid."""
@@ -527,6 +539,8 @@ class EcsSettings(SettingsGroup):
 # -- the platform's own services on ECS (make platform) ------------------------------------
 #: ``make platform``: webserver replicas (README "The ECS platform", "make platform").
 DEFAULT_PLATFORM_WEBSERVER_COUNT = 2
+#: META_DEPLOYER_PLATFORM_IMAGE: an image reference by digest.
+PLATFORM_IMAGE_BY_DIGEST = re.compile(r"^[^\s@]+@sha256:[0-9a-f]{64}\Z")
 PLATFORM_AUTH_KINDS = ("oidc", "cognito")
 #: EC2 security group ids (``sg-`` and 8 or 17 hex digits).
 SECURITY_GROUP_ID = re.compile(r"^sg-([0-9a-f]{8}|[0-9a-f]{17})\Z")
@@ -537,7 +551,9 @@ class PlatformAwsSettings(SettingsGroup):
 
     image: str | None = setting(
         "META_DEPLOYER_PLATFORM_IMAGE", None,
-        "the platform image (webserver, daemon and deployer); unset: `dagster/platform:latest` in `META_DEPLOYER_REGISTRY` or the account's ECR",
+        "a platform image (webserver, daemon and deployer) to run as is, by digest (`<repository>@sha256:<64 hex>`); "
+        "unset: `make platform` builds it with `META_DEPLOYER_BUILDER` and pushes it to `dagster/platform` in "
+        "`META_DEPLOYER_REGISTRY` or the account's ECR",
     )
     webserver_count: int = setting(
         "META_DEPLOYER_PLATFORM_WEBSERVER_COUNT", DEFAULT_PLATFORM_WEBSERVER_COUNT, "tasks of the `dagster-webserver` service", ge=1
@@ -580,6 +596,16 @@ class PlatformAwsSettings(SettingsGroup):
             if not SECURITY_GROUP_ID.match(group):
                 raise ValueError(f"{group!r} is not a security group id (sg- and 8 or 17 hex digits)")
         return groups
+
+    @field_validator("image")
+    @classmethod
+    def _by_digest(cls, value: str | None) -> str | None:
+        if value and not PLATFORM_IMAGE_BY_DIGEST.match(value):
+            raise ValueError(
+                "must name the image by digest, <repository>@sha256:<64 hex digits> (a tag can move under running "
+                "tasks); unset it to have make platform build and push the image"
+            )
+        return value or None
 
     @field_validator("oidc_client_secret_arn")
     @classmethod

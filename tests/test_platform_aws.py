@@ -27,11 +27,13 @@ from meta_deployer.settings import EcsSettings, PlatformAwsSettings, Settings
 
 ACCOUNT, REGION = "123456789012", "us-east-1"
 LOG: list[str] = []
+PG_ARN = f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:dagster/platform/postgres-AbCdEf"
+IMAGE = "127.0.0.1:5000/dagster/platform@sha256:" + "ab" * 32
 
 
 def inputs(**platform: object) -> PlatformInputs:
-    ecs = EcsSettings(subnets=("subnet-a",), security_groups=("sg-0123456789abcdef0",), vpc_id="vpc-1")
-    return PlatformInputs(ecs, PlatformAwsSettings(**platform), REGION, ACCOUNT)
+    ecs = EcsSettings(subnets=("subnet-a",), security_groups=("sg-0123456789abcdef0",), vpc_id="vpc-1", pg_secret_arn=PG_ARN)
+    return PlatformInputs(ecs, PlatformAwsSettings(**platform), REGION, ACCOUNT, image_ref=IMAGE)
 
 
 def arn(resource: str, service: str) -> str:
@@ -63,7 +65,46 @@ def test_task_definitions_mount_the_workspace_as_aws_requires():
         assert mount["readOnly"] is (component != "deployer")
         assert td["family"] == f"dagster-platform-{component}"
         assert td["containerDefinitions"][0]["logConfiguration"]["options"]["awslogs-group"] == f"/dagster/platform/{component}"
-    assert services.task_definition_request("deployer", i, "fs", "ap")["containerDefinitions"][0]["command"][-2:] == ["-p", "4266"]
+    shell, flag, script = services.task_definition_request("deployer", i, "fs", "ap")["containerDefinitions"][0]["command"]
+    assert (shell, flag) == ("sh", "-c") and script.endswith("&& exec dagster api grpc -m meta_deployer.definitions -h 0.0.0.0 -p 4266")
+
+
+def test_the_deployer_writes_the_workspace_before_it_serves_and_the_others_wait_for_it(tmp_path):
+    """Run each container's shell script for real, with stand-ins for the programs on PATH: the
+    deployer migrates and renders before it serves; the webserver and the daemon start only once
+    workspace.yaml exists (and exec their server, so it gets ECS's signals)."""
+    import os
+    import subprocess
+
+    bin_dir, workspace = tmp_path / "bin", tmp_path / "workspace.yaml"
+    bin_dir.mkdir()
+    trace = tmp_path / "trace"
+    for program in ("dagster", "meta-deployer", "dagster-webserver", "dagster-daemon"):
+        (bin_dir / program).write_text(f'#!/bin/sh\necho "{program} $*" >> {trace}\n')
+        (bin_dir / program).chmod(0o755)
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    i = inputs()
+
+    def script(component):
+        command = services.task_definition_request(component, i, "fs", "ap")["containerDefinitions"][0]["command"]
+        return command[2].replace(services.WORKSPACE_FILE, str(workspace)).replace("sleep 5", "sleep 0.1")
+
+    waiting = subprocess.Popen(["sh", "-c", script("webserver")], env=env, stdout=subprocess.DEVNULL)
+    try:
+        waiting.wait(timeout=1)
+    except subprocess.TimeoutExpired:
+        pass
+    assert waiting.returncode is None and not trace.exists()  # no workspace.yaml yet: the webserver waits
+    subprocess.run(["sh", "-c", script("deployer")], env=env, check=True)
+    workspace.write_text("load_from: []\n")  # what meta-deployer render-workspace writes
+    assert waiting.wait(timeout=30) == 0
+    subprocess.run(["sh", "-c", script("daemon")], env=env, check=True, timeout=30)
+    assert trace.read_text().splitlines() == [
+        "dagster instance migrate", "meta-deployer render-workspace",
+        "dagster api grpc -m meta_deployer.definitions -h 0.0.0.0 -p 4266",
+        f"dagster-webserver -h 0.0.0.0 -p 3000 -w {workspace}",
+        f"dagster-daemon run -w {workspace}",
+    ]
 
 
 # -- the listener rule: authenticate first, on HTTPS only, priorities from what exists -------------
@@ -161,7 +202,7 @@ def test_daemon_may_pass_only_repo_roles_to_ecs_tasks():
     actions = {a for s in policy["Statement"] for a in s["Action"]}
     assert actions == {
         "ecs:RunTask", "ecs:DescribeTasks", "ecs:StopTask", "ecs:TagResource", "ecs:ListTasks",
-        "ecs:DescribeTaskDefinition", "ecs:RegisterTaskDefinition", "iam:PassRole",
+        "ecs:DescribeTaskDefinition", "ecs:RegisterTaskDefinition", "iam:PassRole", "ec2:DescribeNetworkInterfaces",
         "logs:DescribeLogStreams", "logs:FilterLogEvents", "logs:GetLogEvents", "elasticfilesystem:ClientMount",
     }
     in_cluster = {"ecs:cluster": arn("cluster/dagster", "ecs")}
@@ -171,7 +212,7 @@ def test_daemon_may_pass_only_repo_roles_to_ecs_tasks():
     assert not _allowed(policy, "logs:GetLogEvents", arn("log-group:/other:log-stream:x", "logs"))
 
 
-def test_webserver_reads_and_writes_nothing():
+def test_webserver_reads_and_writes_nothing_but_stops_run_tasks():
     policy = roles.webserver_policy(inputs())
     bucket = "arn:aws:s3:::dagster-storage"
     assert _allowed(policy, "s3:GetObject", f"{bucket}/repos/sales/logs/run/compute_logs/step.out")
@@ -179,7 +220,46 @@ def test_webserver_reads_and_writes_nothing():
         assert not _allowed(policy, action, f"{bucket}/repos/sales/logs/run/compute_logs/step.out")
     assert not _allowed(policy, "s3:GetObject", f"{bucket}/system/deployments/sales.json")
     writes = [a for s in policy["Statement"] for a in s["Action"] if a.split(":")[1].startswith(("Put", "Delete", "Create", "Update", "Run", "Stop", "Pass", "ClientWrite"))]
-    assert writes == []
+    assert writes == ["ecs:StopTask"]
+    # The UI's "Terminate" (EcsRunLauncher.terminate: DescribeTasks, then StopTask) on a run task of the
+    # cluster, which the run launcher tags managed-by=meta-deployer; never a service's task.
+    task = arn("task/dagster/0123456789abcdef", "ecs")
+    assert _allowed(policy, "ecs:DescribeTasks", task)
+    assert _allowed(policy, "ecs:StopTask", task, {"aws:ResourceTag/managed-by": "meta-deployer"})
+    assert not _allowed(policy, "ecs:StopTask", task, {"aws:ResourceTag/meta-deployer:platform": "daemon"})
+    assert not _allowed(policy, "ecs:StopTask", task)
+    assert not _allowed(policy, "ecs:StopTask", arn("task/other/0123", "ecs"), {"aws:ResourceTag/managed-by": "meta-deployer"})
+    assert not _allowed(policy, "ecs:RunTask", arn("task-definition/dagster-repo-sales:1", "ecs"))
+
+
+def test_the_execution_role_reads_exactly_the_postgres_secret_and_no_other():
+    policy = roles.execution_policy(inputs())
+    assert _allowed(policy, "secretsmanager:GetSecretValue", PG_ARN)
+    assert not _allowed(policy, "secretsmanager:GetSecretValue", OIDC["oidc_client_secret_arn"])
+    assert not _allowed(policy, "secretsmanager:GetSecretValue", PG_ARN.replace("postgres-AbCdEf", "other-AbCdEf"))
+    assert not _allowed(policy, "secretsmanager:GetSecretValue", arn("secret:*", "secretsmanager"))
+    (statement,) = [s for s in policy["Statement"] if any(a.startswith("secretsmanager:") for a in s["Action"])]
+    assert statement["Resource"] == [PG_ARN] and statement["Action"] == ["secretsmanager:GetSecretValue"]
+    for key in ("webserver", "daemon", "deployer"):  # the tasks' own roles read no secret at all
+        doc = roles.want_roles(inputs())[key].policy
+        assert not any(a.startswith("secretsmanager:") for s in doc["Statement"] for a in s["Action"]), key
+
+
+def test_make_platform_requires_the_postgres_secret_naming_it(tmp_path):
+    from meta_deployer.platforms.aws.platform import require
+
+    s = Settings.from_env({"META_DEPLOYER_ROOT": str(tmp_path), "META_DEPLOYER_PLATFORM": "ecs",
+                           "META_DEPLOYER_SUBNETS": "subnet-a", "META_DEPLOYER_SECURITY_GROUPS": "sg-1"})
+    with pytest.raises(SettingsError, match="META_DEPLOYER_PG_SECRET_ARN"):
+        require(s)
+    with pytest.raises(SettingsError, match="META_DEPLOYER_PG_SECRET_ARN"):
+        platform_up(s, dry_run=True, log=LOG.append, gateway=object())
+
+
+def test_the_platform_image_setting_must_be_by_digest():
+    with pytest.raises(SettingsError, match="META_DEPLOYER_PLATFORM_IMAGE.*digest"):
+        PlatformAwsSettings.from_env({"META_DEPLOYER_PLATFORM_IMAGE": "127.0.0.1:5000/dagster/platform:latest"})
+    assert PlatformAwsSettings.from_env({"META_DEPLOYER_PLATFORM_IMAGE": IMAGE}).image == IMAGE
 
 
 def test_deployer_acts_only_on_documented_names():
@@ -195,6 +275,17 @@ def test_deployer_acts_only_on_documented_names():
     assert not _allowed(policy, "ecr:PutImage", arn("repository/other", "ecr"))
     assert _allowed(policy, "logs:CreateLogGroup", arn("log-group:/dagster/repos/sales", "logs"))
     assert not _allowed(policy, "logs:CreateLogGroup", arn("log-group:/aws/other", "logs"))
+    # Replica discovery (META_DEPLOYER_WEBSERVERS=ecs:dagster/dagster-webserver): ListTasks in the cluster
+    # (a container-instance action: any resource, ecs:cluster condition), then DescribeTasks.
+    in_cluster = {"ecs:cluster": arn("cluster/dagster", "ecs")}
+    assert _allowed(policy, "ecs:ListTasks", "*", in_cluster)
+    assert not _allowed(policy, "ecs:ListTasks", "*", {"ecs:cluster": arn("cluster/other", "ecs")})
+    assert _allowed(policy, "ecs:DescribeTasks", arn("task/dagster/0123", "ecs"))
+    # Records and leases: conditional PutObject (If-None-Match / If-Match) is s3:PutObject; a lease is deleted.
+    for key in ("system/deployments/sales.json", "system/leases/sales.json"):
+        assert _allowed(policy, "s3:PutObject", f"{bucket}/{key}") and _allowed(policy, "s3:GetObject", f"{bucket}/{key}")
+    assert _allowed(policy, "s3:DeleteObject", f"{bucket}/system/leases/sales.json")
+    assert _allowed(policy, "s3:ListBucket", bucket, {"s3:prefix": "system/leases/sales.json"})
     assert _allowed(policy, "codebuild:StartBuild", arn("project/meta-deployer-build", "codebuild"))
     assert not _allowed(policy, "codebuild:StartBuild", arn("project/other", "codebuild"))
     # Every resource of every statement is `*` (actions with no resource type) or a documented name.
@@ -209,6 +300,11 @@ def test_deployer_acts_only_on_documented_names():
 
 
 # -- against the moto server --------------------------------------------------------------------
+
+
+#: The Postgres secret's value: no part of it may appear in a task definition.
+PG_VALUE = {"host": "pg.internal.example", "port": "5432", "dbname": "dagster", "username": "dagster_user",
+            "password": "pg-pa55w0rd-never-plain"}
 
 
 @pytest.fixture(scope="module")
@@ -234,7 +330,9 @@ def network(moto_two, monkeypatch):
     ]
     code = ec2.create_security_group(GroupName="dagster-code", Description="code servers", VpcId=vpc)["GroupId"]
     office = ec2.create_security_group(GroupName="office", Description="people", VpcId=vpc)["GroupId"]
+    pg = boto3.client("secretsmanager").create_secret(Name="dagster/platform/postgres", SecretString=json.dumps(PG_VALUE))["ARN"]
     return {
+        "META_DEPLOYER_PG_SECRET_ARN": pg, "META_DEPLOYER_PLATFORM_IMAGE": IMAGE,
         "META_DEPLOYER_PLATFORM": "ecs", "META_DEPLOYER_VPC_ID": vpc, "META_DEPLOYER_SUBNETS": ",".join(subnets),
         "META_DEPLOYER_SECURITY_GROUPS": code, "META_DEPLOYER_BUCKET": "dagster-storage",
         "META_DEPLOYER_ECS_STABILITY_TIMEOUT": "10", "META_DEPLOYER_ECS_POLL_INTERVAL": "0.01",

@@ -54,6 +54,7 @@ from meta_deployer.platforms.aws.engine import (
     Call,
     DeletePrefix,
     IdempotencyToken,
+    JsonText,
     Kind,
     Output,
     Plan,
@@ -116,6 +117,8 @@ class Executor:
                 return resolve_path(response, value.else_path)
         if isinstance(value, IdempotencyToken):
             return str(uuid.uuid4())
+        if isinstance(value, JsonText):
+            return str(JsonText(self.resolve(value.value)))
         if isinstance(value, Mapping):
             return {k: self.resolve(v) for k, v in value.items()}
         if isinstance(value, (list, tuple)):

@@ -52,6 +52,20 @@ class Output:
 
 
 @dataclass(frozen=True)
+class JsonText:
+    """A JSON string (sorted keys, no spaces) of ``value``, made by the executor once every
+    :class:`Output` inside ``value`` is resolved: an environment variable whose JSON names a
+    resource this plan creates (the deployer's container context names the workspace EFS)."""
+
+    value: Any
+
+    def __str__(self) -> str:
+        import json
+
+        return json.dumps(self.value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+@dataclass(frozen=True)
 class IdempotencyToken:
     """A fresh client token (a UUID), made by the executor for each call it sends."""
 

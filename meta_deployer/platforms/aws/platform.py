@@ -17,14 +17,26 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
+from meta_deployer.errors import SettingsError
+from meta_deployer.platforms import platform_image
 from meta_deployer.platforms.aws import engine
 from meta_deployer.platforms.aws.apply import apply, observe
 from meta_deployer.platforms.aws.gateway import AwsGateway
+from meta_deployer.platforms.aws.instance import instance_yaml
 from meta_deployer.platforms.aws.resources.platform import PLATFORM_KINDS, PlatformInputs
+from meta_deployer.platforms.aws.resources.platform.common import PG_SECRET_REQUIRED
+from meta_deployer.platforms.images import Builder, get_builder
 from meta_deployer.settings import Settings
 
 SCOPE_NAME = "platform"
+#: Core settings the platform's deployer gets as they are set here (the rest names this machine, or
+#: is fixed by the platform: its workspace, state, endpoints and replicas).
+PASSED_SETTINGS = frozenset({
+    "META_DEPLOYER_CONFIG_GIT_URL", "META_DEPLOYER_CONFIG_GIT_BRANCH", "META_DEPLOYER_RELOAD_TIMEOUT",
+    "META_DEPLOYER_LEASE_TTL", "META_DEPLOYER_LEASE_TIMEOUT", "META_DEPLOYER_GIT_TOKEN_HOSTS",
+})
 
 
 @dataclass(frozen=True)
@@ -49,28 +61,75 @@ def _gateway(settings: Settings, gateway: AwsGateway | None) -> AwsGateway:
     return gateway or AwsGateway(retry_mode=settings.ecs.retry_mode, max_attempts=settings.ecs.max_attempts)
 
 
-def inputs_for(settings: Settings, gw: AwsGateway) -> PlatformInputs:
-    """The platform's inputs: the settings and the account the gateway reaches."""
+def deployer_settings(settings: Settings) -> dict[str, str]:
+    """The settings ``make platform`` runs with that the platform's deployer needs too, as environment
+    variables: the images group and the configuration repository, as set. Never this machine's paths
+    and files (a git token or SSH key file stays here: see README), its endpoints, nor a secret value."""
+    env = {k: v for k, v in settings.images.as_env().items() if k not in ("META_DEPLOYER_PLATFORM", "META_DEPLOYER_BUCKET")}
+    env.update({k: v for k, v in settings.as_env().items() if k in PASSED_SETTINGS})
+    return env
+
+
+def inputs_for(settings: Settings, gw: AwsGateway, image_ref: str | None = None) -> PlatformInputs:
+    """The platform's inputs: the settings, the account the gateway reaches and the platform image."""
     account, partition = gw.identity()
     images = settings.images
     project = images.codebuild_project if images.builder == "codebuild" else None
-    return PlatformInputs(settings.ecs, settings.platform_aws, gw.region, account, partition, project)
+    return PlatformInputs(settings.ecs, settings.platform_aws, gw.region, account, partition, project,
+                          image_ref=image_ref, deployer_settings=deployer_settings(settings))
 
 
-def platform_plan(settings: Settings, gw: AwsGateway) -> engine.Plan:
-    """What ``make platform`` would do now (reads only)."""
+def require(settings: Settings) -> None:
+    """What ``make platform`` (and its dry run) cannot do without: the network and the Postgres secret."""
     settings.ecs.require_network()
+    if not settings.ecs.pg_secret_arn:
+        raise SettingsError(PG_SECRET_REQUIRED)
+
+
+def platform_plan(settings: Settings, gw: AwsGateway, image_ref: str | None = None) -> engine.Plan:
+    """What ``make platform`` would do now with the platform image ``image_ref`` (reads only)."""
+    require(settings)
     scope = engine.Scope(SCOPE_NAME, settings.ecs, images=settings.images)
-    desired = engine.wants(PLATFORM_KINDS, inputs_for(settings, gw))
+    desired = engine.wants(PLATFORM_KINDS, inputs_for(settings, gw, image_ref))
     return engine.plan(PLATFORM_KINDS, desired, observe(PLATFORM_KINDS, gw, scope), scope)
 
 
+def platform_image_ref(
+    settings: Settings, dry_run: bool, log: Callable[[str], None], builder: Builder | None = None,
+    root: Path = platform_image.PROJECT_ROOT,
+) -> str:
+    """The platform image by digest: ``META_DEPLOYER_PLATFORM_IMAGE`` as is, else the image of this
+    project and the rendered instance, built and pushed by the builder only when its content tag is
+    missing. A dry run builds nothing: it looks the tag up, and names it by tag when it is missing."""
+    if settings.platform_aws.image:
+        return settings.platform_aws.image
+    builder = builder or get_builder(settings.images)
+    context = platform_image.platform_context(settings.images.base_image, instance_yaml(settings.ecs), root=root)
+    if dry_run:
+        registry = builder.registry()
+        ref = f"{registry}/{platform_image.PLATFORM_REPOSITORY}:{context.tag}"
+        found = builder.find(ref, log) if registry else None
+        if found and found.get("digest"):
+            return f"{registry}/{platform_image.PLATFORM_REPOSITORY}@{found['digest']}"
+        log(f"the platform image {ref} is not built yet: make platform builds and pushes it, then pins it by digest")
+        return f"{ref} (to build)"
+    image = platform_image.ensure_platform_image(builder, context, log)
+    log(f"platform image: {image.pinned}" + (" (built now)" if image.built else ""))
+    return image.pinned
+
+
 def platform_up(
-    settings: Settings, dry_run: bool = False, log: Callable[[str], None] = print, *, gateway: AwsGateway | None = None
+    settings: Settings, dry_run: bool = False, log: Callable[[str], None] = print, *, gateway: AwsGateway | None = None,
+    builder: Builder | None = None, root: Path = platform_image.PROJECT_ROOT,
 ) -> PlatformResult:
-    """Create or converge the platform; with ``dry_run`` only print the plan."""
+    """Create or converge the platform; with ``dry_run`` only print the plan (and build nothing).
+
+    ``builder`` (default: ``META_DEPLOYER_BUILDER``'s) and ``root`` (the project whose files the
+    image holds) are for tests."""
+    require(settings)
     gw = _gateway(settings, gateway)
-    result = PlatformResult(platform_plan(settings, gw), applied=not dry_run)
+    image_ref = platform_image_ref(settings, dry_run, log, builder, root)
+    result = PlatformResult(platform_plan(settings, gw, image_ref), applied=not dry_run)
     log(result.render())
     if not dry_run and result.steps:
         apply(result.plan, gw, log, settings.ecs.poll_interval_s)

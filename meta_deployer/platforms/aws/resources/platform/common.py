@@ -18,9 +18,10 @@ target group           ``meta-deployer-webserver`` (HTTP 3000, health ``/server_
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 
-from meta_deployer.platforms.aws.common import tags
+from meta_deployer.platforms.aws.common import PlanError, tags
 from meta_deployer.settings import EcsSettings, PlatformAwsSettings
 
 TAG_KEY = "meta-deployer:platform"
@@ -38,8 +39,12 @@ EXECUTION_ROLE = "dagster-platform-execution"
 DEPLOYER_CLOUD_MAP = "meta-deployer-service"
 TARGET_GROUP = "meta-deployer-webserver"
 SG_TASKS, SG_EFS, SG_WEBSERVER = "dagster-platform-tasks", "dagster-platform-efs", "dagster-platform-webserver"
-#: The platform image's repository (the other half of ``make platform`` builds and pushes it).
+#: The platform image's repository (``platforms/platform_image.py`` builds and pushes it).
 IMAGE_REPOSITORY = "dagster/platform"
+PG_SECRET_REQUIRED = (
+    "make platform needs META_DEPLOYER_PG_SECRET_ARN: the full ARN of the Secrets Manager secret holding the "
+    "instance's Postgres as JSON (host, port, dbname, username, password); see README \"Production on AWS\""
+)
 
 
 def family(component: str) -> str:
@@ -71,15 +76,26 @@ class PlatformInputs:
     partition: str = "aws"
     #: The CodeBuild project the deployer starts builds in (``META_DEPLOYER_BUILDER=codebuild``), else None.
     codebuild_project: str | None = None
+    #: The platform image by digest (``platform_image.ensure_platform_image``'s ``pinned``); None: the setting's.
+    image_ref: str | None = None
+    #: The deployer's settings besides the platform's own (images, the configuration repository), as
+    #: environment variables: derived from the settings by ``platform.inputs_for``, never a secret value.
+    deployer_settings: Mapping[str, str] = field(default_factory=dict)
 
     @property
     def image(self) -> str:
-        """``META_DEPLOYER_PLATFORM_IMAGE``, else ``dagster/platform:latest`` in the registry (the account's ECR)."""
-        if self.platform.image:
-            return self.platform.image
-        suffix = ".com.cn" if self.partition == "aws-cn" else ".com"
-        registry = self.settings.registry or f"{self.account}.dkr.ecr.{self.region}.amazonaws{suffix}"
-        return f"{registry}/{IMAGE_REPOSITORY}:latest"
+        """The platform image by digest: the one ``make platform`` built, else ``META_DEPLOYER_PLATFORM_IMAGE``."""
+        image = self.image_ref or self.platform.image
+        if not image:
+            raise PlanError("the platform image is not known: make platform builds it, or set META_DEPLOYER_PLATFORM_IMAGE")
+        return image
+
+    @property
+    def pg_secret_arn(self) -> str:
+        """``META_DEPLOYER_PG_SECRET_ARN``: the instance's Postgres (every platform task reads it)."""
+        if not self.settings.pg_secret_arn:
+            raise PlanError(PG_SECRET_REQUIRED)
+        return self.settings.pg_secret_arn
 
     def role_arn(self, name: str) -> str:
         """The ARN of IAM role ``name`` in this account."""

@@ -2,21 +2,29 @@
 ``resources/task_role.py`` (create, trust, policy; removal).
 
 ==========================  ==============================================================
-``dagster-platform-execution``  ECS pulls the platform image (``dagster/platform``) and writes
-                                ``/dagster/platform/*`` logs; nothing else
+``dagster-platform-execution``  ECS pulls the platform image (``dagster/platform``), writes
+                                ``/dagster/platform/*`` logs and reads the one secret
+                                ``META_DEPLOYER_PG_SECRET_ARN`` (the tasks' Postgres ``secrets``);
+                                nothing else (the OIDC client secret is read by ``make platform``,
+                                never by a task)
 ``dagster-platform-webserver``  reads: repo and platform logs, compute logs in S3
-                                (``repos/*/logs/*``, ``system/logs/*``); mounts the workspace. No
-                                write anywhere (no S3 PutObject, no ECS, no IAM)
+                                (``repos/*/logs/*``, ``system/logs/*``); mounts the workspace. Its
+                                one write: ``ecs:StopTask`` of run tasks (tag
+                                ``managed-by=meta-deployer``), the UI's "Terminate" (EcsRunLauncher
+                                runs in the webserver's process); no S3 write, no IAM
 ``dagster-platform-daemon``     what ``EcsRunLauncher`` needs: RunTask of ``dagster-repo-*``
                                 families in the cluster, DescribeTasks/StopTask/TagResource of
-                                the cluster's tasks, Register/DescribeTaskDefinition, ListTasks;
+                                the cluster's tasks, Register/DescribeTaskDefinition, ListTasks,
+                                DescribeNetworkInterfaces (its own task's security groups);
                                 ``iam:PassRole`` only on the ``dagster-repo-*`` task roles, the
                                 ``dagster-exec-*`` execution roles, the deployer's role (its own
                                 runs) and ``dagster-platform-execution``, only to ECS tasks;
                                 reads ``/dagster/repos/*`` logs; mounts the workspace
 ``dagster-platform-deployer``   ECS, IAM, Logs, Cloud Map, ELBv2, ECR, S3, CodeBuild, each on the
                                 documented names only: ``dagster-repo-*``/``dagster-exec-*``,
-                                ``dagster/*``, ``/dagster/*``, ``repos/*``, ``system/*``
+                                ``dagster/*``, ``/dagster/*``, ``repos/*``, ``system/*`` (records and
+                                leases, written with conditional PutObject: ``s3:PutObject``);
+                                ListTasks/DescribeTasks in the cluster (the webserver replicas)
 ==========================  ==============================================================
 
 AWS facts relied on, with their sources (Service Authorization Reference, "Actions, resources,
@@ -26,7 +34,14 @@ and condition keys for <service>"):
   ``ecs:DeregisterTaskDefinition`` and ``ecs:ListServices`` take no resource ARN: ``*``.
   ``ecs:RunTask`` is on ``task-definition/<family>:<revision>`` and takes the ``ecs:cluster``
   condition; ``StopTask``, ``DescribeTasks`` and ``TagResource`` are on ``task/<cluster>/*``;
-  ``ListTasks`` is on ``container-instance`` and takes ``ecs:cluster``.
+  ``ListTasks`` is on ``container-instance`` and takes ``ecs:cluster``. ``StopTask`` takes
+  ``aws:ResourceTag/<key>`` (the task's tags).
+- ``ec2:DescribeNetworkInterfaces`` has no resource type: ``*``.
+- A conditional write (``If-None-Match``/``If-Match`` on PutObject) needs ``s3:PutObject`` only
+  (S3 user guide, "Conditional requests").
+- ECS reads a task definition's ``secrets`` with the execution role: ``secretsmanager:GetSecretValue``
+  on the secret (ECS developer guide, "Pass Secrets Manager secrets through Amazon ECS environment
+  variables").
 - ``iam:PassRole`` takes ``iam:PassedToService`` (IAM user guide, "Granting a user permissions to
   pass a role"): ``ecs-tasks.amazonaws.com``.
 - Cloud Map ``CreateService``/``DeleteService``/``GetService``... name IDs, not names, in their ARN;
@@ -42,6 +57,7 @@ from typing import Any
 
 from meta_deployer.platforms.aws.common import ECS_TASKS_PRINCIPAL, POLICY_VERSION, trust_policy
 from meta_deployer.platforms.aws.engine import Context, Kind, Scope
+from meta_deployer.platforms.aws.instance import MANAGED_BY_TAG
 from meta_deployer.platforms.aws.resources import task_role
 from meta_deployer.platforms.aws.resources.platform.common import (
     DAEMON,
@@ -86,8 +102,11 @@ def _logs(inputs: PlatformInputs, prefix: str) -> list[str]:
 
 
 def execution_policy(inputs: PlatformInputs) -> dict[str, Any]:
-    """Pull ``dagster/platform`` and write ``/dagster/platform/*`` logs."""
+    """Pull ``dagster/platform``, write ``/dagster/platform/*`` logs and read the one Postgres secret
+    (ECS resolves the tasks' ``secrets`` with the execution role)."""
     return _doc(
+        {"Sid": "ReadInstancePostgresSecret", "Effect": "Allow", "Action": ["secretsmanager:GetSecretValue"],
+         "Resource": [inputs.pg_secret_arn]},
         {"Sid": "EcrLogin", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": ["*"]},
         {"Sid": "PullPlatformImage", "Effect": "Allow",
          "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
@@ -107,6 +126,14 @@ def webserver_policy(inputs: PlatformInputs) -> dict[str, Any]:
          "Resource": [f"{bucket}/repos/*/logs/*", f"{bucket}/system/logs/*"]},
         {"Sid": "ListComputeLogs", "Effect": "Allow", "Action": ["s3:ListBucket"], "Resource": [bucket],
          "Condition": {"StringLike": {"s3:prefix": ["repos/*/logs/*", "system/logs/*"]}}},
+        # "Terminate" in the UI: the webserver's EcsRunLauncher.terminate describes the run's task and
+        # stops it. Only run tasks: the launcher tags each managed-by=meta-deployer (instance.py), which
+        # no service task of the platform or of a repo carries.
+        {"Sid": "DescribeClusterTasks", "Effect": "Allow", "Action": ["ecs:DescribeTasks"],
+         "Resource": [inputs.arn("ecs", f"task/{inputs.settings.cluster}/*")]},
+        {"Sid": "StopRunTasks", "Effect": "Allow", "Action": ["ecs:StopTask"],
+         "Resource": [inputs.arn("ecs", f"task/{inputs.settings.cluster}/*")],
+         "Condition": {"StringEquals": {f"aws:ResourceTag/{MANAGED_BY_TAG['key']}": MANAGED_BY_TAG["value"]}}},
         _efs_mount(inputs, write=False),
     )
 
@@ -132,6 +159,9 @@ def daemon_policy(inputs: PlatformInputs) -> dict[str, Any]:
         {"Sid": "WatchAndStopTasks", "Effect": "Allow", "Action": ["ecs:DescribeTasks", "ecs:StopTask", "ecs:TagResource"],
          "Resource": [inputs.arn("ecs", f"task/{cluster}/*")]},
         {"Sid": "ListTasks", "Effect": "Allow", "Action": ["ecs:ListTasks"], "Resource": ["*"], "Condition": in_cluster},
+        # use_current_ecs_task_config: the launcher reads its own task's network interface for the
+        # run's security groups (dagster_aws.ecs.tasks.get_task_kwargs_from_current_task).
+        {"Sid": "ReadOwnNetworkInterface", "Effect": "Allow", "Action": ["ec2:DescribeNetworkInterfaces"], "Resource": ["*"]},
         {"Sid": "TaskDefinitions", "Effect": "Allow",
          "Action": ["ecs:DescribeTaskDefinition", "ecs:RegisterTaskDefinition"], "Resource": ["*"]},
         {"Sid": "PassRunRoles", "Effect": "Allow", "Action": ["iam:PassRole"], "Resource": pass_role_targets(inputs),
@@ -154,9 +184,13 @@ def deployer_policy(inputs: PlatformInputs, codebuild_project: str | None = None
     statements = [
         {"Sid": "EcsOnRepoNames", "Effect": "Allow",
          "Action": ["ecs:CreateService", "ecs:DeleteService", "ecs:DescribeClusters", "ecs:DescribeServices",
-                    "ecs:DescribeTasks", "ecs:ListTasks", "ecs:RunTask", "ecs:StopTask", "ecs:TagResource",
+                    "ecs:DescribeTasks", "ecs:RunTask", "ecs:StopTask", "ecs:TagResource",
                     "ecs:UntagResource", "ecs:UpdateService"],
          "Resource": ecs_names},
+        # ListTasks is on container-instance, not on a task: any resource, held to the cluster (the
+        # webserver replicas, META_DEPLOYER_WEBSERVERS=ecs:..., and a repo's tasks).
+        {"Sid": "ListTasksInCluster", "Effect": "Allow", "Action": ["ecs:ListTasks"], "Resource": ["*"],
+         "Condition": {"ArnEquals": {"ecs:cluster": inputs.arn("ecs", f"cluster/{cluster}")}}},
         {"Sid": "EcsWithoutResourceTypes", "Effect": "Allow",
          "Action": ["ecs:DeregisterTaskDefinition", "ecs:DescribeTaskDefinition", "ecs:ListServices",
                     "ecs:ListTaskDefinitions", "ecs:RegisterTaskDefinition"],

@@ -30,7 +30,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from meta_deployer.platforms.aws.common import CONTAINER_NAME, canonical_json, revision_of, service_is_stable, tag_list
-from meta_deployer.platforms.aws.engine import Call, Context, Kind, Output, Scope, Step, WaitStable
+from meta_deployer.platforms.aws.engine import Call, Context, JsonText, Kind, Output, Scope, Step, WaitStable
+from meta_deployer.platforms.aws.instance import pg_secrets
 from meta_deployer.platforms.aws.resources import discovery, log_group as repo_log_group
 from meta_deployer.platforms.aws.resources.platform.common import (
     COMPONENTS,
@@ -53,14 +54,33 @@ from meta_deployer.platforms.aws.resources.platform.common import (
     role,
 )
 from meta_deployer.platforms.aws.resources.task_definition import LOG_STREAM_PREFIX, TaskDefinition
+from meta_deployer.platforms.platform_image import DAGSTER_HOME
 
 VOLUME = "workspace"
 #: Fargate sizes (cpu units, MiB), each a valid Fargate pair.
 SIZES = {WEBSERVER: (1024, 2048), DAEMON: (512, 1024), DEPLOYER: (1024, 2048)}
-COMMANDS = {
+#: What each process runs once it may start (the local rehearsal's commands, on 0.0.0.0).
+SERVE = {
     WEBSERVER: ["dagster-webserver", "-h", "0.0.0.0", "-p", str(WEBSERVER_PORT), "-w", WORKSPACE_FILE],
     DAEMON: ["dagster-daemon", "run", "-w", WORKSPACE_FILE],
     DEPLOYER: ["dagster", "api", "grpc", "-m", "meta_deployer.definitions", "-h", "0.0.0.0", "-p", str(DEPLOYER_PORT)],
+}
+#: The deployer prepares the instance's tables and the first workspace.yaml (its own location and
+#: whatever is deployed, from the records in the bucket) before it serves; the webserver and the
+#: daemon wait for that file, so no process reads a workspace that does not exist yet and no two
+#: processes create the tables at once (the rehearsal's one-off container does the same).
+PREPARE = "dagster instance migrate && meta-deployer render-workspace"
+WAIT_FOR_WORKSPACE = f"until [ -f {WORKSPACE_FILE} ]; do echo waiting for {WORKSPACE_FILE}; sleep 5; done"
+
+
+def _sh(before: str, argv: list[str]) -> list[str]:
+    return ["sh", "-c", f"{before} && exec {' '.join(argv)}"]
+
+
+COMMANDS = {
+    WEBSERVER: _sh(WAIT_FOR_WORKSPACE, SERVE[WEBSERVER]),
+    DAEMON: _sh(WAIT_FOR_WORKSPACE, SERVE[DAEMON]),
+    DEPLOYER: _sh(PREPARE, SERVE[DEPLOYER]),
 }
 PORTS = {WEBSERVER: WEBSERVER_PORT, DEPLOYER: DEPLOYER_PORT}
 HEALTH = {DEPLOYER: ["CMD", "dagster", "api", "grpc-health-check", "-p", str(DEPLOYER_PORT)]}
@@ -69,42 +89,96 @@ DEPLOYMENT = {
     DAEMON: {"minimumHealthyPercent": 0, "maximumPercent": 100},
     DEPLOYER: {"minimumHealthyPercent": 100, "maximumPercent": 200},
 }
+#: Where the deployer's code server and its runs keep their checkouts (the task's own disk).
+DEPLOYER_ROOT, DEPLOYER_WORK_DIR = "/opt/meta_deployer", "/tmp/meta_deployer"
+
+
+def instance_environment(inputs: PlatformInputs) -> dict[str, str]:
+    """What every process that opens the instance gets as plain values (the Postgres fields come as
+    ``secrets``): the baked ``dagster.yaml`` and the bucket."""
+    return {"DAGSTER_HOME": DAGSTER_HOME, "META_DEPLOYER_BUCKET": inputs.settings.bucket}
 
 
 def deployer_environment(inputs: PlatformInputs) -> dict[str, str]:
-    """What the deployer's code server (and its runs) need to deploy repos on this ECS platform."""
+    """What the deployer's code server (and its runs) need to deploy repos on this ECS platform: the
+    settings ``make platform`` ran with (``inputs.deployer_settings``: images, the configuration
+    repository...; the ECS group as set), then what this topology fixes. No secret value: the
+    Postgres secret is named by its ARN, which the deployer passes on to the repos' task definitions."""
     s = inputs.settings
-    env = {
+    env = {**inputs.deployer_settings, **s.as_env()}
+    env.update({
         "META_DEPLOYER_PLATFORM": "ecs",
         "META_DEPLOYER_STATE": "s3",
-        "META_DEPLOYER_ROOT": "/opt/meta_deployer",
-        "META_DEPLOYER_WORK_DIR": "/tmp/meta_deployer",
+        "META_DEPLOYER_ROOT": DEPLOYER_ROOT,
+        "META_DEPLOYER_WORK_DIR": DEPLOYER_WORK_DIR,
         "META_DEPLOYER_WORKSPACE": WORKSPACE_FILE,
         "META_DEPLOYER_SELF_SERVER": f"{DEPLOYER_CLOUD_MAP}.{s.namespace}:{DEPLOYER_PORT}",
         "META_DEPLOYER_WEBSERVERS": f"ecs:{s.cluster}/{SERVICE_NAMES[WEBSERVER]}",
+        "META_DEPLOYER_WEBSERVER_PORT": str(WEBSERVER_PORT),
         "META_DEPLOYER_ECS_CLUSTER": s.cluster,
         "META_DEPLOYER_NAMESPACE": s.namespace,
-        "META_DEPLOYER_BUCKET": s.bucket,
         "META_DEPLOYER_SUBNETS": ",".join(s.subnets),
         "META_DEPLOYER_SECURITY_GROUPS": ",".join(s.security_groups),
-    }
-    optional = {
-        "META_DEPLOYER_VPC_ID": s.vpc_id, "META_DEPLOYER_REGISTRY": s.registry,
-        "META_DEPLOYER_LB_LISTENER_ARN": s.lb_listener_arn, "META_DEPLOYER_EXECUTION_ROLE_ARN": s.execution_role_arn,
-    }
-    env.update({k: v for k, v in optional.items() if v})
-    # Runs of the deployer's own location (EcsRunLauncher) use its family, role and volume.
-    env["DAGSTER_CONTAINER_CONTEXT"] = canonical_json({"ecs": {
-        "task_definition_arn": family(DEPLOYER), "container_name": CONTAINER_NAME,
-        "task_role_arn": inputs.role_arn(role(DEPLOYER)), "execution_role_arn": inputs.role_arn(EXECUTION_ROLE),
-    }})
+        "META_DEPLOYER_PG_SECRET_ARN": inputs.pg_secret_arn,
+        **instance_environment(inputs),
+    })
     return env
+
+
+def workspace_volume(file_system_id: Any, access_point_id: Any) -> dict[str, Any]:
+    """The task definitions' (and the deployer's runs') workspace volume: EFS through the access point."""
+    return {"name": VOLUME, "efsVolumeConfiguration": {
+        # "/" (or nothing) with an access point; AWS reports "/" back, so we send it.
+        "fileSystemId": file_system_id, "rootDirectory": "/", "transitEncryption": "ENABLED",
+        "authorizationConfig": {"accessPointId": access_point_id, "iam": "ENABLED"},
+    }}
+
+
+def workspace_mount(read_only: bool) -> dict[str, Any]:
+    """Where a container mounts the workspace volume."""
+    return {"sourceVolume": VOLUME, "containerPath": WORKSPACE_MOUNT, "readOnly": read_only}
+
+
+def deployer_container_context(inputs: PlatformInputs, env: Mapping[str, str], file_system_id: Any, access_point_id: Any) -> dict[str, Any]:
+    """``DAGSTER_CONTAINER_CONTEXT`` of the deployer's code server: EcsRunLauncher runs each deploy
+    run as a task of the deployer's own family (its latest revision: this image, the deployer role,
+    the workspace read-write, the Postgres secrets). dagster-aws 0.29 uses ``task_definition_arn`` as
+    is when it is set; the role, environment, secrets, volume and mount point are stated too, so that
+    the context says by itself what a deploy run gets (and holds if the family is ever left out)."""
+    return {"ecs": {
+        "task_definition_arn": family(DEPLOYER),
+        "container_name": CONTAINER_NAME,
+        "task_role_arn": inputs.role_arn(role(DEPLOYER)),
+        "execution_role_arn": inputs.role_arn(EXECUTION_ROLE),
+        "env_vars": [f"{k}={v}" for k, v in sorted(env.items())],
+        "secrets": pg_secrets(inputs.pg_secret_arn),
+        "volumes": [workspace_volume(file_system_id, access_point_id)],
+        "mount_points": [workspace_mount(read_only=False)],
+    }}
+
+
+def _json(value: Any, *placeholders: Any) -> Any:
+    """``value`` as JSON text now, or a :class:`JsonText` when it holds a value of a call still to run."""
+    return JsonText(value) if any(isinstance(p, Output) for p in placeholders) else canonical_json(value)
+
+
+def container_environment(component: str, inputs: PlatformInputs, file_system_id: Any, access_point_id: Any) -> dict[str, Any]:
+    """The container's plain environment (values may be :class:`JsonText` until the EFS exists)."""
+    if component != DEPLOYER:
+        return dict(instance_environment(inputs))
+    env = deployer_environment(inputs)
+    context = deployer_container_context(inputs, env, file_system_id, access_point_id)
+    return {
+        **env,
+        "DAGSTER_CURRENT_IMAGE": inputs.image,
+        "DAGSTER_CONTAINER_CONTEXT": _json(context, file_system_id, access_point_id),
+    }
 
 
 def task_definition_request(component: str, inputs: PlatformInputs, file_system_id: Any, access_point_id: Any) -> dict[str, Any]:
     """The ``RegisterTaskDefinition`` request (without tags) of one component."""
     cpu, memory = SIZES[component]
-    env = deployer_environment(inputs) if component == DEPLOYER else {}
+    env = container_environment(component, inputs, file_system_id, access_point_id)
     container: dict[str, Any] = {
         "name": CONTAINER_NAME,
         "image": inputs.image,
@@ -112,7 +186,9 @@ def task_definition_request(component: str, inputs: PlatformInputs, file_system_
         "memoryReservation": memory,
         "command": COMMANDS[component],
         "environment": [{"name": k, "value": v} for k, v in sorted(env.items())],
-        "mountPoints": [{"sourceVolume": VOLUME, "containerPath": WORKSPACE_MOUNT, "readOnly": component != DEPLOYER}],
+        # The instance's Postgres fields, by ARN only: ECS resolves them when the task starts.
+        "secrets": pg_secrets(inputs.pg_secret_arn),
+        "mountPoints": [workspace_mount(read_only=component != DEPLOYER)],
         "logConfiguration": {"logDriver": "awslogs", "options": {
             "awslogs-group": log_group(component), "awslogs-region": inputs.region, "awslogs-stream-prefix": LOG_STREAM_PREFIX,
         }},
@@ -130,11 +206,7 @@ def task_definition_request(component: str, inputs: PlatformInputs, file_system_
         "taskRoleArn": inputs.role_arn(role(component)),
         "executionRoleArn": inputs.role_arn(EXECUTION_ROLE),
         "containerDefinitions": [container],
-        "volumes": [{"name": VOLUME, "efsVolumeConfiguration": {
-            # "/" (or nothing) with an access point; AWS reports "/" back, so we send it.
-            "fileSystemId": file_system_id, "rootDirectory": "/", "transitEncryption": "ENABLED",
-            "authorizationConfig": {"accessPointId": access_point_id, "iam": "ENABLED"},
-        }}],
+        "volumes": [workspace_volume(file_system_id, access_point_id)],
     }
 
 
