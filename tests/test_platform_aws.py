@@ -464,3 +464,137 @@ def test_behind_an_https_listener_the_rule_authenticates_then_forwards(settings,
     start = len(gw.calls)
     assert platform_up(s, log=LOG.append, gateway=gw).steps == ()
     assert gw.mutating_calls(start) == []
+
+
+# -- the platform image through the builder, and the three task definitions field by field ------------
+
+
+def _env(container: dict) -> dict[str, str]:
+    return {e["name"]: e["value"] for e in container.get("environment") or []}
+
+
+def test_platform_builds_its_image_and_its_task_definitions_are_complete(network, tmp_path):
+    """bootstrap + make platform with the docker builder (the engine and the test registry; a tiny
+    project stands in for this one, whose own build the rehearsal's e2e test makes): a dry run builds
+    nothing; the run builds and pushes the image once and every task definition runs it by digest,
+    with the Postgres fields as secrets only; a second run builds nothing and changes nothing."""
+    import os
+    import re
+    import uuid
+
+    import requests
+    from dagster_aws.ecs.container_context import EcsContainerContext
+    from dockerkit import Collect, engine_env
+    from test_platform_image import tiny_project
+
+    from meta_deployer.platforms.aws.instance import pg_secrets
+
+    engine = engine_env()
+    registry = engine["META_DEPLOYER_REGISTRY"]
+    bucket = f"dagster-{uuid.uuid4().hex[:12]}"  # a new instance config: a tag no earlier run pushed
+    env = {k: v for k, v in network.items() if k != "META_DEPLOYER_PLATFORM_IMAGE"}
+    env.update(engine, META_DEPLOYER_ROOT=str(tmp_path), META_DEPLOYER_BUCKET=bucket,
+               META_DEPLOYER_BASE_IMAGE=os.environ.get("META_DEPLOYER_BASE_IMAGE") or "python:3.12-slim",
+               META_DEPLOYER_CONFIG_GIT_URL="https://git.example.com/platform/config.git",
+               AWS_ENDPOINT_URL=os.environ["AWS_ENDPOINT_URL"])
+    settings = Settings.from_env(env)
+    bootstrap(settings, log=LOG.append)
+    root = tiny_project(tmp_path / "project")
+    pg_arn = network["META_DEPLOYER_PG_SECRET_ARN"]
+    gw = AwsGateway()
+
+    dry_log = Collect()
+    dry = platform_up(settings, dry_run=True, log=dry_log, gateway=gw, root=root)
+    assert dry.steps and gw.mutating_calls() == []
+    (to_build,) = [line for line in dry_log.lines if "is not built yet" in line]
+    tag = re.search(r"dagster/platform:([0-9a-f]{16})", to_build).group(1)
+    manifest = f"http://{registry}/v2/dagster/platform/manifests/{tag}"
+    accept = {"Accept": "application/vnd.docker.distribution.manifest.v2+json"}
+    assert requests.head(manifest, headers=accept, timeout=30).status_code == 404  # the dry run built nothing
+
+    log = Collect()
+    platform_up(settings, log=log, gateway=gw, root=root)
+    assert any(line.startswith(f"building the platform image {registry}/dagster/platform:{tag}") for line in log.lines)
+    answer = requests.head(manifest, headers=accept, timeout=30)
+    assert answer.status_code == 200
+    pinned = f"{registry}/dagster/platform@{answer.headers['Docker-Content-Digest']}"
+    assert re.fullmatch(r"[^@]+@sha256:[0-9a-f]{64}", pinned)
+
+    ecs, efs_client = boto3.client("ecs"), boto3.client("efs")
+    (fs,) = efs_client.describe_file_systems()["FileSystems"]
+    (point,) = efs_client.describe_access_points(FileSystemId=fs["FileSystemId"])["AccessPoints"]
+    volume = {"name": "workspace", "efsVolumeConfiguration": {
+        "fileSystemId": fs["FileSystemId"], "rootDirectory": "/", "transitEncryption": "ENABLED",
+        "authorizationConfig": {"accessPointId": point["AccessPointId"], "iam": "ENABLED"}}}
+    secrets = pg_secrets(pg_arn)
+    assert [s["name"] for s in secrets] == sorted(["DAGSTER_PG_DB", "DAGSTER_PG_HOST", "DAGSTER_PG_PASSWORD", "DAGSTER_PG_PORT", "DAGSTER_PG_USERNAME"])
+    assert all(s["valueFrom"].startswith(f"{pg_arn}:") and s["valueFrom"].endswith("::") for s in secrets)
+    defs = {}
+    for component in ("webserver", "daemon", "deployer"):
+        td = ecs.describe_task_definition(taskDefinition=f"dagster-platform-{component}")["taskDefinition"]
+        defs[component] = td
+        (container,) = td["containerDefinitions"]
+        assert container["image"] == pinned, component
+        assert container["secrets"] == secrets, component
+        assert td["taskRoleArn"] == role_arn(f"dagster-platform-{component}")
+        assert td["executionRoleArn"] == role_arn("dagster-platform-execution")
+        assert td["volumes"] == [volume]
+        assert container["mountPoints"] == [{"sourceVolume": "workspace", "containerPath": "/workspace", "readOnly": component != "deployer"}]
+        env_vars = _env(container)
+        assert env_vars["DAGSTER_HOME"] == "/opt/dagster/home" and env_vars["META_DEPLOYER_BUCKET"] == bucket
+        assert not any(name.startswith("DAGSTER_PG_") for name in env_vars), component
+        text = json.dumps(td)
+        for value in (PG_VALUE["host"], PG_VALUE["username"], PG_VALUE["password"]):
+            assert value not in text, (component, value)
+    assert set(_env(defs["webserver"]["containerDefinitions"][0])) == {"DAGSTER_HOME", "META_DEPLOYER_BUCKET"}
+
+    deployer = _env(defs["deployer"]["containerDefinitions"][0])
+    expected = {
+        "META_DEPLOYER_PLATFORM": "ecs", "META_DEPLOYER_STATE": "s3",
+        "META_DEPLOYER_SELF_SERVER": "meta-deployer-service.local:4266",
+        "META_DEPLOYER_WEBSERVERS": "ecs:dagster/dagster-webserver",
+        "META_DEPLOYER_WORKSPACE": "/workspace/workspace.yaml",
+        "META_DEPLOYER_ECS_CLUSTER": "dagster", "META_DEPLOYER_NAMESPACE": "local",
+        "META_DEPLOYER_SUBNETS": ",".join(settings.ecs.subnets),
+        "META_DEPLOYER_SECURITY_GROUPS": network["META_DEPLOYER_SECURITY_GROUPS"],
+        "META_DEPLOYER_VPC_ID": network["META_DEPLOYER_VPC_ID"],
+        "META_DEPLOYER_BUCKET": bucket, "META_DEPLOYER_REGISTRY": registry, "META_DEPLOYER_BUILDER": "docker",
+        "META_DEPLOYER_PG_SECRET_ARN": pg_arn,
+        "META_DEPLOYER_CONFIG_GIT_URL": "https://git.example.com/platform/config.git",
+        "DAGSTER_HOME": "/opt/dagster/home", "DAGSTER_CURRENT_IMAGE": pinned,
+    }
+    assert {k: deployer.get(k) for k in expected} == expected
+    # Nothing of this machine: no endpoint, no host path, no OIDC secret.
+    assert not {"AWS_ENDPOINT_URL", "META_DEPLOYER_PLATFORM_IMAGE", "DOCKER_HOST"} & set(deployer)
+    assert str(tmp_path) not in json.dumps(deployer)
+
+    # The container context, as dagster-aws itself reads it: deploy runs get the deployer's family,
+    # role, the workspace read-write, the Postgres secrets and the same environment.
+    raw = json.loads(deployer["DAGSTER_CONTAINER_CONTEXT"])
+    context = EcsContainerContext.create_from_config(raw)
+    assert context.task_definition_arn == "dagster-platform-deployer"
+    assert context.container_name == defs["deployer"]["containerDefinitions"][0]["name"]
+    assert context.task_role_arn == role_arn("dagster-platform-deployer")
+    assert context.execution_role_arn == role_arn("dagster-platform-execution")
+    assert list(context.volumes) == [volume]
+    assert list(context.mount_points) == [{"sourceVolume": "workspace", "containerPath": "/workspace", "readOnly": False}]
+    assert [dict(s) for s in raw["ecs"]["secrets"]] == secrets
+    run_env = dict(item.split("=", 1) for item in context.env_vars)
+    assert {k: run_env.get(k) for k in expected if k != "DAGSTER_CURRENT_IMAGE"} == {k: v for k, v in expected.items() if k != "DAGSTER_CURRENT_IMAGE"}
+    assert "DAGSTER_CONTAINER_CONTEXT" not in run_env
+
+    # The platform roles as IAM holds them: the execution role reads exactly the Postgres secret.
+    iam = boto3.client("iam")
+    live = iam.get_role_policy(RoleName="dagster-platform-execution", PolicyName=roles.POLICY_NAMES["execution"])["PolicyDocument"]
+    live = json.loads(live) if isinstance(live, str) else live
+    assert _allowed(live, "secretsmanager:GetSecretValue", pg_arn)
+    assert not _allowed(live, "secretsmanager:GetSecretValue", pg_arn + "-other")
+
+    start = len(gw.calls)
+    again_log = Collect()
+    again = platform_up(settings, log=again_log, gateway=gw, root=root)
+    assert again.steps == (), again.render()
+    assert gw.mutating_calls(start) == []
+    assert not any(line.startswith(("building", "Step ")) for line in again_log.lines), again_log.lines
+    dry_again = platform_up(settings, dry_run=True, log=Collect(), gateway=gw, root=root)
+    assert dry_again.steps == () and gw.mutating_calls(start) == []

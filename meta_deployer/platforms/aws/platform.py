@@ -65,7 +65,12 @@ def deployer_settings(settings: Settings) -> dict[str, str]:
     """The settings ``make platform`` runs with that the platform's deployer needs too, as environment
     variables: the images group and the configuration repository, as set. Never this machine's paths
     and files (a git token or SSH key file stays here: see README), its endpoints, nor a secret value."""
-    env = {k: v for k, v in settings.images.as_env().items() if k not in ("META_DEPLOYER_PLATFORM", "META_DEPLOYER_BUCKET")}
+    images = settings.images
+    env = {k: v for k, v in images.as_env().items() if k not in ("META_DEPLOYER_PLATFORM", "META_DEPLOYER_BUCKET")}
+    # The builder and the base image always (a default could change under a deployer of another release).
+    env.update(META_DEPLOYER_BUILDER=images.builder, META_DEPLOYER_BASE_IMAGE=images.base_image)
+    if images.builder == "codebuild":
+        env["META_DEPLOYER_CODEBUILD_PROJECT"] = images.codebuild_project
     env.update({k: v for k, v in settings.as_env().items() if k in PASSED_SETTINGS})
     return env
 
