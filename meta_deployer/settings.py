@@ -434,8 +434,8 @@ class EcsSettings(SettingsGroup):
         "META_DEPLOYER_PG_SECRET_ARN",
         None,
         "the full ARN of the Secrets Manager secret holding the instance's Postgres as JSON (`host`, `port`, "
-        "`dbname`, `username`, `password`); every repo task definition gets them as `secrets` (`DAGSTER_PG_*`) "
-        "and its execution role may read this one secret",
+        "`dbname`, `username`, `password`); every repo task definition and the platform's three get them as "
+        "`secrets` (`DAGSTER_PG_*`) and their execution roles may read this one secret; required by `make platform`",
     )
     bucket: str = setting("META_DEPLOYER_BUCKET", DEFAULT_BUCKET, _BUCKET_DOC)
     registry: str | None = setting("META_DEPLOYER_REGISTRY", None, "where images are pushed")  # None: the account's ECR

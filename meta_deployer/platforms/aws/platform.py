@@ -1,13 +1,18 @@
 """``make platform`` / ``make platform-down``: the Dagster platform itself on ECS (idempotent).
 
-``make platform`` keeps, through the same engine and executor as a repo deploy (the kinds are in
-``resources/platform/``): the security groups, the workspace EFS (file system, access point,
+``make platform`` first has the platform image (``platforms/platform_image.py``: this project and the
+rendered ``dagster.yaml``, built and pushed by ``META_DEPLOYER_BUILDER`` only when its content tag is
+missing; or ``META_DEPLOYER_PLATFORM_IMAGE``, by digest) and pins it by digest. It then keeps,
+through the same engine and executor as a repo deploy (the kinds are in ``resources/platform/``):
+the security groups, the workspace EFS (file system, access point,
 mount targets), the platform's roles, its log groups, the deployer's Cloud Map name, the
 webserver's target group and authenticated listener rule (with ``META_DEPLOYER_LB_LISTENER_ARN``),
 the three task definitions and the three services ``dagster-webserver``, ``dagster-daemon`` and
 ``meta-deployer``. It needs ``make bootstrap`` first (the cluster, the namespace, the bucket).
 
-A dry run prints the plan and changes nothing; a second run plans nothing. ``platform_down``
+``META_DEPLOYER_PG_SECRET_ARN`` is required (by the dry run too: every task definition and the
+execution role name it). A dry run builds nothing and changes nothing (it pins the image's digest
+when the registry has its tag); a second run builds nothing and plans nothing. ``platform_down``
 removes the services, their task definitions, the rule and target group and the Cloud Map name,
 and keeps the EFS, the bucket, the log groups and the roles; with ``purge`` the EFS, the log groups
 and the roles go too.

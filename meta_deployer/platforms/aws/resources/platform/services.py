@@ -2,12 +2,20 @@
 Cloud Map name (pure).
 
 ====================  =========  ===============================================================
-service               tasks      command (the local rehearsal's, ``meta_deployer/rehearsal.py``)
+service               tasks      command (``sh -c``; the local rehearsal's, ``meta_deployer/rehearsal.py``)
 ====================  =========  ===============================================================
-``dagster-webserver`` setting    ``dagster-webserver -h 0.0.0.0 -p 3000 -w /workspace/workspace.yaml``
-``dagster-daemon``    exactly 1  ``dagster-daemon run -w /workspace/workspace.yaml``
-``meta-deployer``     1          ``dagster api grpc -m meta_deployer.definitions -h 0.0.0.0 -p 4266``
+``dagster-webserver`` setting    wait for workspace.yaml, then ``dagster-webserver -h 0.0.0.0 -p 3000 -w /workspace/workspace.yaml``
+``dagster-daemon``    exactly 1  wait for workspace.yaml, then ``dagster-daemon run -w /workspace/workspace.yaml``
+``meta-deployer``     1          ``dagster instance migrate && meta-deployer render-workspace``, then
+                                 ``dagster api grpc -m meta_deployer.definitions -h 0.0.0.0 -p 4266``
 ====================  =========  ===============================================================
+
+Every container runs the platform image by digest (``inputs.image``), with ``DAGSTER_HOME`` at the
+image's baked ``dagster.yaml``, the bucket, and the instance's Postgres fields as ``secrets`` from
+``META_DEPLOYER_PG_SECRET_ARN`` (``instance.pg_secrets``: ARNs only). The deployer also gets the
+settings it deploys with (:func:`deployer_environment`), ``DAGSTER_CURRENT_IMAGE`` and
+``DAGSTER_CONTAINER_CONTEXT`` (:func:`deployer_container_context`; the EFS ids in it are a
+:class:`JsonText` until this plan has created them).
 
 Each has its family ``dagster-platform-<component>``, its task role, the execution role
 ``dagster-platform-execution`` and its log group ``/dagster/platform/<component>``. The workspace
