@@ -598,3 +598,14 @@ def test_platform_builds_its_image_and_its_task_definitions_are_complete(network
     assert not any(line.startswith(("building", "Step ")) for line in again_log.lines), again_log.lines
     dry_again = platform_up(settings, dry_run=True, log=Collect(), gateway=gw, root=root)
     assert dry_again.steps == () and gw.mutating_calls(start) == []
+
+
+def test_settings_as_env_read_back_give_the_same_settings_and_leave_defaults_out():
+    """The deployer's environment is the settings' as_env: what it reads back must be what was set."""
+    given = {"META_DEPLOYER_SUBNETS": "subnet-b,subnet-a", "META_DEPLOYER_SECURITY_GROUPS": "sg-1",
+             "META_DEPLOYER_ECS_STABILITY_TIMEOUT": "12.5", "META_DEPLOYER_PG_SECRET_ARN": PG_ARN,
+             "META_DEPLOYER_LOG_RETENTION_DAYS": "14"}
+    ecs = EcsSettings.from_env(given)
+    env = ecs.as_env()
+    assert EcsSettings.from_env(env) == ecs
+    assert set(env) == set(given)  # the cluster, namespace... stay at their defaults on both sides
