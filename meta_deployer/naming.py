@@ -17,7 +17,8 @@ import re
 MAX_NAME_LENGTH = 40
 #: Names that would collide with the bucket's own top-level layout.
 #: meta-deployer, dagster-webserver and dagster-daemon are the platform's own ECS services (make platform).
-RESERVED_NAMES = frozenset({"shared", "system", "temp", "meta-deployer", "dagster-webserver", "dagster-daemon"})
+#: ``base``: the repository of the base images (``dagster/base``, platforms/images.py).
+RESERVED_NAMES = frozenset({"shared", "system", "temp", "meta-deployer", "dagster-webserver", "dagster-daemon", "base"})
 NAME_PATTERN = re.compile(r"^[a-z](?:[a-z0-9-]*[a-z0-9])?\Z")
 
 #: Tag put on every AWS resource the deployer owns; state is read back through it.
@@ -75,8 +76,14 @@ def container_name(name: str) -> str:
     return f"dagster-repo-{validate_name(name)}"
 
 
+#: The ECR repository of the base images (its name is reserved for repos).
+BASE_REPOSITORY = "dagster/base"
+
+
 def ecr_repository(name: str) -> str:
-    """ECR repository holding the repo's images."""
+    """ECR repository holding the repo's images (``base``: the base images', ``dagster/base``)."""
+    if name == "base":
+        return BASE_REPOSITORY
     return f"dagster/{validate_name(name)}"
 
 

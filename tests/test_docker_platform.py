@@ -228,6 +228,8 @@ results = {{
     "home": attempt(listing, HOME),
     "network": attempt(connect),
     "read_alpha": attempt(read, f"{{repos}}/{{ALPHA}}/assets/secret"),
+    "read_alpha_code": attempt(listing, f"{{repos}}/{{ALPHA}}/code"),
+    "read_granted_code": attempt(listing, f"{{repos}}/{{GAMMA}}/code"),
     "write_alpha": attempt(write, f"{{repos}}/{{ALPHA}}/assets/secret"),
     "read_granted": attempt(read, f"{{repos}}/{{GAMMA}}/assets/data"),
     "write_granted": attempt(write, f"{{repos}}/{{GAMMA}}/assets/data"),
@@ -303,6 +305,8 @@ def test_a_container_mounts_only_its_repo_and_validation_has_no_network(tmp_path
         (repos / repo / rel).parent.mkdir(parents=True)
         (repos / repo / rel).write_text(text)
     (storage / "system" / "logs").mkdir(parents=True)
+    (repos / gamma / "code").mkdir()
+    (repos / gamma / "code" / f"{'0' * 40}.tar.gz").write_bytes(b"gamma's code")
 
     # Every container the build creates is inspected as the engine records it, before it is removed.
     network_modes: dict[str, str] = {}
@@ -348,7 +352,7 @@ def test_a_container_mounts_only_its_repo_and_validation_has_no_network(tmp_path
     assert mounts(beta) == instance | {
         (str(repos / beta),) * 2 + (True,),
         (str(repos / "shared"),) * 2 + (False,),
-        (str(repos / gamma),) * 2 + (False,),
+        (str(repos / gamma / "assets"),) * 2 + (False,),  # a grant: its assets, never its code archives
     }
 
     # beta's code, running in its container, against every path.
@@ -368,4 +372,7 @@ def test_a_container_mounts_only_its_repo_and_validation_has_no_network(tmp_path
     assert results["read_instance_storage"] == "FileNotFoundError"
     assert results["storage_root"] == "ok:['repos']"  # no system/, nothing else of the root
     assert results["repos"] == f"ok:{sorted([beta, gamma, 'shared'])}"
+    # alpha and beta serve mounted code: each archive is under its own folder, which only it mounts.
+    assert list((repos / alpha / "code").glob("*.tar.gz")) and results["read_alpha_code"] == "FileNotFoundError"
+    assert results["read_granted_code"] == "FileNotFoundError"  # granted gamma's assets, not its code
     assert results["home"] == "ok:['dagster.yaml', 'history', 'schedules']"
