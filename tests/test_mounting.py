@@ -132,7 +132,7 @@ def _registry_tags(registry: str, repository: str) -> list[str]:
 def _asset_names(port: int, location: str) -> set[str]:
     """The asset keys the code server on ``port`` serves (asked over gRPC, as the webserver does)."""
     from dagster import DagsterInstance
-    from dagster._core.remote_representation.origin import GrpcServerCodeLocationOrigin
+    from dagster._core.remote_origin import GrpcServerCodeLocationOrigin
 
     origin = GrpcServerCodeLocationOrigin(host="127.0.0.1", port=port, location_name=location)
     with DagsterInstance.ephemeral() as instance, origin.create_location(instance) as code_location:
