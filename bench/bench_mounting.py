@@ -84,6 +84,7 @@ def main() -> None:
 
                 results[f"cold build+push, {'shared base' if base else 'no base'}"] = timed(cold_build)[0]
                 if base:
+                    platform.build(spec, checkout(), quiet)  # its dependency image, as its first deploy made it
                     remote.commit({"definitions.py": DEFINITIONS.format(asset="two", value=2)})
 
                     def mounted():
