@@ -20,8 +20,9 @@ MAX_NAME_LENGTH = 40
 PLATFORM_NAME = "platform"
 PLATFORM_SERVICES = {"webserver": "dagster-webserver", "daemon": "dagster-daemon", "deployer": "meta-deployer"}
 #: Names that would collide with the bucket's own top-level layout, or with the platform's ECS services
-#: (a repo's service is ``<name>``) and its image repository (``dagster/platform``).
-RESERVED_NAMES = frozenset({"shared", "system", "temp", "meta-deployer", PLATFORM_NAME, *PLATFORM_SERVICES.values()})
+#: (a repo's service is ``<name>``), its image repository (``dagster/platform``) and the base images'
+#: repository (``dagster/base``, platforms/images.py).
+RESERVED_NAMES = frozenset({"shared", "system", "temp", "meta-deployer", "base", PLATFORM_NAME, *PLATFORM_SERVICES.values()})
 NAME_PATTERN = re.compile(r"^[a-z](?:[a-z0-9-]*[a-z0-9])?\Z")
 
 #: Tag put on every AWS resource the deployer owns; state is read back through it.
@@ -79,8 +80,14 @@ def container_name(name: str) -> str:
     return f"dagster-repo-{validate_name(name)}"
 
 
+#: The ECR repository of the base images (its name is reserved for repos).
+BASE_REPOSITORY = "dagster/base"
+
+
 def ecr_repository(name: str) -> str:
-    """ECR repository holding the repo's images."""
+    """ECR repository holding the repo's images (``base``: the base images', ``dagster/base``)."""
+    if name == "base":
+        return BASE_REPOSITORY
     return f"dagster/{validate_name(name)}"
 
 

@@ -188,6 +188,8 @@ class Deployer:
                 deployed_at=time.time(),
                 duration_s=round(time.time() - state.started_at, 3),
                 metadata={**state.artifact.metadata, **state.published.metadata, **state.served.metadata},
+                code_archive=state.published.metadata.get("code_archive"),
+                code_sha256=state.published.metadata.get("code_sha256"),
             )
         assert record is not None
         changed = self.registry.update(put=record, expected=state.record_version)

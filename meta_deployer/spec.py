@@ -347,6 +347,13 @@ class RepoSpec(_Strict):
     environment: tuple[EnvVar, ...] = Field((), description="Plain environment variables (never secrets).")
     secrets: tuple[SecretRef, ...] = Field((), description="Secrets as name/valueFrom ARN pairs.")
     access: Access = Field(default_factory=Access, description="Read access to other repos' assets.")
+    code_mounting: bool | None = Field(
+        None,
+        description=(
+            "Serve the code from an archive of the commit fetched at start-up (a code-only change builds no "
+            "image). Unset: on for templated repos, off for a repo with its own Dockerfile."
+        ),
+    )
 
     @field_validator("environment", mode="before")
     @classmethod
@@ -377,6 +384,16 @@ class RepoSpec(_Strict):
         ]
         if problems:
             raise ValueError("; ".join(problems))
+        return v
+
+    @field_validator("code_mounting", mode="before")
+    @classmethod
+    def _code_mounting(cls, v: Any) -> Any:
+        if v is not None and not isinstance(v, bool):
+            raise ValueError(
+                f"must be true or false (got {v!r}); true serves the code from an archive of each commit, so a "
+                "code-only change builds no image"
+            )
         return v
 
     @field_validator("name")
@@ -468,7 +485,10 @@ class RepoSpec(_Strict):
 
     def content_hash(self) -> str:
         """A stable hash of the spec's meaning (not of its formatting)."""
-        canonical = json.dumps(self.model_dump(mode="json", by_alias=True), sort_keys=True)
+        data = self.model_dump(mode="json", by_alias=True)
+        if data.get("code_mounting") is None:
+            data.pop("code_mounting", None)  # unset: the hash of every spec written before the field stays
+        canonical = json.dumps(data, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 
 

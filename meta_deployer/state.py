@@ -51,6 +51,9 @@ class Deployment:
     duration_s: float
     digest: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    #: Mounted code: the commit's archive (``s3://…`` or a local path) and its sha256; None otherwise.
+    code_archive: str | None = None
+    code_sha256: str | None = None
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

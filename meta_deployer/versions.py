@@ -56,3 +56,25 @@ def runtime_package() -> Path:
     spec = importlib.util.find_spec(RUNTIME_PACKAGE)
     assert spec is not None and spec.origin is not None, f"{RUNTIME_PACKAGE} is not importable"
     return Path(spec.origin).resolve().parent
+
+
+#: The packages every base image holds (besides the runtime package): Dagster and what the
+#: production instance's classes need (S3 storage and compute logs, Postgres storage).
+BASE_PACKAGES = ("dagster", "dagster-aws", "dagster-postgres")
+
+
+def dagster_family(spec: object | None = None) -> str:
+    """The Dagster release family a repo's location runs (``1.13`` for ``dagster==1.13.27``).
+
+    The one place that answers "which family does this repo use": today every repo gets the
+    deployer's pinned family (``spec`` is accepted so that this can become per repo).
+    """
+    major, minor, *_ = pin("dagster").split(".")
+    return f"{major}.{minor}"
+
+
+def family_requirements(family: str) -> tuple[str, ...]:
+    """``name==version`` of :data:`BASE_PACKAGES` for ``family``; ValueError for a family not pinned here."""
+    if family != dagster_family():
+        raise ValueError(f"Dagster family {family!r} is not supported here; supported: {dagster_family()}")
+    return tuple(requirement(name) for name in BASE_PACKAGES)

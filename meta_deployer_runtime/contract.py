@@ -8,6 +8,7 @@ here, so a platform serves exactly what the entry point expects:
   ``--fixed-server-id ID`` (the version's deploy fingerprint: one identity for all its replicas);
 - the health check: ``dagster api grpc-health-check -p P``;
 - the validation command: ``dagster definitions validate`` through the same entry point;
+- mounted code: ``META_DEPLOYER_CODE_ARCHIVE`` and ``_CODE_SHA256`` (``meta_deployer_runtime.code``);
 - the environment: the code source (``META_DEPLOYER_CODE_SOURCE``), the working directory, the repo
   name and its storage settings (``META_DEPLOYER_REPO``, ``_PREFIX``, ``_BUCKET`` or ``_STORAGE_DIR``,
   ``_READ_ACCESS``).
@@ -41,6 +42,27 @@ ENV_BUCKET = "META_DEPLOYER_BUCKET"
 ENV_STORAGE_DIR = "META_DEPLOYER_STORAGE_DIR"
 #: Comma-separated repo names the spec's ``access.read`` grants.
 ENV_READ_ACCESS = "META_DEPLOYER_READ_ACCESS"
+#: Mounted code (dynamic repository mounting): where the commit's code archive is, ``s3://<bucket>/<key>``
+#: or an absolute local path (``repos/<name>/code/<commit>.tar.gz`` of the storage root) ...
+ENV_CODE_ARCHIVE = "META_DEPLOYER_CODE_ARCHIVE"
+#: ... its sha256 (hex), checked before anything of it is unpacked ...
+ENV_CODE_SHA256 = "META_DEPLOYER_CODE_SHA256"
+#: ... and the writable folder it is unpacked into (default: ``<tempdir>/meta-deployer-code``).
+ENV_CODE_DIR = "META_DEPLOYER_CODE_DIR"
+#: The storage layout of code archives, relative to the storage root.
+CODE_ARCHIVE_FOLDER = "code"
+
+
+def code_archive_key(name: str, commit: str) -> str:
+    """``repos/<name>/code/<commit>.tar.gz``: under the repo's own prefix, so only that repo reads it."""
+    problem = name_problem(name)
+    if problem:
+        raise ValueError(f"repo name {problem}")
+    if not re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", commit):
+        raise ValueError(f"{commit!r} is not a full git commit id")
+    return f"repos/{name}/{CODE_ARCHIVE_FOLDER}/{commit}.tar.gz"
+
+
 #: Where the deployer's work area is (``META_DEPLOYER_ROOT`` / ``META_DEPLOYER_WORK_DIR``): the
 #: instance's compute log manager defaults to its ``storage`` folder, as the deployer does.
 ROOT_ENV = "META_DEPLOYER_ROOT"

@@ -7,6 +7,8 @@ through this wrapper, which
   injected ``META_DEPLOYER_REPO``, ``META_DEPLOYER_PREFIX`` and storage
   settings (``dagster dev`` has no per-location environment, so the dev
   platform needs this route);
+- with mounted code, fetches the commit's code archive, checks its sha256 and
+  serves from the unpacked copy (``meta_deployer_runtime.code``);
 - copies the code server's output into the repo's log file (``repo-logs``);
 - loads the repo's definitions from its code source and, where the repo sets
   no ``io_manager`` of its own, gives it the prefix-enforcing one
@@ -28,6 +30,7 @@ from typing import Any, TextIO
 
 from meta_deployer_runtime.contract import (
     CODE_SOURCE_ENV,
+    ENV_CODE_ARCHIVE,
     ENV_REPO,
     LOCATION_CONFIG_ENV,
     WORKING_DIRECTORY_ENV,
@@ -129,7 +132,19 @@ def load_from_env() -> dict[str, Any]:
         raise RuntimeError(f"set {CODE_SOURCE_ENV}=<python_file|module_name|package_name>:<value>")
     # Relative to where the server runs (the image's WORKDIR) when a platform cannot set the
     # container's working directory per repo (ECS task definitions); docker sets it directly.
-    working_directory = os.path.normpath(os.path.join(os.getcwd(), os.environ.get(WORKING_DIRECTORY_ENV, ".")))
+    # Mounted code: relative to the folder the commit's verified archive was unpacked into.
+    root = os.getcwd()
+    if os.environ.get(ENV_CODE_ARCHIVE):
+        from meta_deployer_runtime.code import fetch_code
+
+        try:
+            root = str(fetch_code())
+        except Exception as exc:
+            sys.stderr.write(f"meta_deployer: location {os.environ.get(ENV_REPO, '?')} cannot start: {exc}\n")
+            raise
+    working_directory = os.path.normpath(os.path.join(root, os.environ.get(WORKING_DIRECTORY_ENV, ".")))
+    if os.path.relpath(working_directory, root).startswith(".."):
+        raise RuntimeError(f"{WORKING_DIRECTORY_ENV} leaves the code folder: {working_directory}")
     return load(
         {
             "name": os.environ.get(ENV_REPO, "?"),

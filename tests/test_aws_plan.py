@@ -66,9 +66,11 @@ def test_every_prefix_ends_with_a_slash():
 
 def test_access_read_grants_read_only_on_listed_repos():
     st = _statements(p.task_role_policy("bkt", "a", read=("b",)))
-    assert "arn:aws:s3:::bkt/repos/b/*" in st["SharedAndGrantedPrefixesReadOnly"]["Resource"]
-    assert "arn:aws:s3:::bkt/repos/b/*" not in st["OwnPrefixReadWrite"]["Resource"]
-    assert "repos/b/*" in st["ListOnlyReadablePrefixes"]["Condition"]["StringLike"]["s3:prefix"]
+    # A grant reaches b's assets only: never its code archives (repos/b/code/), outputs or logs.
+    assert "arn:aws:s3:::bkt/repos/b/assets/*" in st["SharedAndGrantedPrefixesReadOnly"]["Resource"]
+    assert "arn:aws:s3:::bkt/repos/b/*" not in st["SharedAndGrantedPrefixesReadOnly"]["Resource"]
+    assert "arn:aws:s3:::bkt/repos/b/assets/*" not in st["OwnPrefixReadWrite"]["Resource"]
+    assert "repos/b/assets/*" in st["ListOnlyReadablePrefixes"]["Condition"]["StringLike"]["s3:prefix"]
 
 
 def test_trust_policy_only_ecs_tasks():

@@ -28,7 +28,7 @@ from meta_deployer.platforms import images
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 
-#: An asset that succeeds only inside the repo's container (our template copies the code to /app),
+#: An asset that succeeds only inside the repo's container (its code is mounted there from the commit's archive),
 #: where the storage root shows only the repo's own folder and shared/, and another repo's file is absent.
 IN_CONTAINER = """\
 import os
@@ -38,7 +38,7 @@ import dagster as dg
 
 @dg.asset
 def first() -> str:
-    if not os.path.isfile("/app/definitions.py"):
+    if not os.environ.get("META_DEPLOYER_CODE_SHA256"):
         raise RuntimeError("this run did not execute inside the repo's container")
     me, repos = os.environ["META_DEPLOYER_REPO"], os.path.join(os.environ["META_DEPLOYER_STORAGE_DIR"], "repos")
     if sorted(os.listdir(repos)) != sorted([me, "shared"]):

@@ -99,7 +99,9 @@ def test_serve_switch_adopt_and_stop(tmp_path, git_remote, repo_names):
     # The instance reaches the container (its sqlite folders at the same paths), but not DAGSTER_HOME whole.
     destinations = {m["Destination"] for m in live.attrs["Mounts"]}
     assert f"{env['DAGSTER_HOME']}/history" in destinations and env["DAGSTER_HOME"] not in destinations
-    record = {"artifact": published.ref, "workspace_entry": served.workspace_entry}
+    # Mounted code: one dependency image serves many commits, so the record's code archive names the version.
+    record = {"artifact": published.ref, "workspace_entry": served.workspace_entry,
+              "code_sha256": published.metadata["code_sha256"]}
     assert platform.is_serving(name, record)
 
     # After a restart of Dagster: a fresh platform object adopts what runs.
@@ -123,7 +125,8 @@ def test_serve_switch_adopt_and_stop(tmp_path, git_remote, repo_names):
     containers = platform.client.containers.list(all=True, filters={"label": f"meta-deployer.repo={name}"})
     assert [c.name for c in containers] == [naming.container_name(name)]
     assert containers[0].labels[LABEL_PORT] == str(port2) and not grpc_ready(port1)
-    assert platform.is_serving(name, {"artifact": published2.ref, "workspace_entry": served2.workspace_entry})
+    assert platform.is_serving(name, {"artifact": published2.ref, "workspace_entry": served2.workspace_entry,
+                                      "code_sha256": published2.metadata["code_sha256"]})
     assert not platform.is_serving(name, record)
 
     lines = list(itertools.islice(platform.logs(name, follow=True, tail=50), 1))
@@ -155,7 +158,8 @@ def test_unhealthy_new_version_keeps_the_old_one_serving(tmp_path, git_remote, r
     containers = platform.client.containers.list(all=True, filters={"label": f"meta-deployer.repo={name}"})
     assert [c.name for c in containers] == [naming.container_name(name)]
     assert grpc_ready(old)
-    assert platform.is_serving(name, {"artifact": published.ref, "workspace_entry": served.workspace_entry})
+    assert platform.is_serving(name, {"artifact": published.ref, "workspace_entry": served.workspace_entry,
+                                      "code_sha256": published.metadata["code_sha256"]})
 
 
 @pytest.mark.docker
@@ -228,6 +232,8 @@ results = {{
     "home": attempt(listing, HOME),
     "network": attempt(connect),
     "read_alpha": attempt(read, f"{{repos}}/{{ALPHA}}/assets/secret"),
+    "read_alpha_code": attempt(listing, f"{{repos}}/{{ALPHA}}/code"),
+    "read_granted_code": attempt(listing, f"{{repos}}/{{GAMMA}}/code"),
     "write_alpha": attempt(write, f"{{repos}}/{{ALPHA}}/assets/secret"),
     "read_granted": attempt(read, f"{{repos}}/{{GAMMA}}/assets/data"),
     "write_granted": attempt(write, f"{{repos}}/{{GAMMA}}/assets/data"),
@@ -303,6 +309,8 @@ def test_a_container_mounts_only_its_repo_and_validation_has_no_network(tmp_path
         (repos / repo / rel).parent.mkdir(parents=True)
         (repos / repo / rel).write_text(text)
     (storage / "system" / "logs").mkdir(parents=True)
+    (repos / gamma / "code").mkdir()
+    (repos / gamma / "code" / f"{'0' * 40}.tar.gz").write_bytes(b"gamma's code")
 
     # Every container the build creates is inspected as the engine records it, before it is removed.
     network_modes: dict[str, str] = {}
@@ -348,7 +356,7 @@ def test_a_container_mounts_only_its_repo_and_validation_has_no_network(tmp_path
     assert mounts(beta) == instance | {
         (str(repos / beta),) * 2 + (True,),
         (str(repos / "shared"),) * 2 + (False,),
-        (str(repos / gamma),) * 2 + (False,),
+        (str(repos / gamma / "assets"),) * 2 + (False,),  # a grant: its assets, never its code archives
     }
 
     # beta's code, running in its container, against every path.
@@ -357,7 +365,8 @@ def test_a_container_mounts_only_its_repo_and_validation_has_no_network(tmp_path
     assert results["read_alpha"] == "FileNotFoundError"  # alpha's folder is not there at all
     # As root in its container beta may create a folder of that name, but only in its own file system:
     assert (repos / alpha / "assets" / "secret").read_text() == "alpha's data"
-    assert sorted(p.name for p in (repos / alpha).rglob("*")) == ["assets", "secret"]
+    assert sorted(p.name for p in (repos / alpha / "assets").rglob("*")) == ["secret"]
+    assert sorted(p.name for p in (repos / alpha).iterdir()) == ["assets", "code"]  # its code archive, nothing of beta's
     assert results["read_granted"] == "ok:gamma's data" and results["write_granted"] == "OSError"
     assert results["read_shared"] == "ok:for everyone" and results["write_shared"] == "OSError"
     assert (repos / gamma / "assets" / "data").read_text() == "gamma's data"
@@ -368,4 +377,7 @@ def test_a_container_mounts_only_its_repo_and_validation_has_no_network(tmp_path
     assert results["read_instance_storage"] == "FileNotFoundError"
     assert results["storage_root"] == "ok:['repos']"  # no system/, nothing else of the root
     assert results["repos"] == f"ok:{sorted([beta, gamma, 'shared'])}"
+    # alpha and beta serve mounted code: each archive is under its own folder, which only it mounts.
+    assert list((repos / alpha / "code").glob("*.tar.gz")) and results["read_alpha_code"] == "FileNotFoundError"
+    assert results["read_granted_code"] == "FileNotFoundError"  # granted gamma's assets, not its code
     assert results["home"] == "ok:['dagster.yaml', 'history', 'schedules']"

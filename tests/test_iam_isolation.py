@@ -52,7 +52,8 @@ def enforcing(moto_factory, monkeypatch):
     )
     s3 = admin.client("s3")
     s3.create_bucket(Bucket=BUCKET)
-    for k in ("repos/a/x", "repos/b/x", "repos/a-evil/x", "repos/shared/x"):
+    for k in ("repos/a/x", "repos/b/x", "repos/a-evil/x", "repos/shared/x", "repos/b/assets/x", "repos/b/code/c.tar.gz",
+              "repos/a/code/c.tar.gz"):
         s3.put_object(Bucket=BUCKET, Key=k, Body=b"data")
     return admin
 
@@ -97,11 +98,14 @@ def test_task_role_of_a_is_confined_to_its_prefix(enforcing):
     assert denied(s3.get_object, Bucket=BUCKET, Key="repos/b/x")
     assert denied(s3.get_object, Bucket=BUCKET, Key="repos/a-evil/x")
 
-    # access.read: [b] grants read (never write) on repos/b/
+    # access.read: [b] grants read (never write) on repos/b/assets/, never on b's code archives
     gateway.put_role_policy(
         role, aws_plan.TASK_POLICY_NAME, aws_plan.canonical_json(aws_plan.task_role_policy(BUCKET, "a", read=("b",)))
     )
     bind_role_policy_to_user(admin, gateway, role, "repo-a")
-    assert s3.get_object(Bucket=BUCKET, Key="repos/b/x")["Body"].read() == b"data"
-    assert denied(s3.put_object, Bucket=BUCKET, Key="repos/b/y", Body=b"1")
+    assert s3.get_object(Bucket=BUCKET, Key="repos/b/assets/x")["Body"].read() == b"data"
+    assert s3.get_object(Bucket=BUCKET, Key="repos/a/code/c.tar.gz")["Body"].read() == b"data"  # its own code
+    assert denied(s3.get_object, Bucket=BUCKET, Key="repos/b/code/c.tar.gz")
+    assert denied(s3.get_object, Bucket=BUCKET, Key="repos/b/x")
+    assert denied(s3.put_object, Bucket=BUCKET, Key="repos/b/assets/y", Body=b"1")
     assert denied(s3.get_object, Bucket=BUCKET, Key="repos/a-evil/x")

@@ -33,8 +33,9 @@ networking does not reach the host).
 same path inside, so the paths the IO manager and the instance compute stay valid):
 
 - storage, when it is the local folder (no bucket): ``<storage_dir>/repos/<name>/``
-  read-write (its assets, op outputs and compute logs), ``repos/shared/`` and
-  ``repos/<other>/`` for each repo in the spec's ``access.read`` read-only. Nothing
+  read-write (its assets, op outputs, compute logs and code archives), ``repos/shared/`` and
+  ``repos/<other>/assets/`` for each repo in the spec's ``access.read`` read-only (a grant never
+  reaches another repo's code archives). Nothing
   else of the storage root: no other repo's folder, no ``system/``;
 - the instance, when ``DAGSTER_HOME`` is set: runs launched from the UI execute
   inside the container (the code server starts them) and write to the instance.
@@ -64,14 +65,16 @@ from __future__ import annotations
 import hashlib
 import json
 import socket
+import tempfile
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from filelock import FileLock
 
-from meta_deployer import naming
+from meta_deployer import codearchive, naming
 from meta_deployer.errors import SettingsError, UnhealthyError
 from meta_deployer.model import Artifact, Checkout, Log, Observed, Published, Served
 from meta_deployer.platforms import images, location
@@ -107,6 +110,8 @@ LABEL_PORT = f"{L}port"
 LABEL_PAIR = f"{L}port-pair"
 LABEL_FINGERPRINT = f"{L}fingerprint"
 LABEL_LOCATION = f"{L}location"
+#: The sha256 of the code archive a container serves (mounted code), else empty.
+LABEL_CODE = f"{L}code-sha256"
 
 
 def preferred_pair(name: str, base: int = DEFAULT_PORT_BASE, pairs: int = DEFAULT_PORT_PAIRS) -> int:
@@ -266,8 +271,10 @@ class DockerPlatform:
         if not self.settings.storage_bucket and storage:
             repos = storage / REPOS_ROOT
             for other in sorted({SHARED_REPO, *spec.access.read} - {spec.name}):
-                (repos / other).mkdir(parents=True, exist_ok=True)
-                bind(repos / other, "ro")
+                # A grant reaches the other repo's assets only, never its code archives, outputs or logs.
+                folder = repos / other if other == SHARED_REPO else repos / other / "assets"
+                folder.mkdir(parents=True, exist_ok=True)
+                bind(folder, "ro")
             (repos / spec.name).mkdir(parents=True, exist_ok=True)
             bind(repos / spec.name, "rw")
         return volumes, user
@@ -288,6 +295,8 @@ class DockerPlatform:
 
     def _container_fingerprint(self, spec: RepoSpec, published: Published) -> str:
         data = [published.ref, spec.content_hash(), self.settings_fingerprint(spec)]
+        if published.metadata.get("code_sha256"):  # mounted code: the same image serves many commits
+            data.append(published.metadata["code_sha256"])
         return hashlib.sha256(json.dumps(data).encode()).hexdigest()[:16]
 
     def server_id(self, spec: RepoSpec, published: Published, checkout: Checkout) -> str:
@@ -310,10 +319,35 @@ class DockerPlatform:
 
     # -- build and publish: meta_deployer.platforms.images -----------------------------
     def build(self, spec: RepoSpec, checkout: Checkout, log: Log, *, run_id: str | None = None) -> Artifact:
-        return images.build_image(spec, checkout, self.images, log, run_id=run_id)
+        """The image (a dependency image when the code is mounted), then for mounted code the commit's
+        archive, written once to the storage root, and its definitions loaded from it in that image."""
+        artifact = images.build_image(spec, checkout, self.images, log, run_id=run_id, mount=True)
+        if not artifact.metadata.get("mounted"):
+            return artifact
+        archive = codearchive.publish_code(self.settings, checkout, log)
+        self._validate_mounted(spec, artifact, checkout, archive, log)
+        return replace(artifact, metadata={**artifact.metadata, **archive.metadata(), "code_written": archive.written})
+
+    def _validate_mounted(
+        self, spec: RepoSpec, artifact: Artifact, checkout: Checkout, archive: codearchive.CodeArchive, log: Log
+    ) -> None:
+        """Load the commit's definitions in the dependency image, from the archive, with no network."""
+        if artifact.metadata.get("in_registry") and not images.local_image_id(self.client, artifact.ref):
+            auth = images.ecr_login(self.images.registry, self.settings.env)[1] if images.is_ecr(self.images.registry) else None
+            images.pull_image(self.client, artifact.ref, auth, log)
+        if archive.uri.startswith("s3://"):
+            # No network in validation: the same bytes (same sha256) from a local copy.
+            with tempfile.TemporaryDirectory(prefix="md-code-") as tmp:
+                local = Path(tmp) / "code.tar.gz"
+                local.write_bytes(codearchive.make_archive(checkout.path))
+                images.validate_image(self.client, spec, artifact.ref, self.images, log, code=(str(local), archive.sha256))
+        else:
+            images.validate_image(self.client, spec, artifact.ref, self.images, log, code=(archive.uri, archive.sha256))
 
     def publish(self, spec: RepoSpec, artifact: Artifact, log: Log) -> Published:
-        return images.push_image(spec, artifact, self.images.registry, log, self.settings.env)
+        published = images.push_image(spec, artifact, self.images.registry, log, self.settings.env)
+        code = {k: artifact.metadata[k] for k in ("code_archive", "code_sha256") if k in artifact.metadata}
+        return replace(published, metadata={**published.metadata, **code}) if code else published
 
     # -- serve -------------------------------------------------------------
     def serve(self, spec: RepoSpec, published: Published, checkout: Checkout, log: Log) -> Served:
@@ -360,6 +394,9 @@ class DockerPlatform:
     ) -> Container:
         volumes, user = self.mounts(spec)
         env = {**self.storage_env(spec), **location.code_source_env(spec)}
+        code_sha = published.metadata.get("code_sha256") or ""
+        if code_sha:  # mounted code: the entry point fetches, checks and unpacks the commit's archive
+            env.update(images.mounted_code_env(spec, published.metadata["code_archive"], code_sha))
         host_mode = self.docker.network == "host"
         inner_port = port if host_mode else location.CONTAINER_PORT
         image_workdir = self.client.api.inspect_image(published.ref)["Config"].get("WorkingDir")
@@ -372,6 +409,7 @@ class DockerPlatform:
             LABEL_PORT: str(port),
             LABEL_PAIR: str(pair),
             LABEL_FINGERPRINT: fingerprint,
+            LABEL_CODE: code_sha,
         }
         kwargs: dict[str, Any] = {
             "name": name,
@@ -382,7 +420,7 @@ class DockerPlatform:
             "command": location.entrypoint_command(
                 "127.0.0.1" if host_mode else "0.0.0.0", inner_port, self.server_id(spec, published, checkout)
             ),
-            "working_dir": location.container_workdir(image_workdir, spec),
+            "working_dir": (image_workdir or "/") if code_sha else location.container_workdir(image_workdir, spec),
             "environment": env,
             "labels": labels,
             "restart_policy": RESTART_POLICY,
@@ -514,6 +552,7 @@ class DockerPlatform:
         return (
             c.status == "running"
             and c.labels.get(LABEL_IMAGE) == record.get("artifact")
+            and c.labels.get(LABEL_CODE, "") == (record.get("code_sha256") or "")
             and str(entry.get("port")) == c.labels.get(LABEL_PORT)
         )
 

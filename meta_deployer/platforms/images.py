@@ -63,6 +63,7 @@ import tempfile
 import time
 import tomllib
 from collections import deque
+import posixpath
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -104,6 +105,16 @@ RUNTIME_PYLIB = "/opt/meta_deployer/pylib"
 ENGINE_TIMEOUT_S = 900
 TAIL_LINES = 30
 TEMPLATE_PATH = Path(__file__).resolve().parent / "templates" / "Dockerfile"
+#: The templates of the base images and of templated images built on them.
+BASE_TEMPLATE_PATH = TEMPLATE_PATH.with_name("Dockerfile.base")
+ONBASE_TEMPLATE_PATH = TEMPLATE_PATH.with_name("Dockerfile.onbase")
+#: The repository of the base images (``<registry>/dagster/base:<family>-<hash12>``): the repo name
+#: ``base`` is reserved for it (naming.RESERVED_NAMES).
+BASE_NAME = "base"
+#: Tags of dependency images (mounted code): ``deps-<hash24>``, the hash of everything but the code.
+DEPS_TAG_PREFIX = "deps-"
+#: A repo's dependency files: the only files of the checkout a dependency image is built from.
+DEPENDENCY_FILES = ("requirements.txt", "pyproject.toml", "setup.py", "setup.cfg", ".dockerignore")
 CONTEXT_DIR = ".meta_deployer"
 LABEL_PREFIX = "meta-deployer."
 VALIDATE_DAGSTER_HOME = "/tmp/meta-deployer-validate"
@@ -165,9 +176,11 @@ class BuildPlan:
     base_image: str | None
     notes: tuple[str, ...] = ()
     runtime: tuple[tuple[str, str], ...] = ()  # the runtime layer's files
+    mounted: bool = False  # a dependency image: the code comes from the commit's archive at start-up
 
     def content_hash(self, base_image_id: str | None = None) -> str:
         data = {
+            "mounted": self.mounted,
             "template_version": TEMPLATE_VERSION,
             "runtime": list(self.runtime),
             "dockerfile": self.dockerfile,
@@ -179,7 +192,7 @@ class BuildPlan:
         return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()
 
 
-def _tracked_files(root: Path) -> list[str]:
+def tracked_files(root: Path) -> list[str]:
     """The files of the checked-out commit (``git ls-files``): no .git, no untracked leftovers."""
     try:
         out = subprocess.run(
@@ -194,7 +207,7 @@ def _tracked_files(root: Path) -> list[str]:
 def _context_files(root: Path) -> list[str]:
     from docker.utils.build import exclude_paths
 
-    tracked = _tracked_files(root)
+    tracked = tracked_files(root)
     ignore_file = root / ".dockerignore"
     patterns = [".git"]
     if ignore_file.is_file():
@@ -245,8 +258,12 @@ def runtime_dockerfile(image: str) -> str:
     )
 
 
-def _dependency_plan(spec: RepoSpec, root: Path, extra: tuple[str, ...] = ()) -> tuple[list[str], str, list[str]]:
-    """(requirement lines for the dependency layer, the command installing the code, notes)."""
+def _dependency_plan(
+    spec: RepoSpec, root: Path, extra: tuple[str, ...] = (), on_base: bool = False
+) -> tuple[list[str], str, list[str]]:
+    """(requirement lines for the dependency layer, the command installing the code, notes).
+
+    ``on_base``: the image builds FROM the family's base image, which has Dagster already."""
     notes: list[str] = []
     dirs = ["."]
     if spec.working_directory and spec.working_directory != ".":
@@ -269,7 +286,7 @@ def _dependency_plan(spec: RepoSpec, root: Path, extra: tuple[str, ...] = ()) ->
             notes.append(f"{rel}: dependencies are not static in pyproject.toml; they install with the code")
             install = f"pip install -e {rel}"
     names = {m.group(1).lower().replace("_", "-") for m in map(_REQ_NAME.match, reqs) if m}
-    if "dagster" not in names:
+    if "dagster" not in names and not on_base:
         reqs.insert(0, DAGSTER_REQUIREMENT)
     for requirement in extra:
         match = _REQ_NAME.match(requirement)
@@ -280,11 +297,52 @@ def _dependency_plan(spec: RepoSpec, root: Path, extra: tuple[str, ...] = ()) ->
     return unique, install, notes
 
 
-def plan_build(spec: RepoSpec, checkout: Checkout, settings: ImageSettings) -> BuildPlan:
-    """Decide the Dockerfile and the context for ``spec`` at ``checkout`` (reads files only)."""
+def wants_mounting(spec: RepoSpec, root: Path) -> bool:
+    """Whether ``spec``'s code is mounted (see README): ``code_mounting`` when set, else on for templated
+    repos and off for a repo with its own Dockerfile."""
+    if spec.code_mounting is not None:
+        return spec.code_mounting
+    return not (root / "Dockerfile").is_file()
+
+
+def _dependency_files(spec: RepoSpec, root: Path) -> tuple[tuple[str, str], ...]:
+    folders = ["."] + ([spec.working_directory] if spec.working_directory not in (None, ".") else [])
+    found = []
+    for folder in folders:
+        for name in DEPENDENCY_FILES:
+            rel = posixpath.normpath(posixpath.join(folder, name))
+            if (root / rel).is_file():
+                found.append((rel, (root / rel).read_text()))
+    return tuple(found)
+
+
+def plan_build(
+    spec: RepoSpec, checkout: Checkout, settings: ImageSettings, *, base: str | None = None, mount: bool = False
+) -> BuildPlan:
+    """Decide the Dockerfile and the context for ``spec`` at ``checkout`` (reads files only).
+
+    ``base``: the family's base image to build templated repos FROM (None: the plain template on
+    ``META_DEPLOYER_BASE_IMAGE``). ``mount``: the platform can mount code, so a repo that wants it
+    (:func:`wants_mounting`) gets a dependency image, built from its dependency files only.
+    """
     root = checkout.path
-    files = _context_files(root)
+    mounted = mount and wants_mounting(spec, root)
     if (root / "Dockerfile").is_file():
+        if mounted:
+            deps = _dependency_files(spec, root)
+            return BuildPlan(
+                own_dockerfile=True,
+                dockerfile="Dockerfile",
+                dockerfile_text=(root / "Dockerfile").read_text(),
+                extra_files=deps,
+                files=(),
+                base_image=None,
+                notes=("code_mounting: the Dockerfile builds from the dependency files only "
+                       f"({', '.join(p for p, _ in deps) or 'none found'}); the code is mounted at start-up",),
+                runtime=runtime_files(),
+                mounted=True,
+            )
+        files = _context_files(root)
         return BuildPlan(
             own_dockerfile=True,
             dockerfile="Dockerfile",
@@ -294,14 +352,31 @@ def plan_build(spec: RepoSpec, checkout: Checkout, settings: ImageSettings) -> B
             base_image=None,
             runtime=runtime_files(),
         )
-    reqs, install, notes = _dependency_plan(spec, root, settings.extra_requirements)
-    text = (
-        TEMPLATE_PATH.read_text()
-        .replace("{{base_image}}", settings.base_image)
-        .replace("{{install_code}}", install)
-        .replace("{{command}}", json.dumps(grpc_command(spec)))
-    )
+    reqs, install, notes = _dependency_plan(spec, root, settings.extra_requirements, on_base=base is not None)
+    if mounted and install.startswith("pip install -e"):
+        # Dependencies that only an install of the code can resolve (setup.py, dynamic pyproject).
+        notes.append("the code must be installed to resolve its dependencies, so it is built into the image (no mounting)")
+        mounted = False
+    if base is not None:
+        code = "" if mounted else f"\n# The code (tracked files of the deployed commit, minus .dockerignore).\nCOPY . /app\nRUN {install}\n"
+        text = (
+            ONBASE_TEMPLATE_PATH.read_text()
+            .replace("{{base_image}}", base)
+            .replace("{{code}}", code)
+            .replace("{{command}}", json.dumps(grpc_command(spec)))
+        )
+    else:
+        if mounted:
+            notes.append("this builder has no base images, so the code is built into the image (no mounting)")
+            mounted = False
+        text = (
+            TEMPLATE_PATH.read_text()
+            .replace("{{base_image}}", settings.base_image)
+            .replace("{{install_code}}", install)
+            .replace("{{command}}", json.dumps(grpc_command(spec)))
+        )
     requirements = "# Generated by meta_deployer from the repo's dependency files.\n" + "\n".join(reqs) + "\n"
+    files = () if mounted else tuple(f for f in _context_files(root) if not f.startswith(f"{CONTEXT_DIR}/"))
     return BuildPlan(
         own_dockerfile=False,
         dockerfile=f"{CONTEXT_DIR}/Dockerfile",
@@ -310,11 +385,54 @@ def plan_build(spec: RepoSpec, checkout: Checkout, settings: ImageSettings) -> B
             (f"{CONTEXT_DIR}/Dockerfile", text),
             (f"{CONTEXT_DIR}/requirements.txt", requirements),
         ),
-        files=tuple(f for f in files if not f.startswith(f"{CONTEXT_DIR}/")),
-        base_image=settings.base_image,
+        files=files,
+        base_image=base or settings.base_image,
         notes=tuple(notes),
         runtime=runtime_files(),
+        mounted=mounted,
     )
+
+
+# -- base images: one per Dagster release family ----------------------------------------
+
+
+@dataclass(frozen=True)
+class BasePlan:
+    """The base image of one Dagster release family: Dagster, dagster-aws, dagster-postgres, the runtime."""
+
+    family: str
+    python_image: str
+    dockerfile_text: str
+    constraints: str
+    runtime: tuple[tuple[str, str], ...]
+
+    def content_hash(self, python_image_id: str | None) -> str:
+        data = [self.family, self.python_image, python_image_id, self.dockerfile_text, self.constraints, list(self.runtime)]
+        return hashlib.sha256(json.dumps(data).encode()).hexdigest()
+
+    def context(self) -> BuildPlan:
+        """The plan the builder runs (the base has no repo files)."""
+        return BuildPlan(
+            own_dockerfile=False,
+            dockerfile="Dockerfile",
+            dockerfile_text=self.dockerfile_text,
+            extra_files=(("Dockerfile", self.dockerfile_text), ("constraints.txt", self.constraints), *self.runtime),
+            files=(),
+            base_image=self.python_image,
+        )
+
+
+def plan_base(settings: ImageSettings, family: str) -> BasePlan:
+    """The base image of ``family`` on ``META_DEPLOYER_BASE_IMAGE`` (pure but for reading the templates)."""
+    requirements = versions.family_requirements(family)
+    text = BASE_TEMPLATE_PATH.read_text().replace("{{python_image}}", settings.base_image)
+    constraints = f"# Dagster {family}: the base image's packages, pinned for every later install.\n" + "\n".join(requirements) + "\n"
+    return BasePlan(family, settings.base_image, text, constraints, runtime_files())
+
+
+def base_ref(plan: BasePlan, registry: str | None, python_image_id: str | None) -> str:
+    """``<registry>/dagster/base:<family>-<hash12>``: tagged by content, so a change makes a new tag."""
+    return f"{image_repository(BASE_NAME, registry)}:{plan.family}-{plan.content_hash(python_image_id)[:12]}"
 
 
 def image_repository(name: str, registry: str | None) -> str:
@@ -323,8 +441,11 @@ def image_repository(name: str, registry: str | None) -> str:
     return f"{registry}/{repo}" if registry else repo
 
 
-def image_tag(commit: str, content_hash: str) -> str:
-    """The immutable tag: ``<commit12>-<hash12>``."""
+def image_tag(commit: str, content_hash: str, mounted: bool = False) -> str:
+    """The immutable tag: ``<commit12>-<hash12>``; a dependency image (mounted code): ``deps-<hash24>``,
+    no commit in it, so every commit with the same dependency files shares it."""
+    if mounted:
+        return f"{DEPS_TAG_PREFIX}{content_hash[:24]}"
     return f"{commit[:12]}-{content_hash[:12]}"
 
 
@@ -531,12 +652,39 @@ def _build(
     log: Log,
     nocache: bool = False,
 ) -> str:
+    hint = (
+        f"Fix the {'Dockerfile' if plan.own_dockerfile else 'dependencies (requirements.txt / pyproject.toml)'} "
+        "and push a new commit; nothing was deployed."
+    )
+    what = f"the image of {spec.name} at {checkout.short_commit}"
+    return _run_build(client, what, checkout.path, plan, tag, labels, settings, log, hint, nocache)
+
+
+def _build_plain(
+    client: docker.DockerClient, what: str, plan: BuildPlan, tag: str, labels: dict[str, str], settings: ImageSettings, log: Log
+) -> str:
+    """Build an image whose context is only the plan's generated files (base images)."""
+    return _run_build(client, what, Path("/nonexistent"), plan, tag, labels, settings, log, "nothing was deployed.")
+
+
+def _run_build(
+    client: docker.DockerClient,
+    what: str,
+    root: Path,
+    plan: BuildPlan,
+    tag: str,
+    labels: dict[str, str],
+    settings: ImageSettings,
+    log: Log,
+    hint: str,
+    nocache: bool = False,
+) -> str:
     import docker
 
     started = time.monotonic()
     lines = _Lines(log)
     image_id = None
-    context = _context_tar(checkout.path, plan)
+    context = _context_tar(root, plan)
     try:
         stream = client.api.build(
             fileobj=context,
@@ -561,27 +709,25 @@ def _build(
                 detail = chunk.get("errorDetail") or {}
                 message = detail.get("message") or chunk.get("error") or "unknown error"
                 raise ImageBuildError(
-                    f"building the image of {spec.name} at {checkout.short_commit} failed at "
+                    f"building {what} failed at "
                     f"{lines.step or 'the start'}: {message.strip()}\n"
-                    f"Last lines of the build:\n{tail(lines.tail)}\n"
-                    f"Fix the {'Dockerfile' if plan.own_dockerfile else 'dependencies (requirements.txt / pyproject.toml)'} "
-                    "and push a new commit; nothing was deployed."
+                    f"Last lines of the build:\n{tail(lines.tail)}\n{hint}"
                 )
             if time.monotonic() - started > settings.build_timeout_s:
                 raise ImageBuildError(
-                    f"building the image of {spec.name} took over {settings.build_timeout_s:.0f}s "
+                    f"building {what} took over {settings.build_timeout_s:.0f}s "
                     f"(META_DEPLOYER_BUILD_TIMEOUT); it was at {lines.step}\n{tail(lines.tail)}"
                 )
         lines.flush()
     except docker.errors.APIError as exc:
         raise ImageBuildError(
-            f"the engine refused to build the image of {spec.name}: {exc.explanation or exc}"
+            f"the engine refused to build {what}: {exc.explanation or exc}"
         ) from exc
     finally:
         context.close()
     image_id = image_id or local_image_id(client, tag)
     if not image_id:
-        raise ImageBuildError(f"the build of {spec.name} ended without an image:\n{tail(lines.tail)}")
+        raise ImageBuildError(f"the build of {what} ended without an image:\n{tail(lines.tail)}")
     return image_id
 
 
@@ -604,12 +750,24 @@ def validate_image(
     settings: ImageSettings,
     log: Log,
     bucket: str = "",
+    code: tuple[str, str] | None = None,
 ) -> None:
-    """Load the spec's definitions inside ``image`` in a throw-away container; ValidationFailed when they fail."""
+    """Load the spec's definitions inside ``image`` in a throw-away container; ValidationFailed when they fail.
+
+    ``code``: (a local code archive file, its sha256) for a dependency image: the archive is bound
+    read-only at its own path and the entry point fetches, checks and unpacks it as a served
+    location does (the container still has no network)."""
     import docker
 
     env = validate_env(spec, settings, bucket)
-    workdir = container_workdir(client.api.inspect_image(image)["Config"].get("WorkingDir"), spec)
+    image_workdir = client.api.inspect_image(image)["Config"].get("WorkingDir")
+    workdir = container_workdir(image_workdir, spec)
+    volumes = {}
+    if code is not None:
+        archive, sha = code
+        env.update(mounted_code_env(spec, archive, sha, f"{VALIDATE_DAGSTER_HOME}/code"))
+        volumes[archive] = {"bind": archive, "mode": "ro"}
+        workdir = image_workdir or "/"
     command = validate_command()
     log(f"validating in {workdir}: {' '.join(command)} ({env['META_DEPLOYER_CODE_SOURCE']})")
     container = client.containers.create(
@@ -620,6 +778,7 @@ def validate_image(
         # Loading definitions needs no network: none at all (no metadata service, nothing on the host).
         network_mode="none",
         tmpfs={VALIDATE_DAGSTER_HOME: "mode=1777"},
+        volumes=volumes,
         labels={f"{LABEL_PREFIX}validate": spec.name},
     )
     try:
@@ -646,6 +805,69 @@ def validate_image(
             container.remove(force=True)
         except docker.errors.APIError:
             pass
+
+
+def mounted_code_env(spec: RepoSpec, archive_uri: str, sha256: str, code_dir: str | None = None) -> dict[str, str]:
+    """What the entry point needs to serve mounted code: the archive, its sha256, the working directory."""
+    from meta_deployer_runtime import contract
+
+    env = {
+        contract.ENV_CODE_ARCHIVE: archive_uri,
+        contract.ENV_CODE_SHA256: sha256,
+        contract.WORKING_DIRECTORY_ENV: spec.working_directory or ".",
+    }
+    if code_dir:
+        env[contract.ENV_CODE_DIR] = code_dir
+    return env
+
+
+def smoke_test(client: docker.DockerClient, name: str, image: str, modules: str, log: Log) -> None:
+    """Import ``modules`` in ``image`` with no network (an image without code cannot load definitions)."""
+    import docker
+
+    try:
+        output = client.containers.run(
+            image, ["python", "-c", f"import {modules}"], network_mode="none", remove=True,
+            stdout=True, stderr=True, user="0",
+            labels={f"{LABEL_PREFIX}validate": name},
+        )
+    except docker.errors.ContainerError as exc:
+        raise ImageBuildError(
+            f"the image {image} cannot import {modules}:\n{(exc.stderr or b'').decode(errors='replace')[-2000:]}"
+        ) from exc
+    log(f"{image} imports {modules}{(': ' + output.decode().strip()) if output.strip() else ''}")
+
+
+def push_ref(client: docker.DockerClient, ref: str, auth: dict[str, str] | None, log: Log) -> str:
+    """Push ``ref`` to its registry; its digest."""
+    repo, tag = split_ref(ref)
+    started = time.monotonic()
+    log(f"pushing {ref}")
+    digest = None
+    try:
+        for chunk in client.api.push(repo, tag, stream=True, decode=True, auth_config=auth):
+            if "error" in chunk or "errorDetail" in chunk:
+                message = (chunk.get("errorDetail") or {}).get("message") or chunk.get("error")
+                raise PublishError(
+                    f"pushing {ref} failed: {message}. Check that the registry is reachable "
+                    "and that the deployer may push there (META_DEPLOYER_REGISTRY)"
+                )
+            aux = chunk.get("aux")
+            if isinstance(aux, dict) and aux.get("Digest"):
+                digest = aux["Digest"]
+            elif chunk.get("status") in ("Pushed", "Layer already exists", "Mounted from"):
+                log(f"push: {chunk.get('id', '')} {chunk['status']}")
+    except Exception as exc:
+        import docker
+        import requests
+
+        if isinstance(exc, (docker.errors.APIError, requests.exceptions.RequestException)):
+            raise PublishError(f"pushing {ref} failed: {exc}") from exc
+        raise
+    if not digest:
+        raise PublishError(f"pushing {ref} reported no digest; the registry may have refused it")
+    log(f"pushed {ref} ({digest}) in {time.monotonic() - started:.1f}s")
+    return digest
 
 
 # -- builders ------------------------------------------------------------------------
@@ -736,6 +958,39 @@ class DockerBuilder:
             return {"image_id": existing}
         return None
 
+    def ensure_base(self, family: str, log: Log) -> str:
+        """The family's base image, on this engine and (with a registry) in the registry: found by its
+        content tag, else built (and pushed) once. Returns its reference."""
+        plan = plan_base(self.settings, family)
+        ref = base_ref(plan, self._registry, local_image_id(self.client, plan.python_image))
+        if local_image_id(self.client, ref):
+            if self._registry and not registry_digest(self.client, ref, self.auth):
+                push_ref(self.client, ref, self.auth, log)
+            return ref
+        if self._registry and registry_digest(self.client, ref, self.auth):
+            pull_image(self.client, ref, self.auth, log)
+            return ref
+        log(f"building the base image {ref} (Dagster {family}: {', '.join(versions.family_requirements(family))})")
+        started = time.monotonic()
+        candidate = f"{split_ref(ref)[0]}:candidate-{split_ref(ref)[1]}"
+        labels = {f"{LABEL_PREFIX}base": family}
+        _build_plain(self.client, f"the base image of Dagster {family}", plan.context(), candidate, labels, self.settings, log)
+        try:
+            smoke_test(self.client, BASE_NAME, candidate, "dagster, dagster_aws, dagster_postgres, meta_deployer_runtime.location", log)
+            repo, tag = split_ref(ref)
+            self.client.api.tag(candidate, repo, tag)
+        finally:
+            try:
+                self.client.api.remove_image(candidate, noprune=True)
+            except Exception:  # only a name
+                pass
+        log(f"built the base image {ref} in {time.monotonic() - started:.1f}s")
+        if self._registry:
+            if is_ecr(self._registry):
+                ensure_ecr_repository(BASE_NAME, self._registry, self.settings.env)
+            push_ref(self.client, ref, self.auth, log)
+        return ref
+
     def build(self, job: BuildJob, log: Log) -> dict[str, Any]:
         client, settings, spec, checkout, plan = self.client, self.settings, job.spec, job.checkout, job.plan
         started = time.monotonic()
@@ -753,7 +1008,11 @@ class DockerBuilder:
                 pass
         build_s = time.monotonic() - started
         try:
-            validate_image(client, spec, candidate, settings, log)
+            if plan.mounted:
+                # No code inside: the definitions load per commit, with its archive (platforms/docker.py).
+                smoke_test(client, spec.name, candidate, "dagster, meta_deployer_runtime.location", log)
+            else:
+                validate_image(client, spec, candidate, settings, log)
             repo, tag_part = split_ref(job.ref)
             client.api.tag(image_id, repo, tag_part)
         finally:
@@ -809,7 +1068,7 @@ def get_builder(settings: ImageSettings) -> Builder:
 
 def build_image(
     spec: RepoSpec, checkout: Checkout, settings: ImageSettings, log: Log, *, run_id: str | None = None,
-    builder: Builder | None = None,
+    builder: Builder | None = None, mount: bool = False,
 ) -> Artifact:
     """Build, validate and tag the repo's image, or find it already built: see the module docstring.
 
@@ -820,12 +1079,16 @@ def build_image(
     """
     builder = builder or get_builder(settings)
     registry = builder.registry()
-    plan = plan_build(spec, checkout, settings)
+    base = None
+    ensure_base = getattr(builder, "ensure_base", None)
+    if ensure_base is not None and not (checkout.path / "Dockerfile").is_file():
+        base = ensure_base(versions.dagster_family(spec), log)
+    plan = plan_build(spec, checkout, settings, base=base, mount=mount)
     for note in plan.notes:
         log(f"note: {note}")
     content_hash = plan.content_hash(builder.base_image_id(plan))
     repository = image_repository(spec.name, registry)
-    tag = image_tag(checkout.commit, content_hash)
+    tag = image_tag(checkout.commit, content_hash, plan.mounted)
     ref = f"{repository}:{tag}"
     metadata: dict[str, Any] = {
         "image": ref,
@@ -833,6 +1096,8 @@ def build_image(
         "dockerfile": "repo" if plan.own_dockerfile else "template",
         "command": grpc_command(spec),
         "commit": checkout.commit,
+        "mounted": plan.mounted,
+        "base": base or "",
     }
     found = builder.find(ref, log)
     if found is not None:

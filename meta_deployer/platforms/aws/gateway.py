@@ -563,6 +563,22 @@ class AwsGateway:
         )
         return result["ETag"]
 
+    def create_object(self, bucket: str, key: str, body: bytes, metadata: dict[str, str]) -> bool:
+        """Write an immutable object once (``If-None-Match: *``): True when written, False when it existed."""
+        try:
+            self._conditional(
+                self.s3.put_object, f"s3://{bucket}/{key}", Bucket=bucket, Key=key, Body=body,
+                Metadata=metadata, IfNoneMatch="*",
+            )
+        except WriteConflict:
+            return False
+        return True
+
+    def object_metadata(self, bucket: str, key: str) -> dict[str, str] | None:
+        """The user metadata of an object, or None when it does not exist."""
+        result = self._call(self.s3.head_object, f"s3://{bucket}/{key}", ok=("NoSuchKey", "404"), Bucket=bucket, Key=key)
+        return None if result is None else dict(result.get("Metadata") or {})
+
     def delete_object_if(self, bucket: str, key: str, *, if_match: str) -> None:
         """Delete the object only if its ETag is still ``if_match``; :class:`WriteConflict` when it is not (or gone)."""
         self._conditional(self.s3.delete_object, f"s3://{bucket}/{key}", Bucket=bucket, Key=key, IfMatch=if_match)

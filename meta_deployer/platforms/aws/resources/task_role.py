@@ -26,10 +26,12 @@ DESCRIPTION = "meta_deployer task role: this repo's S3 prefix only"
 def task_role_policy(bucket: str, name: str, read: Sequence[str] = (), partition: str = "aws") -> dict[str, Any]:
     """The task role's only inline policy: its own prefix read-write, shared and granted prefixes read-only.
 
-    Every prefix ends with ``/`` so that ``repos/a/`` never matches ``repos/a-evil/``.
+    A grant (``access.read``) reaches the other repo's ``assets/`` only, never its code archives
+    (``code/``), op outputs or logs. Every prefix ends with ``/`` so that ``repos/a/`` never matches
+    ``repos/a-evil/``.
     """
     own = f"{naming.s3_prefix(name)}/"
-    readable = [SHARED_PREFIX] + [f"{naming.s3_prefix(other)}/" for other in sorted(set(read)) if other != name]
+    readable = [SHARED_PREFIX] + [f"{naming.s3_prefix(other)}/assets/" for other in sorted(set(read)) if other != name]
     bucket_arn = f"arn:{partition}:s3:::{bucket}"
     return {
         "Version": POLICY_VERSION,
