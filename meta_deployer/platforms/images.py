@@ -85,6 +85,7 @@ from meta_deployer.platforms.location import (
     location_env,
     storage_env,
     validate_command,
+    validation_outcome,
 )
 from meta_deployer.settings import ECR_HOST, ImageSettings, is_ecr
 from meta_deployer.spec import RepoSpec
@@ -601,8 +602,12 @@ def validate_image(
     settings: ImageSettings,
     log: Log,
     bucket: str = "",
-) -> None:
-    """Load the spec's definitions inside ``image`` in a throw-away container; ValidationFailed when they fail."""
+) -> str:
+    """Load the spec's definitions inside ``image`` in a throw-away container; the image's dagster release.
+
+    UnsupportedDagsterVersion when that release is outside the window; ValidationFailed when the
+    definitions or the code server fail (see :func:`~meta_deployer.platforms.location.validation_outcome`).
+    """
     import docker
 
     env = validate_env(spec, settings, bucket)
@@ -630,19 +635,20 @@ def validate_image(
             ) from exc
         output = container.logs(stdout=True, stderr=True).decode(errors="replace").splitlines()
         code = result.get("StatusCode", 1)
-        if code != 0:
-            raise ValidationFailed(
-                f"the definitions of {spec.name} failed to load in the new image (exit {code}), so this "
-                f"version was not deployed; the previous version, if any, keeps serving. "
-                f"Fix the code and push a new commit.\n{tail(output)}"
-            )
+        version = _validated_version(spec, output, code)
         for line in output[-5:]:
             log(f"validate: {line}")
+        return version
     finally:
         try:
             container.remove(force=True)
         except docker.errors.APIError:
             pass
+
+
+def _validated_version(spec: RepoSpec, output: list[str], code: int) -> str:
+    """The image's dagster release from the validator's output, or the error of what failed."""
+    return validation_outcome(spec.name, "the new image", "\n".join(output), code, tail(output))
 
 
 # -- builders ------------------------------------------------------------------------
@@ -744,7 +750,7 @@ class DockerBuilder:
                 pass
         build_s = time.monotonic() - started
         try:
-            validate_image(client, spec, candidate, settings, log)
+            dagster_version = validate_image(client, spec, candidate, settings, log)
             repo, tag_part = split_ref(job.ref)
             client.api.tag(image_id, repo, tag_part)
         finally:
@@ -753,7 +759,7 @@ class DockerBuilder:
             except Exception:  # the candidate tag is only a name; losing it is harmless
                 pass
         log(f"built {job.ref} in {build_s:.1f}s and validated it in {time.monotonic() - started - build_s:.1f}s")
-        return {"image_id": image_id, "build_s": round(build_s, 2)}
+        return {"image_id": image_id, "build_s": round(build_s, 2), "dagster_version": dagster_version}
 
 
 def get_builder(settings: ImageSettings) -> Builder:
