@@ -79,7 +79,9 @@ def validate(target: list[str], timeout: float = DEFAULT_TIMEOUT_S) -> dict:
                "--lazy-load-user-code", *target]
     with tempfile.NamedTemporaryFile("w+", prefix="code-server-", suffix=".log", delete=False) as out:
         output = out.name
-    server = subprocess.Popen(command, stdout=open(output, "w"), stderr=subprocess.STDOUT)  # noqa: SIM115
+    # As under `dagster definitions validate`: code may skip work at import time (connections) when it is set.
+    env = {**os.environ, "DAGSTER_IS_DEFS_VALIDATION_CLI": "1"}
+    server = subprocess.Popen(command, stdout=open(output, "w"), stderr=subprocess.STDOUT, env=env)  # noqa: SIM115
     client = DagsterGrpcClient(port=port, host="127.0.0.1")
     try:
         deadline = time.monotonic() + timeout
