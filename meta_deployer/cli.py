@@ -246,6 +246,7 @@ def cmd_list_repos(args: argparse.Namespace) -> int:
             (record.branch if record else spec.branch if spec else ""),
             commit[:12],
             digest.replace("sha256:", "")[:12],
+            ((record.metadata or {}).get("dagster_version") if record else None) or "",
             (record.platform if record else deployer.platform.name),
             status,
             (record.endpoint if record else (seen.endpoint if seen else "")) or "",
@@ -255,7 +256,7 @@ def cmd_list_repos(args: argparse.Namespace) -> int:
         return 0
     from meta_deployer.gitops import redact
 
-    print(redact(_table(rows, ["NAME", "GIT URL", "BRANCH", "COMMIT", "DIGEST", "PLATFORM", "STATUS", "ENDPOINT"])))
+    print(redact(_table(rows, ["NAME", "GIT URL", "BRANCH", "COMMIT", "DIGEST", "DAGSTER", "PLATFORM", "STATUS", "ENDPOINT"])))
     for problem in corrupt.values():
         print(f"warning: {problem}", file=sys.stderr)
     return 0

@@ -57,6 +57,10 @@ class ValidationFailed(BuildError):
     """The repository's definitions failed to load in the new artifact."""
 
 
+class UnsupportedDagsterVersion(BuildError):
+    """A location's Dagster release is outside the supported window (``meta_deployer.versions``)."""
+
+
 class PublishError(MetaDeployerError):
     """Pushing the artifact to its registry failed."""
 

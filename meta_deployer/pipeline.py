@@ -265,7 +265,7 @@ def with_detected_code_source(spec: RepoSpec, checkout: Path) -> tuple[RepoSpec,
 
 
 def deployment_summary(record: Deployment | None) -> dict[str, Any]:
-    """Materialization metadata for a deploy: commit, platform, artifact, endpoint, duration."""
+    """Materialization metadata for a deploy: commit, platform, artifact, Dagster release, endpoint, duration."""
     if record is None:
         return {}
     return {
@@ -275,6 +275,7 @@ def deployment_summary(record: Deployment | None) -> dict[str, Any]:
         "platform": record.platform,
         "artifact": record.artifact,
         "digest": record.digest or "",
+        "dagster_version": (record.metadata or {}).get("dagster_version") or "",
         "endpoint": record.endpoint,
         "duration_s": record.duration_s,
     }

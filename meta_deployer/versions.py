@@ -78,3 +78,88 @@ def family_requirements(family: str) -> tuple[str, ...]:
     if family != dagster_family():
         raise ValueError(f"Dagster family {family!r} is not supported here; supported: {dagster_family()}")
     return tuple(requirement(name) for name in BASE_PACKAGES)
+
+
+# -- the supported window of Dagster releases a location may run ---------------------------------
+#
+# Every location runs the Dagster release its repository asks for (its own pins on ``dev``, whatever
+# its image holds on ``docker``/``ecs``), as long as that release is in the window: the minor of the
+# family pinned above (the current one) and the SUPPORTED_PREVIOUS_MINORS before it. The runtime
+# (``meta_deployer_runtime``) is tested against one release of each (TESTED_RELEASES).
+
+#: How many minor releases before the current one stay supported.
+SUPPORTED_PREVIOUS_MINORS = 3
+#: The release of each older supported minor the runtime's tests run against (the current minor's is the pin).
+_TESTED_OLDER = {"1.10": "1.10.21", "1.11": "1.11.16", "1.12": "1.12.22"}
+#: dagster 1.X.N pairs with dagster-aws 0.(X+16).N (and dagster-postgres, dagster-docker alike).
+_LIBRARY_MINOR_OFFSET = 16
+_VERSION = re.compile(r"^(\d+)\.(\d+)\.(\d+)")
+
+
+def parse(version: str) -> tuple[int, int, int]:
+    """``"1.10.5"`` -> ``(1, 10, 5)`` (pre-release and local suffixes ignored); ValueError otherwise."""
+    match = _VERSION.match(version.strip())
+    if not match:
+        raise ValueError(f"{version!r} is not a Dagster release number (expected 1.<minor>.<patch>)")
+    return int(match.group(1)), int(match.group(2)), int(match.group(3))
+
+
+def current_minor() -> tuple[int, int]:
+    """The minor of the pinned family, e.g. ``(1, 13)``."""
+    major, minor, _ = parse(pin("dagster"))
+    return major, minor
+
+
+def supported_minors() -> list[str]:
+    """The supported minors, oldest first: ``["1.10", "1.11", "1.12", "1.13"]``."""
+    major, minor = current_minor()
+    return [f"{major}.{m}" for m in range(max(0, minor - SUPPORTED_PREVIOUS_MINORS), minor + 1)]
+
+
+def window() -> str:
+    """The window as people write it: ``1.10 to 1.13``."""
+    minors = supported_minors()
+    return f"{minors[0]} to {minors[-1]}"
+
+
+def is_supported(version: str) -> bool:
+    """True when ``version`` (a dagster release) is in the window."""
+    try:
+        major, minor, _ = parse(version)
+    except ValueError:
+        return False
+    return f"{major}.{minor}" in supported_minors()
+
+
+def tested_releases() -> dict[str, str]:
+    """One exact dagster release per supported minor, the runtime's tests run against each."""
+    releases = {**_TESTED_OLDER, "{}.{}".format(*current_minor()): pin("dagster")}
+    return {minor: releases[minor] for minor in supported_minors()}
+
+
+def library_version(dagster_version: str) -> str:
+    """The dagster-aws (dagster-postgres, dagster-docker...) release that pairs with ``dagster_version``."""
+    major, minor, patch = parse(dagster_version)
+    if major != 1:
+        raise ValueError(f"no library pairing is known for dagster {dagster_version}")
+    return f"0.{minor + _LIBRARY_MINOR_OFFSET}.{patch}"
+
+
+def unsupported_message(where: str, version: str | None) -> str:
+    """What to say when ``where`` (a repo, an image) holds dagster ``version`` (None: none at all)."""
+    found = f"dagster {version}" if version else "no dagster at all"
+    return (
+        f"{where} uses {found}, which is outside the Dagster releases meta_deployer supports: "
+        f"{window()} (the current minor and the {SUPPORTED_PREVIOUS_MINORS} before it). Nothing was deployed. "
+        f"To fix it, pin a supported release in the repository, for example `dagster=={pin('dagster')}` "
+        f"in its requirements.txt or pyproject.toml (or install one in its Dockerfile), and push a new commit."
+    )
+
+
+def check_supported(where: str, version: str | None) -> str:
+    """``version`` when it is in the window; else UnsupportedDagsterVersion naming it, the window and the fix."""
+    from meta_deployer.errors import UnsupportedDagsterVersion
+
+    if version is None or not is_supported(version):
+        raise UnsupportedDagsterVersion(unsupported_message(where, version))
+    return version

@@ -7,7 +7,8 @@ here, so a platform serves exactly what the entry point expects:
 - the command: ``dagster api grpc --host H --port P --module-name meta_deployer_runtime.entrypoint``
   ``--fixed-server-id ID`` (the version's deploy fingerprint: one identity for all its replicas);
 - the health check: ``dagster api grpc-health-check -p P``;
-- the validation command: ``dagster definitions validate`` through the same entry point;
+- the validation command: ``meta_deployer_runtime.validate``, which serves the same entry point with
+  ``dagster api grpc`` and asks it over gRPC for its repositories (every supported release answers);
 - mounted code: ``META_DEPLOYER_CODE_ARCHIVE`` and ``_CODE_SHA256`` (``meta_deployer_runtime.code``);
 - the environment: the code source (``META_DEPLOYER_CODE_SOURCE``), the working directory, the repo
   name and its storage settings (``META_DEPLOYER_REPO``, ``_PREFIX``, ``_BUCKET`` or ``_STORAGE_DIR``,
@@ -117,9 +118,21 @@ def health_command(port: int = CONTAINER_PORT) -> list[str]:
     return ["dagster", "api", "grpc-health-check", "-p", str(port)]
 
 
+#: The location validator (``meta_deployer_runtime.validate``): starts the code server, asks it over gRPC.
+VALIDATE_MODULE = "meta_deployer_runtime.validate"
+
+
 def validate_command() -> list[str]:
-    """Loads the location's definitions through the entry point; exits non-zero when they fail."""
-    return ["dagster", "definitions", "validate", "--module-name", ENTRYPOINT_MODULE]
+    """Loads the location's definitions through the entry point; exits non-zero when they fail.
+
+    The validator runs with the python that runs ``dagster`` in the image (read from the ``dagster``
+    script's ``#!`` line; ``python3`` when there is none), since an image's ``python`` on PATH may not be it.
+    """
+    script = (
+        'd=$(command -v dagster) && py=$(sed -n "1s/^#!//p" "$d"); '
+        f"exec ${{py:-python3}} -m {VALIDATE_MODULE}"
+    )
+    return ["sh", "-c", script]
 
 
 def default_storage_dir(env: Mapping[str, str] | None = None) -> str:

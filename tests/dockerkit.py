@@ -36,7 +36,7 @@ def {asset}() -> int:
 defs = dg.Definitions(assets=[{asset}])
 '''
 
-#: Imports fine while ``dagster definitions validate`` runs, crashes when served.
+#: Imports fine while the definitions are validated (``DAGSTER_IS_DEFS_VALIDATION_CLI``), crashes when served.
 FAILS_WHEN_SERVED = '''\
 import os
 

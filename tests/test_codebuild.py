@@ -100,7 +100,7 @@ def test_the_buildspec_builds_the_plans_dockerfile_then_the_runtime_layer_valida
     validate = joined.index("--network none")
     push = joined.index(f"docker push {job.ref}")
     assert first < runtime < validate < push
-    assert "dagster definitions validate" in joined
+    assert "-m meta_deployer_runtime.validate" in joined
     ecr_doc = yaml.safe_load(codebuild.render_buildspec(job, settings, ecr=True))
     assert "get-login-password" in ecr_doc["phases"]["pre_build"]["commands"][0]
 

@@ -176,7 +176,7 @@ def test_dry_run_without_a_build(platform, tmp_path):
     # The dry run shows the validation task of the new revision, before the service update.
     assert env_change.operations[:3] == ["ecs.RegisterTaskDefinition", "ecs.RunTaskToCompletion", "ecs.UpdateService"]
     assert "validate the definitions of repo sales: run a one-off task of" in env_change.render()
-    assert "dagster definitions validate --module-name meta_deployer_runtime.entrypoint" in env_change.render()
+    assert "-m meta_deployer_runtime.validate" in env_change.render()
     new_commit = platform.plan_for(spec_for("sales"), None, checkout_for("sales", tmp_path, "c2"))
     assert "ecs.RegisterTaskDefinition" in new_commit.operations
     assert calls.mutating == []

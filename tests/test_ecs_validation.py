@@ -233,7 +233,7 @@ def test_a_failing_validation_leaves_the_service_untouched(settings, tmp_path):
     message = str(info.value)
     assert "validate the definitions of repo sales failed: the command exited 1" in message
     assert "ModuleNotFoundError: No module named 'pandas'" in message
-    assert "dagster definitions validate" in message and "was not touched" in message
+    assert "meta_deployer_runtime.validate" in message and "was not touched" in message
     assert not {"ecs.UpdateService", "ecs.CreateService", "ecs.TagResource"} & set(calls.mutating)
     assert service_revision() == "dagster-repo-sales:1"  # the old version still serves
     # The family's latest ACTIVE revision (what runs use) is the serving one again.

@@ -9,8 +9,9 @@ Versions are immutable and content-addressed, which gives the dev platform
 the same safety as the container platforms: a virtualenv is keyed by a hash
 of the repo's dependency files, and a location folder (holding a snapshot of
 the repo's files at the deployed commit) by the deploy fingerprint. A new
-version is built and validated (``dagster definitions validate`` with its own
-python) beside the one that serves, which never sees the new files; it
+version is built and validated (``meta_deployer_runtime.validate`` with its own
+python: it starts the code server and asks it over gRPC for its repositories)
+beside the one that serves, which never sees the new files; it
 starts serving only then. Each repo has one stable workspace entry whose
 paths go through a ``current`` link (``locations/<name>/current`` -> the
 version folder, whose ``venv`` link points at its virtualenv): ``serve``
@@ -18,6 +19,14 @@ switches that link atomically, workspace.yaml stays the same across updates,
 and the webserver reloads just that location. The previous version is kept
 until the next switch, because the daemon reloads its code servers only every
 60 s.
+
+Each repo runs the Dagster release it asks for: its own pins win. Its
+requirements are resolved first (``uv pip compile``); the deployer then adds
+only what they lack: ``dagster`` (the deployer's own release) when they do not
+name it, and the ``dagster-aws`` that pairs with the resolved Dagster release
+(the runtime's S3 storage) when they do not name that. A release outside the
+supported window (``meta_deployer.versions``) fails here, before anything is
+installed or served.
 
 The repo's own project is not installed into its virtualenv: its
 dependencies are (``requirements.txt``, and those listed by ``pyproject.toml``
@@ -50,14 +59,18 @@ from meta_deployer_runtime.contract import without_deployer_secrets
 from meta_deployer.settings import Settings
 from meta_deployer.spec import RepoSpec
 
+#: What a repo gets when its requirements do not name dagster at all: the deployer's own release.
 DAGSTER_VERSION = versions.pin("dagster")
 DAGSTER_AWS_VERSION = versions.pin("dagster-aws")
+COMPILE_TIMEOUT_S = 300
 #: Files whose content decides a virtualenv's dependencies.
 DEPENDENCY_FILES = ("requirements.txt", "pyproject.toml", "setup.py", "setup.cfg")
 #: Location versions kept per repo: the serving one and the one before it.
 KEEP_VERSIONS = 2
 SNAPSHOT_DIR = "src"
 READY_MARKER = ".meta_deployer-ready"
+#: In a location version folder: the dagster release its validation found.
+DAGSTER_VERSION_FILE = "dagster_version"
 VALIDATE_TIMEOUT_S = 300
 INSTALL_TIMEOUT_S = 900
 _TAIL_LINES = 30
@@ -78,6 +91,13 @@ def _has_dependencies(pyproject: Path) -> bool:
         return "project" in tomllib.loads(pyproject.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError):
         return False
+
+
+def _read(path: Path) -> str | None:
+    try:
+        return path.read_text().strip() or None
+    except OSError:
+        return None
 
 
 def _tail(text: str, lines: int = _TAIL_LINES, secrets: tuple[str | None, ...] = ()) -> str:
@@ -137,13 +157,49 @@ class DevPlatform:
                     digest.update(f"{path.relative_to(checkout.path)}\0".encode() + path.read_bytes())
         return digest.hexdigest()[:12]
 
-    def _install_args(self, spec: RepoSpec, checkout: Checkout) -> list[str]:
-        args = [f"dagster=={DAGSTER_VERSION}", f"dagster-aws=={DAGSTER_AWS_VERSION}"]
+    def _requirement_args(self, spec: RepoSpec, checkout: Checkout) -> list[str]:
+        """``-r <file>`` for each of the repo's dependency files that declares dependencies."""
+        args: list[str] = []
         for root in self._dependency_roots(spec, checkout):
             for filename in ("requirements.txt", "pyproject.toml", "setup.py"):
                 if (root / filename).is_file() and (filename != "pyproject.toml" or _has_dependencies(root / filename)):
                     args += ["-r", str(root / filename)]
         return args
+
+    def _resolve(self, spec: RepoSpec, checkout: Checkout) -> dict[str, str]:
+        """The repo's requirements resolved (``uv pip compile``): ``{normalized name: version}``."""
+        requirements = [a for a in self._requirement_args(spec, checkout) if a != "-r"]  # compile takes files
+        if not requirements:
+            return {}
+        done = self._uv("pip", "compile", "--quiet", "--no-header", "--no-annotate", "--python", sys.executable,
+                        *requirements, timeout=COMPILE_TIMEOUT_S)
+        if done.returncode != 0:
+            raise BuildError(
+                f"the dependencies of {spec.name} cannot be resolved (check its requirements.txt or "
+                f"pyproject.toml):\n{_tail(done.stderr, secrets=self._secrets())}"
+            )
+        pinned = {}
+        for line in done.stdout.splitlines():
+            name, sep, version = line.split(";")[0].split("#")[0].strip().partition("==")
+            if sep:
+                pinned[name.strip().lower().replace("_", "-").replace(".", "-")] = version.strip()
+        return pinned
+
+    def _install_args(self, spec: RepoSpec, checkout: Checkout) -> tuple[list[str], str]:
+        """(what ``uv pip install`` gets, the Dagster release it will install).
+
+        The repo's pins win: the deployer adds only ``dagster`` (its own release) when the repo's
+        resolved requirements lack it, and the ``dagster-aws`` pairing with the repo's Dagster release
+        when they lack that. An unsupported release raises UnsupportedDagsterVersion before anything
+        is installed.
+        """
+        resolved = self._resolve(spec, checkout)
+        version = resolved.get("dagster", DAGSTER_VERSION)
+        versions.check_supported(f"{spec.name} (its resolved requirements)", version)
+        added = [] if "dagster" in resolved else [f"dagster=={DAGSTER_VERSION}"]
+        if "dagster-aws" not in resolved:
+            added.append(f"dagster-aws=={versions.library_version(version)}")
+        return added + self._requirement_args(spec, checkout), version
 
     def _uv(self, *args: str, timeout: float) -> subprocess.CompletedProcess:
         from uv import find_uv_bin
@@ -176,22 +232,23 @@ class DevPlatform:
                 return venv, False
             shutil.rmtree(venv, ignore_errors=True)
             started = time.monotonic()
+            install, version = self._install_args(spec, checkout)
+            log(f"{spec.name} asks for dagster {version} (supported: {versions.window()})")
             log(f"creating virtualenv {venv.name} for {spec.name}")
             made = self._uv("venv", "--quiet", "--python", sys.executable, str(venv), timeout=120)
             if made.returncode != 0:
                 raise BuildError(f"uv venv failed for {spec.name}:\n{_tail(made.stderr, secrets=self._secrets())}")
-            install = self._install_args(spec, checkout)
             log(f"installing into {venv.name}: {' '.join(a if not a.startswith('/') else Path(a).name for a in install)}")
             done = self._uv("pip", "install", "--python", str(venv / "bin" / "python"), *install, timeout=INSTALL_TIMEOUT_S)
             if done.returncode != 0:
                 shutil.rmtree(venv, ignore_errors=True)
                 raise BuildError(
                     f"installing the dependencies of {spec.name} failed (check its requirements.txt or "
-                    f"pyproject.toml; it must work with dagster=={DAGSTER_VERSION}):\n{_tail(done.stderr, secrets=self._secrets())}"
+                    f"pyproject.toml; it resolved to dagster=={version}):\n{_tail(done.stderr, secrets=self._secrets())}"
                 )
             site = next((venv / "lib").glob("python*/site-packages"))
             (site / "meta_deployer_runtime.pth").write_text(f"{self._ensure_pylib()}\n")
-            (venv / READY_MARKER).write_text(json.dumps({"built_at": time.time()}))
+            (venv / READY_MARKER).write_text(json.dumps({"built_at": time.time(), "dagster_version": version}))
             log(f"virtualenv ready in {time.monotonic() - started:.1f}s")
             return venv, True
 
@@ -231,19 +288,22 @@ class DevPlatform:
             config_path = folder / "location.json"
             config_path.write_text(json.dumps(config, indent=2, sort_keys=True))
             (folder / "location.py").write_text(LOCATION_PY.format(name=spec.name, config=str(config_path)))
-            self._validate(spec, venv, folder, config["working_directory"], log)
+            dagster_version = self._validate(spec, venv, folder, config["working_directory"], log)
             (folder / "venv").symlink_to(venv)
+            (folder / DAGSTER_VERSION_FILE).write_text(dagster_version)
             (folder / READY_MARKER).write_text(checkout.commit)
         return Artifact(
             kind="venv",
             ref=str(folder),
             fingerprint=key,
             built=built,
-            metadata={"venv": str(venv), "python": str(venv / "bin" / "python")},
+            metadata={"venv": str(venv), "python": str(venv / "bin" / "python"),
+                      "dagster_version": _read(folder / DAGSTER_VERSION_FILE)},
         )
 
-    def _validate(self, spec: RepoSpec, venv: Path, folder: Path, working_directory: str, log: Log) -> None:
-        log(f"validating the definitions of {spec.name} with its own python")
+    def _validate(self, spec: RepoSpec, venv: Path, folder: Path, working_directory: str, log: Log) -> str:
+        """Serve the new version's definitions with its own python and ask for its repositories; its dagster release."""
+        log(f"validating the definitions of {spec.name} with its own python (its code server, over gRPC)")
         # PYTHONDONTWRITEBYTECODE is dropped here: validation imports what the code server will, and
         # leaves its bytecode in the virtualenv, so the servers and runs started later (which inherit
         # the variable from `dagster dev`) do not compile Dagster from source again, each of them.
@@ -252,18 +312,23 @@ class DevPlatform:
         env["META_DEPLOYER_VALIDATING"] = "1"
         try:
             result = subprocess.run(
-                [str(venv / "bin" / "python"), "-m", "dagster", "definitions", "validate",
+                [str(venv / "bin" / "python"), "-m", location.VALIDATE_MODULE,
                  "-f", str(folder / "location.py"), "-d", working_directory],
                 capture_output=True, text=True, timeout=VALIDATE_TIMEOUT_S, env=env, cwd=working_directory,
             )
         except subprocess.TimeoutExpired:
-            raise ValidationFailed(f"{spec.name}: loading its definitions took over {VALIDATE_TIMEOUT_S}s") from None
-        if result.returncode != 0:
             shutil.rmtree(folder, ignore_errors=True)
-            raise ValidationFailed(
-                f"the definitions of {spec.name} failed to load, so this version was not deployed "
-                f"(the previous version, if any, keeps serving):\n{_tail(result.stdout + result.stderr, secrets=self._secrets())}"
+            raise ValidationFailed(f"{spec.name}: loading its definitions took over {VALIDATE_TIMEOUT_S}s") from None
+        try:
+            version = location.validation_outcome(
+                spec.name, "its virtualenv", redact(result.stdout, self._secrets()), result.returncode,
+                _tail(result.stdout + result.stderr, secrets=self._secrets()),
             )
+        except BuildError:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
+        log(f"{spec.name} loaded in its code server with dagster {version}")
+        return version
 
     def publish(self, spec: RepoSpec, artifact: Artifact, log: Log) -> Published:
         log("dev platform: nothing to push (the virtualenv is served where it was built)")

@@ -86,6 +86,7 @@ from meta_deployer.platforms.location import (
     location_env,
     storage_env,
     validate_command,
+    validation_outcome,
 )
 from meta_deployer.settings import ECR_HOST, ImageSettings, is_ecr
 from meta_deployer.spec import RepoSpec
@@ -751,12 +752,16 @@ def validate_image(
     log: Log,
     bucket: str = "",
     code: tuple[str, str] | None = None,
-) -> None:
-    """Load the spec's definitions inside ``image`` in a throw-away container; ValidationFailed when they fail.
+) -> str:
+    """Load the spec's definitions inside ``image`` in a throw-away container; the image's dagster release.
 
     ``code``: (a local code archive file, its sha256) for a dependency image: the archive is bound
     read-only at its own path and the entry point fetches, checks and unpacks it as a served
-    location does (the container still has no network)."""
+    location does (the container still has no network).
+
+    UnsupportedDagsterVersion when that release is outside the window; ValidationFailed when the
+    definitions or the code server fail (see :func:`~meta_deployer.platforms.location.validation_outcome`).
+    """
     import docker
 
     env = validate_env(spec, settings, bucket)
@@ -792,14 +797,10 @@ def validate_image(
             ) from exc
         output = container.logs(stdout=True, stderr=True).decode(errors="replace").splitlines()
         code = result.get("StatusCode", 1)
-        if code != 0:
-            raise ValidationFailed(
-                f"the definitions of {spec.name} failed to load in the new image (exit {code}), so this "
-                f"version was not deployed; the previous version, if any, keeps serving. "
-                f"Fix the code and push a new commit.\n{tail(output)}"
-            )
+        version = _validated_version(spec, output, code)
         for line in output[-5:]:
             log(f"validate: {line}")
+        return version
     finally:
         try:
             container.remove(force=True)
@@ -868,6 +869,11 @@ def push_ref(client: docker.DockerClient, ref: str, auth: dict[str, str] | None,
         raise PublishError(f"pushing {ref} reported no digest; the registry may have refused it")
     log(f"pushed {ref} ({digest}) in {time.monotonic() - started:.1f}s")
     return digest
+
+
+def _validated_version(spec: RepoSpec, output: list[str], code: int) -> str:
+    """The image's dagster release from the validator's output, or the error of what failed."""
+    return validation_outcome(spec.name, "the new image", "\n".join(output), code, tail(output))
 
 
 # -- builders ------------------------------------------------------------------------
@@ -1011,8 +1017,9 @@ class DockerBuilder:
             if plan.mounted:
                 # No code inside: the definitions load per commit, with its archive (platforms/docker.py).
                 smoke_test(client, spec.name, candidate, "dagster, meta_deployer_runtime.location", log)
+                dagster_version = None  # known once a commit's code is validated in it (platforms/docker.py)
             else:
-                validate_image(client, spec, candidate, settings, log)
+                dagster_version = validate_image(client, spec, candidate, settings, log)
             repo, tag_part = split_ref(job.ref)
             client.api.tag(image_id, repo, tag_part)
         finally:
@@ -1021,7 +1028,7 @@ class DockerBuilder:
             except Exception:  # the candidate tag is only a name; losing it is harmless
                 pass
         log(f"built {job.ref} in {build_s:.1f}s and validated it in {time.monotonic() - started - build_s:.1f}s")
-        return {"image_id": image_id, "build_s": round(build_s, 2)}
+        return {"image_id": image_id, "build_s": round(build_s, 2), "dagster_version": dagster_version}
 
 
     def build_context(self, ref: str, context: bytes, labels: Mapping[str, str], log: Log) -> dict[str, Any]:

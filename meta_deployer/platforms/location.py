@@ -10,7 +10,10 @@ other side):
 - :func:`grpc_command` / :func:`location_args`: the plain ``dagster api grpc``
   command of a templated image (the platforms serve the entry point instead);
 - :func:`container_workdir`: the folder the entry point runs in inside an image;
-- :func:`server_id`: the ``--fixed-server-id`` of a deployed version (docker and ecs).
+- :func:`server_id`: the ``--fixed-server-id`` of a deployed version (docker and ecs);
+- :func:`validation_outcome`: what the location validator reported (``meta_deployer_runtime.validate``),
+  as the Dagster release it found (checked against the supported window) or the error of the stage
+  that failed.
 
 Injected names come last, so a spec can never override them.
 """
@@ -22,11 +25,13 @@ import json
 import posixpath
 from collections.abc import Mapping
 
-from meta_deployer.errors import SpecError
+from meta_deployer import versions
+from meta_deployer.errors import SpecError, ValidationFailed
 from meta_deployer.spec import RepoSpec
 from meta_deployer_runtime import contract
 from meta_deployer_runtime.contract import (  # re-exported: the platforms' one import for the contract
     CONTAINER_PORT,
+    VALIDATE_MODULE,
     entrypoint_command,
     health_command,
     validate_command,
@@ -34,6 +39,7 @@ from meta_deployer_runtime.contract import (  # re-exported: the platforms' one 
 
 __all__ = [
     "CONTAINER_PORT",
+    "VALIDATE_MODULE",
     "code_source_env",
     "container_workdir",
     "entrypoint_command",
@@ -44,6 +50,7 @@ __all__ = [
     "server_id",
     "storage_env",
     "validate_command",
+    "validation_outcome",
 ]
 
 
@@ -118,3 +125,36 @@ def server_id(spec: RepoSpec, commit: str, image: str, settings_fingerprint: str
     """
     data = json.dumps([spec.name, commit, image, spec.content_hash(), settings_fingerprint])
     return f"{spec.name}-{commit[:12]}-{hashlib.sha256(data.encode()).hexdigest()[:16]}"
+
+
+def validation_outcome(name: str, where: str, output: str, exit_code: int, tail: str = "") -> str:
+    """The dagster release a validated location runs, from the validator's ``output``.
+
+    Raises UnsupportedDagsterVersion when the release (or its absence) is outside the window, whatever
+    else failed; else ValidationFailed saying which stage failed: the user's definitions (``load``),
+    or the code server itself (``server``). ``where`` names the artifact (``its virtualenv``,
+    ``the image``); ``tail`` is the output to show when the validator could not report at all.
+    """
+    from meta_deployer_runtime.validate import parse_output
+
+    version, result = parse_output(output)
+    if version is None and result is None:
+        raise ValidationFailed(
+            f"the validator of {name} did not run in {where} (exit {exit_code}): is Python with dagster "
+            f"installed there?\n{tail}"
+        )
+    versions.check_supported(f"{name} ({where})", version)
+    keep = "this version was not deployed; the previous version, if any, keeps serving"
+    if result is None:
+        raise ValidationFailed(f"validating {name} (dagster {version}) stopped before it reported (exit {exit_code}); {keep}:\n{tail}")
+    if result.get("stage") == "load":
+        raise ValidationFailed(
+            f"the definitions of {name} failed to load in its code server (dagster {version}), so {keep}. "
+            f"Fix the code and push a new commit:\n{result.get('error', '')}"
+        )
+    if result.get("stage") != "ok":
+        raise ValidationFailed(
+            f"the code server of {name} (dagster {version}) failed before it could load the definitions "
+            f"(a server or environment problem, not necessarily the repo's code); {keep}:\n{result.get('error', '')}"
+        )
+    return version
