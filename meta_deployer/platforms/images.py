@@ -839,38 +839,6 @@ def smoke_test(client: docker.DockerClient, name: str, image: str, modules: str,
     log(f"{image} imports {modules}{(': ' + output.decode().strip()) if output.strip() else ''}")
 
 
-def push_ref(client: docker.DockerClient, ref: str, auth: dict[str, str] | None, log: Log) -> str:
-    """Push ``ref`` to its registry; its digest."""
-    repo, tag = split_ref(ref)
-    started = time.monotonic()
-    log(f"pushing {ref}")
-    digest = None
-    try:
-        for chunk in client.api.push(repo, tag, stream=True, decode=True, auth_config=auth):
-            if "error" in chunk or "errorDetail" in chunk:
-                message = (chunk.get("errorDetail") or {}).get("message") or chunk.get("error")
-                raise PublishError(
-                    f"pushing {ref} failed: {message}. Check that the registry is reachable "
-                    "and that the deployer may push there (META_DEPLOYER_REGISTRY)"
-                )
-            aux = chunk.get("aux")
-            if isinstance(aux, dict) and aux.get("Digest"):
-                digest = aux["Digest"]
-            elif chunk.get("status") in ("Pushed", "Layer already exists", "Mounted from"):
-                log(f"push: {chunk.get('id', '')} {chunk['status']}")
-    except Exception as exc:
-        import docker
-        import requests
-
-        if isinstance(exc, (docker.errors.APIError, requests.exceptions.RequestException)):
-            raise PublishError(f"pushing {ref} failed: {exc}") from exc
-        raise
-    if not digest:
-        raise PublishError(f"pushing {ref} reported no digest; the registry may have refused it")
-    log(f"pushed {ref} ({digest}) in {time.monotonic() - started:.1f}s")
-    return digest
-
-
 def _validated_version(spec: RepoSpec, output: list[str], code: int) -> str:
     """The image's dagster release from the validator's output, or the error of what failed."""
     return validation_outcome(spec.name, "the new image", "\n".join(output), code, tail(output))
@@ -971,7 +939,7 @@ class DockerBuilder:
         ref = base_ref(plan, self._registry, local_image_id(self.client, plan.python_image))
         if local_image_id(self.client, ref):
             if self._registry and not registry_digest(self.client, ref, self.auth):
-                push_ref(self.client, ref, self.auth, log)
+                push_ref(self.client, *split_ref(ref), self.auth, log)
             return ref
         if self._registry and registry_digest(self.client, ref, self.auth):
             pull_image(self.client, ref, self.auth, log)
@@ -994,7 +962,7 @@ class DockerBuilder:
         if self._registry:
             if is_ecr(self._registry):
                 ensure_ecr_repository(BASE_NAME, self._registry, self.settings.env)
-            push_ref(self.client, ref, self.auth, log)
+            push_ref(self.client, *split_ref(ref), self.auth, log)
         return ref
 
     def build(self, job: BuildJob, log: Log) -> dict[str, Any]:
