@@ -117,6 +117,8 @@ class Topology:
             **instance,
             "META_DEPLOYER_PLATFORM": "docker",
             "META_DEPLOYER_STATE": "s3",
+            # The S3 stand-in's (fake) credentials reach the locations too: they fetch their code there.
+            "META_DEPLOYER_DOCKER_LOCATION_ENV": "AWS_ACCESS_KEY_ID,AWS_SECRET_ACCESS_KEY,AWS_DEFAULT_REGION",
             "META_DEPLOYER_ROOT": "/opt/meta_deployer",
             "META_DEPLOYER_WORKSPACE": f"{WORKSPACE_MOUNT}/workspace.yaml",
             "META_DEPLOYER_WORK_DIR": "/tmp/meta_deployer",

@@ -274,6 +274,13 @@ class DockerSettings(SettingsGroup):
     dagster_home: Path | None = setting(
         "DAGSTER_HOME", None, "the Dagster instance; `dagster.yaml` is copied there"
     )
+    location_env: tuple[str, ...] = setting(
+        "META_DEPLOYER_DOCKER_LOCATION_ENV",
+        (),
+        "comma-separated names of the deployer's environment variables copied into every location "
+        "container and its runs (platform-wide credentials where no instance role gives them, e.g. "
+        "`AWS_ACCESS_KEY_ID,AWS_SECRET_ACCESS_KEY` for an S3-compatible store); never the deployer's own secrets",
+    )
     container_context: str | None = setting(
         "META_DEPLOYER_DOCKER_CONTAINER_CONTEXT", None, "JSON passed to the container as `DAGSTER_CONTAINER_CONTEXT`"
     )
@@ -282,6 +289,19 @@ class DockerSettings(SettingsGroup):
     @classmethod
     def _absolute_home(cls, value: Path | None) -> Path | None:
         return value.resolve() if value else None
+
+    @field_validator("location_env", mode="before")
+    @classmethod
+    def _env_names(cls, value: Any) -> tuple[str, ...]:
+        from meta_deployer_runtime.contract import DEPLOYER_ONLY_PREFIXES
+
+        names = tuple(n.strip() for n in value.split(",") if n.strip()) if isinstance(value, str) else tuple(value)
+        for name in names:
+            if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*\Z", name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+            if name.startswith(DEPLOYER_ONLY_PREFIXES) or name in ("DOCKER_HOST", "DAGSTER_POSTGRES_URL"):
+                raise ValueError(f"{name} is the deployer's own; it never goes into a location")
+        return names
 
     @field_validator("container_context")
     @classmethod

@@ -381,3 +381,20 @@ def test_a_container_mounts_only_its_repo_and_validation_has_no_network(tmp_path
     assert list((repos / alpha / "code").glob("*.tar.gz")) and results["read_alpha_code"] == "FileNotFoundError"
     assert results["read_granted_code"] == "FileNotFoundError"  # granted gamma's assets, not its code
     assert results["home"] == "ok:['dagster.yaml', 'history', 'schedules']"
+
+
+def test_location_env_copies_only_the_named_variables_and_never_the_deployers_own():
+    from meta_deployer.platforms.docker import DockerPlatform
+    from meta_deployer.settings import Settings
+
+    base = {"META_DEPLOYER_PLATFORM": "docker", "AWS_ACCESS_KEY_ID": "AKIAEXAMPLE", "AWS_SECRET_ACCESS_KEY": "s",
+            "OTHER_SECRET": "never", "DOCKER_HOST": "tcp://127.0.0.1:2375"}
+    spec = parse_spec({"name": "envy", "git_url": "https://example.com/x.git", "python_file": "d.py"}, "test")
+    plain = DockerPlatform(Settings.from_env(base)).storage_env(spec)
+    assert "AWS_ACCESS_KEY_ID" not in plain and "OTHER_SECRET" not in plain and "DOCKER_HOST" not in plain
+    named = DockerPlatform(Settings.from_env({**base, "META_DEPLOYER_DOCKER_LOCATION_ENV": "AWS_ACCESS_KEY_ID,AWS_SECRET_ACCESS_KEY"}))
+    env = named.storage_env(spec)
+    assert env["AWS_ACCESS_KEY_ID"] == "AKIAEXAMPLE" and env["AWS_SECRET_ACCESS_KEY"] == "s"
+    assert "OTHER_SECRET" not in env and "DOCKER_HOST" not in env
+    with pytest.raises(SettingsError, match="deployer's own"):
+        Settings.from_env({**base, "META_DEPLOYER_DOCKER_LOCATION_ENV": "DOCKER_HOST"})

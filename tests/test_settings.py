@@ -131,6 +131,8 @@ BAD_VALUES = [
     ("META_DEPLOYER_DOCKER_POLL_INTERVAL", "-0.5", "at least 0"),
     ("META_DEPLOYER_DOCKER_DRAIN_TIMEOUT", "x", "number"),
     ("META_DEPLOYER_DOCKER_CONTAINER_CONTEXT", "{not json", "JSON"),
+    ("META_DEPLOYER_DOCKER_LOCATION_ENV", "META_DEPLOYER_GIT_TOKEN_FILE", "deployer's own"),
+    ("META_DEPLOYER_DOCKER_LOCATION_ENV", "NOT-A-NAME", "not an environment variable name"),
     ("META_DEPLOYER_REGISTRY", "https://r.example", "without a scheme"),
     ("META_DEPLOYER_BUILD_TIMEOUT", "0", "positive"),
     ("META_DEPLOYER_VALIDATE_TIMEOUT", "-5", "positive"),

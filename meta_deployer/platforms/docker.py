@@ -215,6 +215,9 @@ class DockerPlatform:
                 endpoint_url=self.settings.aws_endpoint_url,
             ),
         )
+        for name in self.docker.location_env:  # platform-wide, chosen by the platform team
+            if name in self.settings.env:
+                env[name] = self.settings.env[name]
         if self.docker.dagster_home:
             env["DAGSTER_HOME"] = str(self.docker.dagster_home)
         if self.docker.container_context:

@@ -755,9 +755,9 @@ def validate_image(
 ) -> str:
     """Load the spec's definitions inside ``image`` in a throw-away container; the image's dagster release.
 
-    ``code``: (a local code archive file, its sha256) for a dependency image: the archive is bound
-    read-only at its own path and the entry point fetches, checks and unpacks it as a served
-    location does (the container still has no network).
+    ``code``: (a local code archive file, its sha256) for a dependency image: the archive is copied
+    into the container (never bound: the engine may be remote, or the deployer itself a container)
+    and the entry point checks and unpacks it as a served location does (still no network).
 
     UnsupportedDagsterVersion when that release is outside the window; ValidationFailed when the
     definitions or the code server fail (see :func:`~meta_deployer.platforms.location.validation_outcome`).
@@ -767,11 +767,11 @@ def validate_image(
     env = validate_env(spec, settings, bucket)
     image_workdir = client.api.inspect_image(image)["Config"].get("WorkingDir")
     workdir = container_workdir(image_workdir, spec)
-    volumes = {}
+    copied: bytes | None = None
     if code is not None:
         archive, sha = code
-        env.update(mounted_code_env(spec, archive, sha, f"{VALIDATE_DAGSTER_HOME}/code"))
-        volumes[archive] = {"bind": archive, "mode": "ro"}
+        env.update(mounted_code_env(spec, VALIDATE_CODE_ARCHIVE, sha, f"{VALIDATE_DAGSTER_HOME}/code"))
+        copied = _single_file_tar(Path(archive), Path(VALIDATE_CODE_ARCHIVE).name)
         workdir = image_workdir or "/"
     command = validate_command()
     log(f"validating in {workdir}: {' '.join(command)} ({env['META_DEPLOYER_CODE_SOURCE']})")
@@ -783,10 +783,11 @@ def validate_image(
         # Loading definitions needs no network: none at all (no metadata service, nothing on the host).
         network_mode="none",
         tmpfs={VALIDATE_DAGSTER_HOME: "mode=1777"},
-        volumes=volumes,
         labels={f"{LABEL_PREFIX}validate": spec.name},
     )
     try:
+        if copied is not None:
+            container.put_archive(str(Path(VALIDATE_CODE_ARCHIVE).parent), copied)
         container.start()
         try:
             result = container.wait(timeout=settings.validate_timeout_s)
@@ -806,6 +807,24 @@ def validate_image(
             container.remove(force=True)
         except docker.errors.APIError:
             pass
+
+
+#: Where validation puts a commit's code archive inside the container (the root exists in every image).
+VALIDATE_CODE_ARCHIVE = "/meta-deployer-code.tar.gz"
+
+
+def _single_file_tar(path: Path, name: str) -> bytes:
+    """A tar holding ``path`` as ``name`` (read-only for everyone), for the engine's put_archive."""
+    import io
+    import tarfile
+
+    data = path.read_bytes()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        info = tarfile.TarInfo(name)
+        info.size, info.mode = len(data), 0o444
+        tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
 
 
 def mounted_code_env(spec: RepoSpec, archive_uri: str, sha256: str, code_dir: str | None = None) -> dict[str, str]:
