@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import meta_deployer
-from meta_deployer import configsource, discovery, dryrun, gitops, removal, snapshot, sync
+from meta_deployer import configsource, discovery, dryrun, gitops, grants, removal, snapshot, sync
 from meta_deployer.detect import detect_code_source
 from meta_deployer.errors import DetectionError, NotDeployedError, SpecError
 from meta_deployer.lease import leases_for
@@ -57,6 +57,9 @@ class DeployState:
     served: Served | None = None
     record: Deployment | None = None
     workspace_changed: bool = False
+    #: The spec as config.yml says it (``spec`` is what is deployed: cross-repo reads only where the
+    #: owner shares, see ``meta_deployer.grants``); written back to config.yml, hashed in the record.
+    config_spec: RepoSpec | None = None
     #: The version of the repo's record when ``checkout`` read it (None: there was none): the record is
     #: written only if it is still that one, so two deploys that read the same record cannot both win.
     record_version: str | None = None
@@ -121,6 +124,7 @@ class Deployer:
             log(f"{spec.name}: detected code source {found}")
         self._check_code_source_exists(spec, path)
         checkout = Checkout(spec.name, path, commit, spec.branch, shown_url, changed)
+        config_spec, spec = spec, grants.granted(spec, self.settings, log)
         fingerprint = self.fingerprint(spec, commit)
         record, version = self.registry.read(spec.name)
         unchanged = (
@@ -130,7 +134,7 @@ class Deployer:
         )
         if unchanged:
             log(f"{spec.name}: {commit[:12]} with this spec already serves on {self.platform.name}; nothing to do")
-        return DeployState(spec, checkout, fingerprint, unchanged, started, record_version=version)
+        return DeployState(spec, checkout, fingerprint, unchanged, started, config_spec=config_spec, record_version=version)
 
     def _check_code_source_exists(self, spec: RepoSpec, path: Path) -> None:
         wd = path / (spec.working_directory or ".")
@@ -184,7 +188,7 @@ class Deployer:
                 endpoint=state.served.endpoint,
                 workspace_entry=state.served.workspace_entry,
                 fingerprint=state.fingerprint,
-                spec_hash=state.spec.content_hash(),
+                spec_hash=(state.config_spec or state.spec).content_hash(),
                 deployed_at=time.time(),
                 duration_s=round(time.time() - state.started_at, 3),
                 metadata={**state.artifact.metadata, **state.published.metadata, **state.served.metadata},
@@ -195,7 +199,7 @@ class Deployer:
         changed = self.registry.update(put=record, expected=state.record_version)
         # config.yml records the desired state (with a detected code source) once it serves:
         # a deploy that fails leaves no file behind for the sensor to retry.
-        self.registry.write_config(state.spec, log)
+        self.registry.write_config(state.config_spec or state.spec, log)
         if not state.unchanged:
             assert state.served is not None
             self.platform.after_switch(state.spec, state.served, log)

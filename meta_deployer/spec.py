@@ -313,16 +313,24 @@ class Resources(_Strict):
 
 
 class Access(_Strict):
-    """Cross-repo grants."""
+    """Cross-repo grants. Reading another repo's assets takes both sides: the reader lists the owner
+    in ``read``, and the owner lists the reader in ``share_with`` (a tenant cannot grant itself
+    another tenant's data by writing its own config.yml)."""
 
     read: tuple[str, ...] = ()
+    share_with: tuple[str, ...] = ()
 
     @field_validator("read", mode="before")
     @classmethod
     def _list(cls, v: Any) -> Any:
         return tuple(_capped(v, "access.read")) if isinstance(v, list) else v
 
-    @field_validator("read")
+    @field_validator("share_with", mode="before")
+    @classmethod
+    def _share_list(cls, v: Any) -> Any:
+        return tuple(_capped(v, "access.share_with")) if isinstance(v, list) else v
+
+    @field_validator("read", "share_with")
     @classmethod
     def _names(cls, v: tuple[str, ...]) -> tuple[str, ...]:
         for other in v:
@@ -458,6 +466,8 @@ class RepoSpec(_Strict):
             raise ValueError(f"environment/secrets set {', '.join(dupes)} more than once")
         if self.name in self.access.read:
             raise ValueError("access.read lists the repo itself; a repo always reads its own prefix")
+        if self.name in self.access.share_with:
+            raise ValueError("access.share_with lists the repo itself; a repo always reads its own prefix")
         return self
 
     # -- derived values ----------------------------------------------------
@@ -488,6 +498,8 @@ class RepoSpec(_Strict):
         data = self.model_dump(mode="json", by_alias=True)
         if data.get("code_mounting") is None:
             data.pop("code_mounting", None)  # unset: the hash of every spec written before the field stays
+        if not (data.get("access") or {}).get("share_with"):
+            data.get("access", {}).pop("share_with", None)  # likewise for specs that share nothing
         canonical = json.dumps(data, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

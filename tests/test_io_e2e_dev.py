@@ -7,8 +7,9 @@
 3. its asset, a partition of another asset and its op outputs lie under
    ``repos/<name>/`` in the local store, and nothing lies under another prefix;
 4. a second repo, deployed by the pipeline with ``access.read``, reads the first
-   repo's asset (declared with plain Dagster metadata, no meta_deployer import);
-   without the grant the same read is refused;
+   repo's asset (declared with plain Dagster metadata, no meta_deployer import) once
+   the first repo's config shares with it (``access.share_with``); without the grant,
+   or with only the reader's request, the same read is refused;
 5. a repo that sets its own ``io_manager`` keeps it.
 """
 
@@ -152,7 +153,17 @@ def test_external_repo_stores_under_its_own_prefix(project, git_remote, instance
     Deployer().deploy(parse_spec({"name": "report", "git_url": report.url}, "test"))
     refused = run_location(project, "report", "asset", "materialize", "--select", "total")
     assert refused.returncode != 0 and "may not read the assets of repo 'sales'" in refused.stdout + refused.stderr
-    Deployer().deploy(parse_spec({"name": "report", "git_url": report.url, "access": {"read": ["sales"]}}, "test"))
+    # Asking is not enough: sales' own config.yml must share with report (a tenant cannot grant
+    # itself another tenant's data by writing its own config).
+    asked = parse_spec({"name": "report", "git_url": report.url, "access": {"read": ["sales"]}}, "test")
+    said: list[str] = []
+    Deployer().deploy(asked, log=said.append)
+    assert any("no read access to sales" in line and "access.share_with" in line for line in said), said
+    still_refused = run_location(project, "report", "asset", "materialize", "--select", "total")
+    assert still_refused.returncode != 0 and "may not read the assets of repo 'sales'" in still_refused.stdout + still_refused.stderr
+    sales_config = project.repos / "sales" / "config.yml"
+    sales_config.write_text(sales_config.read_text() + "access:\n  share_with: [report]\n")
+    Deployer().deploy(asked)
     granted = run_location(project, "report", "asset", "materialize", "--select", "total")
     assert granted.returncode == 0, granted.stderr[-3000:]
     assert (storage / "repos" / "report" / "assets" / "total").is_file()
