@@ -132,7 +132,11 @@ def test_task_serves_the_entry_point_the_images_step_validated(fields):
     assert c["command"] == location.entrypoint_command()
     assert {k: env[k] for k in location.code_source_env(s)} == location.code_source_env(s)
     assert env["META_DEPLOYER_WORKING_DIRECTORY"] == (s.working_directory or ".")
-    assert location.validate_command() == ["dagster", "definitions", "validate", "--module-name", contract.ENTRYPOINT_MODULE]
+    # Validation serves the same entry point (the validator's default target) and asks it over gRPC.
+    assert location.validate_command()[-1].endswith("-m meta_deployer_runtime.validate")
+    from meta_deployer_runtime import validate as validator
+
+    assert contract.ENTRYPOINT_MODULE in open(validator.__file__).read()
     assert p.GRPC_PORT == contract.CONTAINER_PORT  # the planner's copy of the contract's port
 
 
