@@ -271,7 +271,9 @@ def test_access_read_change_updates_the_policy_only(platform, tmp_path):
     assert "iam.PutRolePolicy" in calls.mutating
     assert "ecs.RegisterTaskDefinition" in calls.mutating  # META_DEPLOYER_READ_ACCESS changed too
     doc = boto3.client("iam").get_role_policy(RoleName="dagster-repo-sales", PolicyName="repo-storage")["PolicyDocument"]
-    assert "arn:aws:s3:::dagster-storage/repos/other/*" in json.dumps(doc)
+    # A grant reaches the other repo's assets only (never its code archives, outputs or logs).
+    assert "arn:aws:s3:::dagster-storage/repos/other/assets/*" in json.dumps(doc)
+    assert "arn:aws:s3:::dagster-storage/repos/other/*" not in json.dumps(doc)
 
 
 # -- remove -----------------------------------------------------------------------
