@@ -41,7 +41,8 @@ md_services__install_packages() {
     command -v docker-registry >/dev/null 2>&1 || missing+=(docker-registry)
     command -v debootstrap >/dev/null 2>&1 || missing+=(debootstrap)
     command -v socat >/dev/null 2>&1 || missing+=(socat)
-    command -v pg_ctlcluster >/dev/null 2>&1 && [ -d /usr/lib/postgresql ] || missing+=(postgresql)
+    # The server itself (the client package alone brings pg_ctlcluster and /usr/lib/postgresql/<v>/bin).
+    compgen -G "/usr/lib/postgresql/*/bin/postgres" >/dev/null || missing+=(postgresql)
     if [ "${#missing[@]}" -gt 0 ]; then
         md_services__log "installing ${missing[*]}"
         apt-get update -qq >/dev/null
@@ -122,7 +123,7 @@ md_services__start_tcp() {
 # databases) and its database `dagster`.
 md_services__start_postgres() {
     local version
-    version=$(ls /usr/lib/postgresql | sort -n | tail -n1)
+    version=$(basename "$(dirname "$(dirname "$(ls -d /usr/lib/postgresql/*/bin/postgres | sort -V | tail -n1)")")")
     if ! pg_lsclusters -h 2>/dev/null | awk -v v="$version" '$1 == v && $2 == "main" { found = 1 } END { exit !found }'; then
         pg_createcluster "$version" main >/dev/null
     fi
