@@ -30,12 +30,12 @@ def git_daemon(base: Path) -> Iterator[str]:
 
 
 @contextmanager
-def fresh_database() -> Iterator[str]:
+def fresh_database(prefix: str = "md_rehearsal") -> Iterator[str]:
     """A database of its own on the Postgres that .ci/services.sh starts (never sqlite here)."""
     import psycopg2
 
     base = os.environ.get("MD_POSTGRES_URL") or "postgresql://dagster:dagster@127.0.0.1:5432/dagster"
-    name = f"md_rehearsal_{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}_{uuid.uuid4().hex[:8]}"
     admin = psycopg2.connect(base)
     admin.autocommit = True
     admin.cursor().execute(f"CREATE DATABASE {name}")

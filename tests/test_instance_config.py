@@ -6,13 +6,14 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
 import yaml
+
+import platformkit
 
 from meta_deployer.platforms.aws.instance import instance_yaml, pg_secrets, render_instance_config
 from meta_deployer.settings import PG_SECRET_KEYS, EcsSettings
@@ -24,19 +25,9 @@ ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:dagster/platform/pos
 
 @pytest.fixture
 def fresh_database() -> Iterator[str]:
-    """A database of its own on the Postgres that .ci/services.sh starts (never sqlite here)."""
-    import psycopg2
-
-    base = os.environ.get("MD_POSTGRES_URL") or "postgresql://dagster:dagster@127.0.0.1:5432/dagster"
-    name = f"md_instance_{uuid.uuid4().hex[:8]}"
-    admin = psycopg2.connect(base)
-    admin.autocommit = True
-    admin.cursor().execute(f"CREATE DATABASE {name}")
-    try:
-        yield base.rsplit("/", 1)[0] + f"/{name}"
-    finally:
-        admin.cursor().execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
-        admin.close()
+    """A database of its own on the local Postgres (tests/platformkit.py)."""
+    with platformkit.fresh_database("md_instance") as url:
+        yield url
 
 
 def test_the_example_is_the_rendering_with_default_settings():
