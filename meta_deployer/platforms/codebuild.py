@@ -118,6 +118,18 @@ def _q(value: str) -> str:
     return shlex.quote(value)
 
 
+def _buildspec(fetch: list[str], ecr: bool, build: list[str]) -> str:
+    """The buildspec document: ``fetch`` (install), the ECR login when pushing to ECR (pre_build), ``build``."""
+    phases: dict[str, Any] = {"install": {"commands": fetch}}
+    if ecr:
+        phases["pre_build"] = {"commands": [
+            'aws ecr get-login-password --region "$AWS_REGION" | docker login --username AWS --password-stdin "$MD_REGISTRY"'
+        ]}
+    phases["build"] = {"commands": build}
+    document = {"version": BUILDSPEC_VERSION, "env": {"shell": "bash"}, "phases": phases}
+    return yaml.safe_dump(document, sort_keys=False, width=100000)
+
+
 def render_buildspec(job: images.BuildJob, settings: ImageSettings, ecr: bool) -> str:
     """The buildspec (YAML, version 0.2) that builds, validates and pushes ``job.ref``.
 
@@ -137,7 +149,6 @@ def render_buildspec(job: images.BuildJob, settings: ImageSettings, ecr: bool) -
         f'aws s3 cp --only-show-errors "$MD_CONTEXT_URL" {ARCHIVE_NAME}',
         f"tar -xzf {ARCHIVE_NAME} && rm -f {ARCHIVE_NAME}",
     ]
-    login = ['aws ecr get-login-password --region "$AWS_REGION" | docker login --username AWS --password-stdin "$MD_REGISTRY"'] if ecr else []
     build = [
         'cd "$CODEBUILD_SRC_DIR"',
         "echo 'meta_deployer: building the image from the "
@@ -153,12 +164,7 @@ def render_buildspec(job: images.BuildJob, settings: ImageSettings, ecr: bool) -
         f"docker push {_q(job.ref)}",
         f"docker rmi {_q(base)} {_q(candidate)} >/dev/null || true",
     ]
-    phases: dict[str, Any] = {"install": {"commands": fetch}}
-    if login:
-        phases["pre_build"] = {"commands": login}
-    phases["build"] = {"commands": build}
-    document = {"version": BUILDSPEC_VERSION, "env": {"shell": "bash"}, "phases": phases}
-    return yaml.safe_dump(document, sort_keys=False, width=100000)
+    return _buildspec(fetch, ecr, build)
 
 
 def render_context_buildspec(ref: str, ecr: bool) -> str:
@@ -169,18 +175,12 @@ def render_context_buildspec(ref: str, ecr: bool) -> str:
         f'aws s3 cp --only-show-errors "$MD_CONTEXT_URL" {ARCHIVE_NAME}',
         f"mkdir -p {CONTEXT_DIR} && tar -xzf {ARCHIVE_NAME} -C {CONTEXT_DIR} && rm -f {ARCHIVE_NAME}",
     ]
-    login = ['aws ecr get-login-password --region "$AWS_REGION" | docker login --username AWS --password-stdin "$MD_REGISTRY"'] if ecr else []
     build = [
         'cd "$CODEBUILD_SRC_DIR"',
         f"docker build --network host -t {_q(ref)} {CONTEXT_DIR}",
         f"docker push {_q(ref)}",
     ]
-    phases: dict[str, Any] = {"install": {"commands": fetch}}
-    if login:
-        phases["pre_build"] = {"commands": login}
-    phases["build"] = {"commands": build}
-    document = {"version": BUILDSPEC_VERSION, "env": {"shell": "bash"}, "phases": phases}
-    return yaml.safe_dump(document, sort_keys=False, width=100000)
+    return _buildspec(fetch, ecr, build)
 
 
 def build_environment(bucket: str, key: str, registry: str) -> dict[str, str]:
