@@ -294,9 +294,59 @@ def test_deployer_acts_only_on_documented_names():
             assert resource == "*" or any(part in resource for part in (
                 "dagster-repo-", "dagster-exec-", "dagster-ecs-execution", "/dagster/", "dagster/*", ":::dagster-storage",
                 "cluster/dagster", "/dagster/*", "dagster-*", "listener", "meta-deployer-build", "file-system/*",
+                ":service/*",  # Cloud Map ids: held to the repo tag by the condition
             )), (statement["Sid"], resource)
-        if statement["Resource"] == ["*"] and statement["Sid"] == "CloudMapInNamespace":
-            assert statement["Condition"] == {"StringEquals": {"servicediscovery:NamespaceName": "local"}}
+    # Cloud Map: only services carrying the repo tag, created with it (AWS sends no namespace name here).
+    service = arn("service/srv-0123456789", "servicediscovery")
+    repo_tag = "aws:ResourceTag/meta-deployer:repo"
+    assert _allowed(policy, "servicediscovery:CreateService", "*", {"aws:RequestTag/meta-deployer:repo": "sales"})
+    assert not _allowed(policy, "servicediscovery:CreateService", "*")
+    for action in ("servicediscovery:DeleteService", "servicediscovery:GetService", "servicediscovery:UpdateService"):
+        assert _allowed(policy, action, service, {repo_tag: "sales"})
+        assert not _allowed(policy, action, service)
+        assert not _allowed(policy, action, arn("namespace/ns-0123", "servicediscovery"), {repo_tag: "sales"})
+
+
+def _generated_policies() -> dict[str, dict]:
+    from meta_deployer.platforms.aws.resources import codebuild, shared, task_role
+
+    return {
+        "execution": roles.execution_policy(inputs()), "webserver": roles.webserver_policy(inputs()),
+        "daemon": roles.daemon_policy(inputs()), "deployer": roles.deployer_policy(inputs(), "meta-deployer-build"),
+        "repo task role": task_role.task_role_policy("dagster-storage", "sales", read=("marketing",)),
+        "codebuild": codebuild.service_role_policy("dagster-storage", "meta-deployer-build", "aws", REGION, ACCOUNT),
+        "shared execution": shared.execution_policy("aws", REGION, ACCOUNT),
+    }
+
+
+def test_every_condition_key_is_one_aws_sends_with_that_action():
+    """moto evaluates no condition; AWS denies when a condition names a key the action never carries
+    (the rule and its sources: tests/iam_eval.py, CONDITION_KEYS)."""
+    from iam_eval import CONDITION_KEYS, carries
+
+    checked = 0
+    for name, policy in _generated_policies().items():
+        for statement in policy["Statement"]:
+            actions = statement["Action"] if isinstance(statement["Action"], list) else [statement["Action"]]
+            for tests in statement.get("Condition", {}).values():
+                for key in tests:
+                    for action in actions:
+                        assert action in CONDITION_KEYS, (
+                            f"{name}/{statement.get('Sid')}: write down which condition keys AWS sends with {action}"
+                        )
+                        assert carries(action, key), f"{name}/{statement.get('Sid')}: AWS never sends {key} with {action}"
+                        checked += 1
+    assert checked >= 10
+
+
+def test_the_rule_catches_a_namespace_name_condition_on_create_service():
+    from iam_eval import carries
+
+    assert not carries("servicediscovery:CreateService", "servicediscovery:NamespaceName")
+    assert not carries("servicediscovery:DeleteService", "servicediscovery:NamespaceName")
+    assert carries("servicediscovery:CreateService", "aws:RequestTag/meta-deployer:repo")
+    with pytest.raises(AssertionError, match="never sends"):
+        allowed({"Statement": []}, "servicediscovery:GetService", "*", {"servicediscovery:NamespaceName": "local"})
 
 
 # -- against the moto server --------------------------------------------------------------------

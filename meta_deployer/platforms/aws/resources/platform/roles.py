@@ -44,10 +44,17 @@ and condition keys for <service>"):
   variables").
 - ``iam:PassRole`` takes ``iam:PassedToService`` (IAM user guide, "Granting a user permissions to
   pass a role"): ``ecs-tasks.amazonaws.com``.
-- Cloud Map ``CreateService``/``DeleteService``/``GetService``... name IDs, not names, in their ARN;
-  they take ``servicediscovery:NamespaceName`` (the deployer is held to its namespace by it).
-- EFS ``elasticfilesystem:ClientMount``/``ClientWrite`` are on ``file-system/<id>`` and take
-  ``aws:ResourceTag/<key>``: the workspace file system is tagged ``meta-deployer:platform=workspace``.
+- Cloud Map ``CreateService`` carries ``servicediscovery:NamespaceArn``, ``aws:RequestTag`` and
+  ``aws:TagKeys``; ``DeleteService``/``GetService``/``UpdateService`` are on ``service/<id>`` (ids,
+  not names) and carry no namespace key, only their resource type's ``aws:ResourceTag``
+  (``servicediscovery:NamespaceName`` is carried by ``DiscoverInstances`` alone). The deployer is
+  therefore held to the services that carry the repo tag (``meta-deployer:repo``), which it sets
+  on every service it creates.
+- EFS ``elasticfilesystem:ClientMount``/``ClientWrite`` are on ``file-system/<id>``, whose resource
+  type carries ``aws:ResourceTag/<key>``: the workspace file system is tagged
+  ``meta-deployer:platform=workspace``.
+- Every condition key used here is one AWS sends for that action: ``tests/iam_eval.py``
+  (``CONDITION_KEYS``) writes the rule down and the policy tests check every statement against it.
 - ``ecr:GetAuthorizationToken`` has no resource type: ``*``.
 """
 
@@ -55,6 +62,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from meta_deployer import naming
 from meta_deployer.platforms.aws.common import ECS_TASKS_PRINCIPAL, POLICY_VERSION, trust_policy
 from meta_deployer.platforms.aws.engine import Context, Kind, Scope
 from meta_deployer.platforms.aws.instance import MANAGED_BY_TAG
@@ -207,10 +215,15 @@ def deployer_policy(inputs: PlatformInputs, codebuild_project: str | None = None
                     "logs:GetLogEvents", "logs:PutRetentionPolicy", "logs:TagResource"],
          "Resource": _logs(inputs, "/dagster/*")},
         {"Sid": "ListLogGroups", "Effect": "Allow", "Action": ["logs:DescribeLogGroups"], "Resource": ["*"]},
-        {"Sid": "CloudMapInNamespace", "Effect": "Allow",
-         "Action": ["servicediscovery:CreateService", "servicediscovery:DeleteService", "servicediscovery:GetService",
-                    "servicediscovery:UpdateService", "servicediscovery:TagResource"],
-         "Resource": ["*"], "Condition": {"StringEquals": {"servicediscovery:NamespaceName": s.namespace}}},
+        # Cloud Map names services by id, and only DiscoverInstances carries a namespace-name key: the
+        # deployer may create (and tag) only services that carry the repo tag, and act only on those.
+        {"Sid": "CloudMapCreateRepoServices", "Effect": "Allow",
+         "Action": ["servicediscovery:CreateService", "servicediscovery:TagResource"],
+         "Resource": ["*"], "Condition": {"StringLike": {f"aws:RequestTag/{naming.REPO_TAG_KEY}": "?*"}}},
+        {"Sid": "CloudMapOnRepoServices", "Effect": "Allow",
+         "Action": ["servicediscovery:DeleteService", "servicediscovery:GetService", "servicediscovery:UpdateService"],
+         "Resource": [inputs.arn("servicediscovery", "service/*")],
+         "Condition": {"StringLike": {f"aws:ResourceTag/{naming.REPO_TAG_KEY}": "?*"}}},
         {"Sid": "CloudMapList", "Effect": "Allow",
          "Action": ["servicediscovery:ListNamespaces", "servicediscovery:ListServices", "servicediscovery:GetOperation"],
          "Resource": ["*"]},
