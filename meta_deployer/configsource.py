@@ -63,9 +63,11 @@ def describe(settings: Settings) -> str:
 
 
 @contextmanager
-def opened(settings: Settings) -> Iterator[ConfigSource]:
+def opened(settings: Settings, lock_timeout: float | None = None) -> Iterator[ConfigSource]:
     """The configured source, ready to scan; for a configuration repository, its checkout converged to
-    the branch head and locked until the block ends. ConfigSourceError when it cannot be read."""
+    the branch head and locked until the block ends. ConfigSourceError when it cannot be read, or
+    when another process holds the checkout for more than ``lock_timeout`` seconds (None: the
+    deploys' own wait, ``gitops.CHECKOUT_LOCK_TIMEOUT_S``)."""
     if not settings.config_git_url:
         yield ConfigSource(settings.repos_dir, label=str(settings.repos_dir))
         return
@@ -76,7 +78,10 @@ def opened(settings: Settings) -> Iterator[ConfigSource]:
     shown = describe(settings)
     with ExitStack() as stack:
         try:
-            commit, _ = stack.enter_context(gitops.converged(url, settings.config_git_branch, dest, settings.git_auth()))
+            wait = gitops.CHECKOUT_LOCK_TIMEOUT_S if lock_timeout is None else lock_timeout
+            commit, _ = stack.enter_context(
+                gitops.converged(url, settings.config_git_branch, dest, settings.git_auth(), lock_timeout=wait)
+            )
         except CloneError as exc:
             raise ConfigSourceError(f"cannot fetch the configuration repository {shown}: {exc}") from None
         repos = dest / REPOS_SUBDIR

@@ -60,6 +60,9 @@ T = TypeVar("T")
 warnings.filterwarnings("ignore", message=r"Parameter `owners` .* is currently in beta")
 
 SENSOR_INTERVAL_S = 15
+#: How long a tick waits for the configuration checkout another process is fetching or reading: well
+#: under the daemon's sensor evaluation timeout (60 s); a busy checkout skips the tick, changing nothing.
+SENSOR_LOCK_TIMEOUT_S = 10.0
 DEAD_DEPLOYS_INTERVAL_S = 30
 #: The add_repo launchpad default: the example location shipped with this project.
 EXAMPLE_SPEC = {"name": "hello", "git_url": ".", "branch": "main", "working_directory": "examples/hello", "python_file": "definitions.py"}
@@ -261,7 +264,7 @@ def repos_sensor(context: SensorEvaluationContext) -> SensorResult:
     settings = Settings.from_env()
     cursor = SensorCursor.parse(context.cursor)
     try:
-        with configsource.opened(settings) as source:
+        with configsource.opened(settings, lock_timeout=SENSOR_LOCK_TIMEOUT_S) as source:
             if source.from_git and source.commit == cursor.commit:
                 # The configuration repository did not move: nothing to read, nothing to launch.
                 return SensorResult(cursor=cursor.dump(), skip_reason=f"{source.label}: unchanged")

@@ -24,7 +24,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from filelock import FileLock
+from filelock import FileLock, Timeout
 from git import Git, GitCommandError, Repo
 from git.exc import InvalidGitRepositoryError, NoSuchPathError
 
@@ -133,13 +133,31 @@ def converge(url: str, branch: str, dest: Path, auth: GitAuth | None = None) -> 
         return result
 
 
+#: How long a deploy waits for another process's hold on a checkout (a clone of a big repo).
+CHECKOUT_LOCK_TIMEOUT_S = 600.0
+
+
 @contextmanager
-def converged(url: str, branch: str, dest: Path, auth: GitAuth | None = None) -> Iterator[tuple[str, bool]]:
+def converged(
+    url: str, branch: str, dest: Path, auth: GitAuth | None = None, lock_timeout: float = CHECKOUT_LOCK_TIMEOUT_S
+) -> Iterator[tuple[str, bool]]:
     """:func:`converge`, then keep the checkout's lock while the caller reads it: nothing else can move
-    ``dest`` to another commit meanwhile, so what the caller reads is the commit it is given."""
+    ``dest`` to another commit meanwhile, so what the caller reads is the commit it is given.
+
+    CloneError when another process holds the lock for more than ``lock_timeout`` seconds."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(dest) + ".lock", timeout=600):
+    lock = FileLock(str(dest) + ".lock")
+    try:
+        lock.acquire(timeout=lock_timeout)
+    except Timeout:
+        raise CloneError(
+            f"the checkout {dest} is held by another process (a fetch or a read) for more than "
+            f"{lock_timeout:g} s; nothing was read, the next attempt tries again"
+        ) from None
+    try:
         yield _converge(url, branch, dest, auth)
+    finally:
+        lock.release()
 
 
 def _converge(url: str, branch: str, dest: Path, auth: GitAuth | None) -> tuple[str, bool]:

@@ -223,3 +223,33 @@ def test_deploys_and_removals_write_no_config_into_the_checkout(env, config_repo
     assert not (env / "repos" / "alpha").exists()
     assert len(said) == 2 and all("configuration repository" in line for line in said)
     assert git(checkout, "status", "--porcelain") == ""
+
+
+def test_a_checkout_held_by_another_process_skips_the_tick_quickly(env, config_repo, monkeypatch):
+    """A deploy fetching the configuration repository holds its checkout; the sensor must not wait
+    for it past the daemon's evaluation timeout: it skips the tick, changing nothing."""
+    import subprocess
+    import sys
+
+    from meta_deployer.settings import Settings
+
+    config_repo.commit(cfg("alpha"), "add")
+    first = tick()
+    assert jobs(first) == [("add_repo", "alpha")]
+    config_repo.commit(cfg("beta"), "add beta")
+    monkeypatch.setattr(d, "SENSOR_LOCK_TIMEOUT_S", 0.5)
+    lock = str(Settings.from_env().config_repo_dir) + ".lock"
+    holder = subprocess.Popen(
+        [sys.executable, "-c", f"import filelock,sys,time; l=filelock.FileLock({lock!r}); l.acquire(); print('held', flush=True); time.sleep(60)"],
+        stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        busy = tick(first.cursor)
+        assert busy.run_requests == [] and busy.cursor == first.cursor
+        assert "held by another process" in skip(busy) and "nothing was read" in skip(busy)
+    finally:
+        holder.kill()
+        holder.wait()
+    after = tick(first.cursor)
+    assert jobs(after) == [("add_repo", "beta")]
