@@ -17,7 +17,7 @@ in order, and a subprocess per op would set the floor of every no-op run.
 import json
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional, TypeVar
 
 from dagster import (
@@ -45,7 +45,7 @@ from dagster import (
 )
 from pydantic import Field, PrivateAttr
 
-from meta_deployer import configsource, fanout, naming
+from meta_deployer import configsource, fanout, grants, naming
 from meta_deployer.errors import MetaDeployerError, Retryable
 from meta_deployer.pipeline import Deployer, DeployState, deployment_summary
 from meta_deployer.settings import Settings
@@ -269,14 +269,20 @@ def repos_sensor(context: SensorEvaluationContext) -> SensorResult:
                 # The configuration repository did not move: nothing to read, nothing to launch.
                 return SensorResult(cursor=cursor.dump(), skip_reason=f"{source.label}: unchanged")
             scanned = source.scan(known=cursor.files)
+            specs = None
+            if any(not item.known for item in scanned.values()) or set(cursor.files) - set(scanned):
+                # Something changed: every config as it is now, for the readers of a changed owner.
+                specs = {n: item.spec for n, item in source.scan().items() if item.spec is not None}
     except MetaDeployerError as exc:
         # Could not read the configs: change nothing (never "every config was deleted"), keep the cursor.
         context.log.warning(f"configs not read: {exc}")
         return SensorResult(cursor=cursor.dump(), skip_reason=f"configs not read, nothing changed: {exc}")
-    requests, problems = _requests_for(settings, cursor, scanned)
+    requests, problems = _requests_for(settings, cursor, scanned, specs or {})
     files, seq = requests.files, requests.seq
     for problem in problems:
         context.log.warning(f"skipped invalid config: {problem}")
+    for note in requests.notes:
+        context.log.info(f"redeploying a reader: {note}")
     where = f"{source.label}: " if source.from_git else ""
     skip = None
     if not requests.run_requests:
@@ -295,10 +301,16 @@ class _Requests:
     run_requests: list[RunRequest]
     files: dict[str, str]
     seq: int
+    notes: list[str] = field(default_factory=list)
 
 
-def _requests_for(settings: Settings, cursor: "SensorCursor", scanned: dict) -> tuple[_Requests, list[str]]:
-    """The run requests for what ``scanned`` says against the cursor, and the problems found."""
+def _requests_for(
+    settings: Settings, cursor: "SensorCursor", scanned: dict, specs: dict[str, RepoSpec] | None = None
+) -> tuple[_Requests, list[str]]:
+    """The run requests for what ``scanned`` says against the cursor, and the problems found.
+
+    ``specs``: every valid config as it is now (given when something changed); a deployed reader
+    whose grant from a changed owner changes with it is redeployed too (grants.regranted)."""
     deployed = record_store(settings)
     out = _Requests([], {}, cursor.seq)
     problems: list[str] = []
@@ -333,6 +345,13 @@ def _requests_for(settings: Settings, cursor: "SensorCursor", scanned: dict) -> 
         if deployed.get(name) is None:
             continue  # already removed (e.g. by make remove-repo)
         out.run_requests.append(request("remove_repo", name, cursor.files[name], remove_run_config(name)))
+    changed = {r.tags[naming.RUN_TAG_KEY] for r in out.run_requests}
+    if specs and changed:
+        for reader, reason in grants.regranted(changed, specs, deployed.get).items():
+            out.run_requests.append(
+                request("update_repo", reader, f"grants-{scanned[reader].content_hash}", deploy_run_config(specs[reader]))
+            )
+            out.notes.append(f"{reader}: {reason}")
     return out, problems
 
 

@@ -191,7 +191,10 @@ class Deployer:
                 spec_hash=(state.config_spec or state.spec).content_hash(),
                 deployed_at=time.time(),
                 duration_s=round(time.time() - state.started_at, 3),
-                metadata={**state.artifact.metadata, **state.published.metadata, **state.served.metadata},
+                metadata={
+                    **state.artifact.metadata, **state.published.metadata, **state.served.metadata,
+                    grants.READS_KEY: list(state.spec.access.read),  # the grants it serves with (after consent)
+                },
                 code_archive=state.published.metadata.get("code_archive"),
                 code_sha256=state.published.metadata.get("code_sha256"),
             )

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import asdict
 from typing import TYPE_CHECKING
 
-from meta_deployer import configsource, gitops
+from meta_deployer import configsource, gitops, grants
 from meta_deployer.model import Log
 from meta_deployer.spec import RepoSpec
 
@@ -22,6 +22,7 @@ def moved(deployer: Deployer, log: Log) -> tuple[list[RepoSpec], list[str]]:
     if source.from_git:
         log(f"configs from {source.label}")
     records = deployer.registry.all()
+    owners = {n: c.spec for n, c in configs.items() if c.spec is not None}
     for name, scanned in sorted(configs.items()):
         if scanned.error:
             problems.append(scanned.error)
@@ -43,6 +44,8 @@ def moved(deployer: Deployer, log: Log) -> tuple[list[RepoSpec], list[str]]:
             reason = f"{record.commit[:12]} -> {head[:12]}"
         elif record.spec_hash != spec.content_hash() or record.platform != platform.name:
             reason = "config.yml or platform changed"
+        elif set(grants.served_reads(record, spec)) != set(grants.consented(spec, owners)):
+            reason = "read grants changed (an owner's access.share_with)"
         elif not platform.is_serving(name, asdict(record)):
             reason = "no longer serving"
         if reason:

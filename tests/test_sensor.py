@@ -152,3 +152,56 @@ def test_the_first_cursor_format_is_still_read(repos):
     first = tick()
     old_format = json.dumps(json.loads(first.cursor)["files"])  # {name: hash}, as before the sequence
     assert tick(old_format).run_requests == []
+
+
+def _deployed_reading(repos: Path, name: str, reads: list[str]) -> None:
+    """Record ``name`` as deployed with the grants it serves with (what a deploy keeps in the record)."""
+    import time
+
+    from meta_deployer.scan import scan_repo_configs
+    from meta_deployer.state import Deployment, StateStore
+
+    spec = scan_repo_configs(repos)[name].spec
+    StateStore(repos.parent / ".meta_deployer" / "state").put(
+        Deployment(name=name, git_url="x", branch="main", commit="c" * 40, platform="dev", artifact="x",
+                   endpoint="x", workspace_entry={}, fingerprint="f", spec_hash=spec.content_hash(),
+                   deployed_at=time.time(), duration_s=1.0, metadata={"reads": reads})
+    )
+
+
+def test_an_owner_that_stops_sharing_redeploys_its_readers_within_a_tick(repos):
+    """Revoking access.share_with takes the grant away now, not at the reader's next deploy; a reader
+    that never got the grant, and a repo that reads nothing, are left alone."""
+    write(repos, "sales", GOOD.format(name="sales") + "access:\n  share_with: [marketing, finance]\n")
+    write(repos, "marketing", GOOD.format(name="marketing") + "access:\n  read: [sales]\n")
+    write(repos, "finance", GOOD.format(name="finance") + "access:\n  read: [sales]\n")
+    write(repos, "ops", GOOD.format(name="ops") + "access:\n  read: [sales]\n")  # asks, never granted
+    write(repos, "plain")
+    first = tick()
+    deployed(repos, "sales", spec_hash="x")
+    _deployed_reading(repos, "marketing", ["sales"])
+    _deployed_reading(repos, "finance", ["sales"])
+    _deployed_reading(repos, "ops", [])
+    _deployed_reading(repos, "plain", [])
+    # sales stops sharing with marketing (finance keeps its grant, ops still has none).
+    write(repos, "sales", GOOD.format(name="sales") + "access:\n  share_with: [finance]\n")
+    revoked = tick(first.cursor)
+    assert jobs(revoked) == [("update_repo", "marketing"), ("update_repo", "sales")]
+    for request in revoked.run_requests:
+        assert validate_run_config(d.update_repo, request.run_config)
+    assert tick(revoked.cursor).run_requests == []  # a steady tick launches nothing again
+    # sales removed altogether: every reader still served with its grant is redeployed.
+    (repos / "sales" / "config.yml").unlink()
+    (repos / "sales").rmdir()
+    removed = tick(revoked.cursor)
+    assert jobs(removed) == [("remove_repo", "sales"), ("update_repo", "finance"), ("update_repo", "marketing")]
+
+
+def test_an_owner_that_starts_sharing_redeploys_the_reader_that_asked(repos):
+    write(repos, "sales")
+    write(repos, "ops", GOOD.format(name="ops") + "access:\n  read: [sales]\n")
+    first = tick()
+    deployed(repos, "sales", spec_hash="x")
+    _deployed_reading(repos, "ops", [])
+    write(repos, "sales", GOOD.format(name="sales") + "access:\n  share_with: [ops]\n")
+    assert jobs(tick(first.cursor)) == [("update_repo", "ops"), ("update_repo", "sales")]
