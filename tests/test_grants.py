@@ -61,3 +61,38 @@ def test_share_with_is_validated_like_a_name_list_and_never_changes_a_spec_that_
     assert plain.content_hash() == empty.content_hash()  # no redeploy of every repo after the upgrade
     sharing = parse_spec({"name": "a", "git_url": "https://example.com/a.git", "access": {"share_with": ["b"]}}, "t")
     assert sharing.content_hash() != plain.content_hash()
+
+
+def _spec(name: str, read=(), share_with=()):
+    return parse_spec({"name": name, "git_url": f"https://example.com/{name}.git",
+                       "access": {"read": list(read), "share_with": list(share_with)}}, "t")
+
+
+def _record(reads):
+    from meta_deployer.state import Deployment
+
+    return Deployment(name="x", git_url="x", branch="main", commit="c" * 40, platform="dev", artifact="x",
+                      endpoint="x", workspace_entry={}, fingerprint="f", spec_hash="h", deployed_at=0.0,
+                      duration_s=0.0, metadata={} if reads is None else {"reads": reads})
+
+
+def test_regranted_names_exactly_the_readers_whose_grant_moved_with_the_owner():
+    from meta_deployer.grants import consented, regranted
+
+    specs = {
+        "sales": _spec("sales", share_with=["finance"]),           # stopped sharing with spy
+        "finance": _spec("finance", read=["sales"]),
+        "spy": _spec("spy", read=["sales", "hr"]),
+        "hr": _spec("hr", share_with=["spy"]),
+        "newcomer": _spec("newcomer", read=["sales"]),             # not deployed yet
+    }
+    records = {"finance": _record(["sales"]), "spy": _record(["sales", "hr"]), "hr": _record([])}
+    assert consented(specs["spy"], specs) == ("hr",)
+    moved = regranted({"sales"}, specs, records.get)
+    assert list(moved) == ["spy"] and "sales stopped sharing" in moved["spy"]
+    assert regranted({"hr"}, specs, records.get) == {}  # hr still shares with spy
+    # A record written before grants were kept serves what the reader asks for.
+    assert regranted({"sales"}, specs, {"spy": _record(None)}.get) == {"spy": moved["spy"]}
+    # The owner is gone: every reader it granted loses it; one the owner never granted is left alone.
+    gone = {k: v for k, v in specs.items() if k != "sales"}
+    assert list(regranted({"sales"}, gone, records.get)) == ["finance", "spy"]
