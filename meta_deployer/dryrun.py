@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from meta_deployer import gitops, snapshot
+from meta_deployer import gitops, grants, snapshot
 from meta_deployer.model import Checkout
 from meta_deployer.spec import RepoSpec
 
@@ -37,6 +37,8 @@ def dry_run(deployer: Deployer, spec: RepoSpec) -> str:
             snapshot.check_links(path)
             spec, found = with_detected_code_source(spec, path)
             lines.append(f"would write the detected code source into config.yml: {found}")
+        # The grants the deploy would serve with: a read the owner does not share is shown dropped.
+        spec = grants.granted(spec, settings, lines.append)
         record = deployer.registry.get(spec.name)
         if (
             record is not None

@@ -155,3 +155,16 @@ def test_dry_run_changes_nothing(project, git_remote):
     assert "nothing to do" in Deployer().dry_run(load_spec(project.repos / "team-a" / "config.yml"))
     assert "would remove team-a" in Deployer().dry_run_remove("team-a")
     assert project.workspace_bytes() == before and Deployer().registry.get("team-a") is not None
+
+
+def test_dry_run_shows_a_dropped_grant_and_agrees_with_the_deploy(project, git_remote):
+    """A read the owner does not share is dropped by the deploy; the dry run says so, and says
+    "nothing to do" once that deploy serves (it plans with the same grants)."""
+    remote = git_remote(files={"definitions.py": definitions_py("one")})
+    spec = spec_for(remote, access={"read": ["finance"]}, python_file="definitions.py")
+    text = Deployer().dry_run(spec)
+    assert "no read access to finance" in text
+    state = Deployer().deploy(spec)
+    assert state.spec.access.read == () and Deployer().registry.get("team-a").metadata["reads"] == []
+    again = Deployer().dry_run(spec)
+    assert "no read access to finance" in again and "nothing to do" in again
