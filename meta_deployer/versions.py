@@ -123,6 +123,16 @@ def window() -> str:
     return f"{minors[0]} to {minors[-1]}"
 
 
+#: The variable telling the validator (``meta_deployer_runtime.validate``, which cannot import this module)
+#: the supported minors; the two spellings are checked equal in tests/test_runtime_versions.py.
+WINDOW_ENV = "META_DEPLOYER_DAGSTER_WINDOW"
+
+
+def window_env() -> dict[str, str]:
+    """``{WINDOW_ENV: "1.10,1.11,1.12,1.13"}``: what every validation adds to the location's environment."""
+    return {WINDOW_ENV: ",".join(supported_minors())}
+
+
 def is_supported(version: str) -> bool:
     """True when ``version`` (a dagster release) is in the window."""
     try:

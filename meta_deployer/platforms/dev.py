@@ -287,7 +287,7 @@ class DevPlatform:
         # the variable from `dagster dev`) do not compile Dagster from source again, each of them.
         dropped = ("DAGSTER_HOME", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE")
         env = {k: v for k, v in without_deployer_secrets(os.environ).items() if k not in dropped}
-        env["META_DEPLOYER_VALIDATING"] = "1"
+        env.update(location.validating_env())
         try:
             result = subprocess.run(
                 [str(venv / "bin" / "python"), "-m", location.VALIDATE_MODULE,

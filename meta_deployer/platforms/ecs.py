@@ -164,6 +164,8 @@ class EcsPlatform:
         for warning in warnings:
             log(f"warning: {warning}")
         revision = aws_plan.revision_of(results.get("task_definition") or "")
+        # The release the validation task's report named (none when no task ran: the revision was served already).
+        validated = {"dagster_version": results["dagster_version"]} if results.get("dagster_version") else {}
         return Served(
             endpoint=aws_plan.endpoint(spec.name, self.ecs.namespace),
             workspace_entry=aws_plan.workspace_entry(spec.name, self.ecs.namespace),
@@ -179,6 +181,7 @@ class EcsPlatform:
                 "task_role": desired.role.name,
                 "execution_role": desired.want("execution_role").name,
                 "warnings": warnings,
+                **validated,
             },
         )
 

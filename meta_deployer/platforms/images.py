@@ -84,6 +84,7 @@ from meta_deployer.platforms.location import (
     container_workdir,
     grpc_command,
     location_env,
+    validating_env,
     storage_env,
     validate_command,
     validation_outcome,
@@ -761,7 +762,7 @@ def validate_env(spec: RepoSpec, settings: ImageSettings, bucket: str = "") -> d
     )
     # A throw-away instance on a tmpfs: the image's user may not write to its WORKDIR.
     return location_env(
-        spec, storage, {**code_source_env(spec), "META_DEPLOYER_VALIDATING": "1", "DAGSTER_HOME": VALIDATE_DAGSTER_HOME}
+        spec, storage, {**code_source_env(spec), **validating_env(), "DAGSTER_HOME": VALIDATE_DAGSTER_HOME}
     )
 
 
