@@ -127,6 +127,18 @@ def server_id(spec: RepoSpec, commit: str, image: str, settings_fingerprint: str
     return f"{spec.name}-{commit[:12]}-{hashlib.sha256(data.encode()).hexdigest()[:16]}"
 
 
+def mounted_code_env(spec: RepoSpec, archive_uri: str, sha256: str, code_dir: str | None = None) -> dict[str, str]:
+    """What the entry point needs to serve mounted code: the archive, its sha256, the working directory."""
+    env = {
+        contract.ENV_CODE_ARCHIVE: archive_uri,
+        contract.ENV_CODE_SHA256: sha256,
+        contract.WORKING_DIRECTORY_ENV: spec.working_directory or ".",
+    }
+    if code_dir:
+        env[contract.ENV_CODE_DIR] = code_dir
+    return env
+
+
 def validating_env() -> dict[str, str]:
     """What every validation adds to the location's environment: that it validates, and the supported
     minors, which the validator checks before it starts a code server (stage ``version``)."""
