@@ -84,6 +84,7 @@ from meta_deployer.platforms.location import (
     container_workdir,
     grpc_command,
     location_env,
+    mounted_code_env,  # noqa: F401 - platforms/docker.py calls it through this module
     validating_env,
     storage_env,
     validate_command,
@@ -847,20 +848,6 @@ def _single_file_tar(path: Path, name: str) -> bytes:
         info.size, info.mode = len(data), 0o444
         tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
-
-
-def mounted_code_env(spec: RepoSpec, archive_uri: str, sha256: str, code_dir: str | None = None) -> dict[str, str]:
-    """What the entry point needs to serve mounted code: the archive, its sha256, the working directory."""
-    from meta_deployer_runtime import contract
-
-    env = {
-        contract.ENV_CODE_ARCHIVE: archive_uri,
-        contract.ENV_CODE_SHA256: sha256,
-        contract.WORKING_DIRECTORY_ENV: spec.working_directory or ".",
-    }
-    if code_dir:
-        env[contract.ENV_CODE_DIR] = code_dir
-    return env
 
 
 def smoke_test(client: docker.DockerClient, name: str, image: str, modules: str, log: Log) -> None:
