@@ -61,7 +61,7 @@ def main() -> None:
         settings = make_settings(tmp_path)
         platform = DockerPlatform(settings)
         builder = images.DockerBuilder(settings.images)
-        builder.ensure_base(versions.dagster_family(), print)  # a running platform has it already
+        builder.ensure_base(versions.pin("dagster"), print)  # a running platform has it already
         results = {}
         try:
             for name, base in zip(names, (True, False)):

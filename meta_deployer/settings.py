@@ -347,7 +347,7 @@ class ImageSettings(SettingsGroup):
         "META_DEPLOYER_INSTANCE_PACKAGES",
         None,
         "comma-separated Dagster packages the instance's classes need inside every templated image "
-        "(run workers open the instance there), e.g. `dagster-postgres,dagster-docker`; pinned to the family",
+        "(run workers open the instance there), e.g. `dagster-postgres,dagster-docker`; paired with the repo's Dagster release (those in the base image are not installed again)",
     )
     builder: Literal["docker", "codebuild"] = setting(
         "META_DEPLOYER_BUILDER",

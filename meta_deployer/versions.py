@@ -63,21 +63,22 @@ def runtime_package() -> Path:
 BASE_PACKAGES = ("dagster", "dagster-aws", "dagster-postgres")
 
 
-def dagster_family(spec: object | None = None) -> str:
-    """The Dagster release family a repo's location runs (``1.13`` for ``dagster==1.13.27``).
-
-    The one place that answers "which family does this repo use": today every repo gets the
-    deployer's pinned family (``spec`` is accepted so that this can become per repo).
-    """
-    major, minor, *_ = pin("dagster").split(".")
+def family_of(release: str) -> str:
+    """The release family (minor) of a dagster release: ``1.13`` for ``1.13.27``."""
+    major, minor, _ = parse(release)
     return f"{major}.{minor}"
 
 
-def family_requirements(family: str) -> tuple[str, ...]:
-    """``name==version`` of :data:`BASE_PACKAGES` for ``family``; ValueError for a family not pinned here."""
-    if family != dagster_family():
-        raise ValueError(f"Dagster family {family!r} is not supported here; supported: {dagster_family()}")
-    return tuple(requirement(name) for name in BASE_PACKAGES)
+def base_requirements(release: str) -> tuple[str, ...]:
+    """``name==version`` of :data:`BASE_PACKAGES` for a base image holding dagster ``release``: the
+    release itself and the dagster-aws / dagster-postgres that pair with it (:func:`library_version`).
+
+    ValueError for a release outside the supported window."""
+    if not is_supported(release):
+        raise ValueError(f"dagster {release!r} is not supported here; supported: {window()}")
+    return tuple(
+        f"{name}=={release if name == 'dagster' else library_version(release)}" for name in BASE_PACKAGES
+    )
 
 
 # -- the supported window of Dagster releases a location may run ---------------------------------
@@ -120,6 +121,16 @@ def window() -> str:
     """The window as people write it: ``1.10 to 1.13``."""
     minors = supported_minors()
     return f"{minors[0]} to {minors[-1]}"
+
+
+#: The variable telling the validator (``meta_deployer_runtime.validate``, which cannot import this module)
+#: the supported minors; the two spellings are checked equal in tests/test_runtime_versions.py.
+WINDOW_ENV = "META_DEPLOYER_DAGSTER_WINDOW"
+
+
+def window_env() -> dict[str, str]:
+    """``{WINDOW_ENV: "1.10,1.11,1.12,1.13"}``: what every validation adds to the location's environment."""
+    return {WINDOW_ENV: ",".join(supported_minors())}
 
 
 def is_supported(version: str) -> bool:

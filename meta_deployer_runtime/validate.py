@@ -12,6 +12,9 @@
    ``dagster definitions validate`` does not exist in older releases);
 4. prints ``META_DEPLOYER_VALIDATION=<json>`` last: ``{"ok", "stage", "dagster_version",
    "repositories", "error"}`` where ``stage`` names what failed: ``dagster`` (not installed),
+   ``version`` (outside the supported minors the deployer names in ``META_DEPLOYER_DAGSTER_WINDOW``,
+   e.g. ``1.10,1.11,1.12,1.13``: checked before any server starts, so a builder never tags or pushes
+   an image holding another release),
    ``server`` (the code server did not start or answer), ``load`` (the user's definitions failed to
    load), or ``ok``. The exit code is 0 only when the definitions loaded.
 
@@ -35,7 +38,9 @@ VERSION_PREFIX = "META_DEPLOYER_DAGSTER_VERSION="
 RESULT_PREFIX = "META_DEPLOYER_VALIDATION="
 #: Seconds the code server may take to start and load the definitions (``META_DEPLOYER_VALIDATE_TIMEOUT``).
 DEFAULT_TIMEOUT_S = 300.0
-EXIT_CODES = {"ok": 0, "load": 2, "server": 3, "dagster": 4}
+EXIT_CODES = {"ok": 0, "load": 2, "server": 3, "dagster": 4, "version": 5}
+#: The supported minors (comma-separated), set by the deployer wherever it validates.
+WINDOW_ENV = "META_DEPLOYER_DAGSTER_WINDOW"
 _TAIL = 40
 
 
@@ -71,6 +76,9 @@ def validate(target: list[str], timeout: float = DEFAULT_TIMEOUT_S) -> dict:
     version = installed_dagster()
     if version is None:
         return _result("dagster", None, "dagster is not installed in this environment")
+    window = [m.strip() for m in os.environ.get(WINDOW_ENV, "").split(",") if m.strip()]
+    if window and ".".join(version.split(".")[:2]) not in window:
+        return _result("version", version, f"dagster {version} is outside the supported minors {', '.join(window)}")
     from dagster._grpc.client import DagsterGrpcClient
     from dagster._serdes import deserialize_value
 

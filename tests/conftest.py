@@ -133,3 +133,22 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     # No webserver in unit/integration tests unless a test starts one.
     monkeypatch.setenv("DAGSTER_WEBSERVER_URL", f"http://127.0.0.1:{free_port()}")
     return proj
+
+
+@pytest.fixture(scope="session")
+def validator_reports(tmp_path_factory):
+    """Real validator output (``meta_deployer_runtime.validate``, told the window), as a build or task log shows it:
+    ``"ok"``: this Python's Dagster loading a small project; ``"none"``: an environment with no dagster at all.
+    Each is (lines, exit code); made once per session."""
+    from versionkit import empty_venv, validator_output
+
+    from meta_deployer import versions
+
+    project = tmp_path_factory.mktemp("validated")
+    (project / "definitions.py").write_text(
+        "import dagster as dg\n\n\n@dg.asset\ndef a() -> int:\n    return 1\n\n\ndefs = dg.Definitions(assets=[a])\n"
+    )
+    return {
+        "ok": validator_output(sys.executable, project, **versions.window_env()),
+        "none": validator_output(empty_venv() / "bin" / "python", project, **versions.window_env()),
+    }

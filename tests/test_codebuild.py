@@ -35,7 +35,8 @@ from dockerkit import (
     unique_name,
 )
 
-from meta_deployer.errors import ImageBuildError, SettingsError
+from meta_deployer import versions
+from meta_deployer.errors import ImageBuildError, SettingsError, UnsupportedDagsterVersion
 from meta_deployer.platforms import codebuild, images
 from meta_deployer.platforms.aws.bootstrap import bootstrap
 from meta_deployer.platforms.aws.gateway import AwsGateway
@@ -298,6 +299,63 @@ def test_a_build_the_registry_never_got_is_an_error(moto, tmp_path, git_remote):
                            builder=codebuild.CodeBuildBuilder(settings.images, gateway=gw))
 
 
+def _failed_builds(gw: AwsGateway) -> None:
+    """moto says SUCCEEDED at once: answer as AWS does for a build whose BUILD phase failed."""
+    def failed(parsed, **_):
+        for build in parsed.get("builds") or []:
+            build["buildStatus"] = "FAILED"
+            build["phases"] = [{"phaseType": "BUILD", "phaseStatus": "FAILED", "contexts": [
+                {"statusCode": "COMMAND_EXECUTION_ERROR", "message": "Error while executing command: docker run ... Reason: exit status 4"}]}]
+    gw.codebuild.meta.events.register("after-call.codebuild.BatchGetBuilds", failed)
+
+
+def test_the_images_release_is_read_back_from_the_validators_report_in_the_build_log(moto, tmp_path, git_remote, validator_reports):
+    lines, code = validator_reports["ok"]
+    assert code == 0 and sum(codebuild.is_validator_line(line) for line in lines) == 2
+    settings = _settings(tmp_path)
+    gw = AwsGateway()
+    bootstrap(settings, log=lambda _: None, gateway=gw)
+    remote = git_remote(files={"definitions.py": DEFINITIONS.format(asset="hello", value=1)})
+    spec = spec_for("sales", remote.url, python_file="definitions.py")
+    co = Checkout("sales", remote.path, remote.head(), "main", remote.url, True)
+    ecr = boto3.client("ecr")
+
+    def push(params):
+        tag = params["buildspecOverride"].split("docker push ", 1)[1].split("\n", 1)[0].rsplit(":", 1)[1].strip("'")
+        manifest = {"schemaVersion": 2, "mediaType": "application/vnd.docker.distribution.manifest.v2+json",
+                    "config": {"mediaType": "application/vnd.docker.container.image.v1+json", "size": 2,
+                               "digest": "sha256:" + "2" * 64}, "layers": []}
+        ecr.put_image(repositoryName="dagster/sales", imageTag=tag, imageManifest=json.dumps(manifest))
+        return ["[Container] Entering phase BUILD", "meta_deployer: validating the definitions (no network)", *lines, "pushed"]
+
+    FakeCodeBuildRun(gw, "meta-deployer-build", push)
+    artifact = images.build_image(spec, co, settings.images, Collect(), run_id=RUN_ID,
+                                  builder=codebuild.CodeBuildBuilder(settings.images, gateway=gw))
+    assert artifact.built and artifact.metadata["dagster_version"] == versions.pin("dagster")
+
+
+def test_an_image_outside_the_window_fails_the_build_with_the_version_error(moto, tmp_path, git_remote, validator_reports):
+    lines, code = validator_reports["none"]
+    assert code != 0 and any(line.startswith("META_DEPLOYER_DAGSTER_VERSION=none") for line in lines)
+    settings = _settings(tmp_path)
+    gw = AwsGateway()
+    bootstrap(settings, log=lambda _: None, gateway=gw)
+    remote = git_remote(files={"definitions.py": DEFINITIONS.format(asset="hello", value=1),
+                               "Dockerfile": "FROM python:3.12-slim\nCOPY . /app\nWORKDIR /app\n"})
+    spec = spec_for("sales", remote.url, python_file="definitions.py")
+    co = Checkout("sales", remote.path, remote.head(), "main", remote.url, True)
+    FakeCodeBuildRun(gw, "meta-deployer-build", lambda params: ["[Container] Entering phase BUILD", *lines,
+                                                                 "[Container] Command did not exit successfully"])
+    _failed_builds(gw)
+    with pytest.raises(UnsupportedDagsterVersion) as raised:
+        images.build_image(spec, co, settings.images, Collect(), run_id=RUN_ID,
+                           builder=codebuild.CodeBuildBuilder(settings.images, gateway=gw))
+    message = str(raised.value)
+    assert "sales" in message and "no dagster at all" in message and versions.window() in message
+    assert "Dockerfile" in message  # the fix names where to install a supported release
+    assert boto3.client("ecr").describe_images(repositoryName="dagster/sales")["imageDetails"] == []
+
+
 # -- the buildspec, run for real against the local engine and registry -----------------------------
 
 
@@ -345,6 +403,8 @@ def test_the_buildspec_runs_for_real_and_the_pushed_image_serves(moto, tmp_path,
                                   builder=codebuild.CodeBuildBuilder(settings.images, gateway=gw))
     assert artifact.built and artifact.ref.startswith(f"{registry}/dagster/{name}:")
     assert any(line.startswith("Step ") for line in log.lines)  # the build's output reached the run log
+    # The validator ran in the build (with the window) and its report, read back from the log, names the release.
+    assert artifact.metadata["dagster_version"] == versions.pin("dagster")
 
     # It is in the registry: drop it from the engine, pull it back, and serve it.
     client = images.docker_client(docker_settings.env)

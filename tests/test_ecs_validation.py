@@ -24,7 +24,8 @@ import boto3
 import botocore.session
 import pytest
 
-from meta_deployer.errors import ValidationFailed
+from meta_deployer import versions
+from meta_deployer.errors import UnsupportedDagsterVersion, ValidationFailed
 from meta_deployer.platforms.aws import plan as aws_plan
 from meta_deployer.platforms.aws.apply import STOP_REASON_MAX
 from meta_deployer.platforms.aws.bootstrap import bootstrap
@@ -81,7 +82,10 @@ def test_the_request_follows_the_runtask_rules_and_uses_the_services_revision_an
     assert override["name"] == CONTAINER_NAME == d.task_definition["containerDefinitions"][0]["name"]
     assert override["command"] == validate_command() == step.command
     assert set(override) == {"name", "command", "environment"}
-    assert override["environment"] == [{"name": "META_DEPLOYER_VALIDATING", "value": "1"}]
+    assert override["environment"] == [
+        {"name": versions.WINDOW_ENV, "value": ",".join(versions.supported_minors())},
+        {"name": "META_DEPLOYER_VALIDATING", "value": "1"},
+    ]
     assert "taskRoleArn" not in request["overrides"] and "executionRoleArn" not in request["overrides"]  # the definition's
     assert STARTED_BY.match(request["startedBy"])
     assert all(len(t["key"]) <= TAG_KEY_MAX and not t["key"].lower().startswith("aws:") for t in request["tags"])
@@ -309,3 +313,36 @@ def test_an_unchanged_deploy_runs_no_task(settings, tmp_path):
     deploy(platform, tmp_path)
     assert calls.mutating == [] and "ecs.RunTask" not in calls.calls and "ecs.DescribeTasks" not in calls.calls
     assert len(validation_tasks()) == 1
+
+
+# -- the validator's report, read back from the task's log ---------------------------------------
+
+
+def test_the_validation_task_passes_the_window_and_its_report_names_the_release(settings, tmp_path, validator_reports):
+    assert validation.VALIDATING_ENV[versions.WINDOW_ENV] == ",".join(versions.supported_minors())
+    platform = EcsPlatform(settings)
+    deploy(platform, tmp_path)
+    lines, code = validator_reports["ok"]
+    container_says(platform, ["fetching nothing: the code is in the image", *lines], exit_code=code)
+    served = deploy(platform, tmp_path, seed="v2", commit="c2")
+    assert served.metadata["dagster_version"] == versions.pin("dagster")
+    assert service_revision() == "dagster-repo-sales:2"
+    task = next(t for t in validation_tasks() if t["taskDefinitionArn"].endswith("dagster-repo-sales:2"))
+    env = {e["name"]: e["value"] for e in task["overrides"]["containerOverrides"][0]["environment"]}
+    assert env[versions.WINDOW_ENV] == ",".join(versions.supported_minors())
+
+
+def test_an_image_outside_the_window_fails_the_task_with_the_version_error(settings, tmp_path, validator_reports):
+    platform = EcsPlatform(settings)
+    deploy(platform, tmp_path)
+    lines, code = validator_reports["none"]
+    assert code != 0
+    container_says(platform, lines, exit_code=code)
+    calls = CallCounter(platform.gateway)
+    with pytest.raises(UnsupportedDagsterVersion) as raised:
+        deploy(platform, tmp_path, seed="v2", commit="c2")
+    message = str(raised.value)
+    assert "sales" in message and "no dagster at all" in message and versions.window() in message
+    assert "was not touched" in message  # the task's own report follows the version error
+    assert not {"ecs.UpdateService", "ecs.CreateService"} & set(calls.mutating)
+    assert service_revision() == "dagster-repo-sales:1"

@@ -94,6 +94,49 @@ def test_pyproject_dependencies_go_in_the_dependency_layer(git_remote):
     assert "pip install --no-deps --no-build-isolation -e ." in plan.dockerfile_text
 
 
+def test_a_templated_repo_gets_the_release_its_dependency_files_ask_for(git_remote):
+    """One resolver for dev and images (platforms/resolve.py): an exact pin as it is, else uv pip compile."""
+    from meta_deployer import versions
+    from meta_deployer.errors import UnsupportedDagsterVersion
+
+    settings = images.ImageSettings(base_image="python:3.12-slim")
+    older, middle = list(versions.tested_releases().values())[:2]
+    cases = {
+        "": versions.pin("dagster"),  # names no dagster: the deployer's own release
+        f"dagster[aws]=={older} ; python_version >= '3.9'  # pinned\n": older,  # static: no resolver run
+        f"dagster>={middle[:4]},<{middle[:4]}.999\n": None,  # a range: resolved for Python 3.12
+    }
+    for requirements, expected in cases.items():
+        remote = git_remote(name=f"r{len(requirements)}", files={
+            "definitions.py": DEFINITIONS.format(asset="x", value=1), "requirements.txt": requirements,
+        })
+        release = images.templated_release(spec_for("a", remote.url, python_file="definitions.py"), remote.path, settings)
+        if expected is None:
+            assert versions.family_of(release) == versions.family_of(middle), release
+        else:
+            assert release == expected
+
+    # The instance's dagster-* packages pair with the repo's release (the base has its own; on the plain
+    # template they are added, paired): never the deployer's own dagster-aws next to an older dagster.
+    remote = git_remote(name="paired", files={
+        "definitions.py": DEFINITIONS.format(asset="x", value=1), "requirements.txt": f"dagster=={older}\n",
+    })
+    spec = spec_for("a", remote.url, python_file="definitions.py")
+    with_bucket = images.ImageSettings.from_env({"META_DEPLOYER_PLATFORM": "ecs"})
+    plain = dict(images.plan_build(spec, _checkout(remote), with_bucket).extra_files)[".meta_deployer/requirements.txt"]
+    assert f"dagster-aws=={versions.library_version(older)}" in plain and versions.requirement("dagster-aws") not in plain
+    on_base = dict(images.plan_build(spec, _checkout(remote), with_bucket, base="b:1").extra_files)[".meta_deployer/requirements.txt"]
+    assert "dagster-aws" not in on_base and "dagster-postgres" not in on_base
+
+    # Outside the window: refused before any plan exists, naming the release, the window and the fix.
+    remote = git_remote(name="old", files={
+        "definitions.py": DEFINITIONS.format(asset="x", value=1), "requirements.txt": "dagster==1.5.13\n",
+    })
+    with pytest.raises(UnsupportedDagsterVersion) as raised:
+        images.plan_build(spec_for("a", remote.url, python_file="definitions.py"), _checkout(remote), settings)
+    assert "dagster 1.5.13" in str(raised.value) and versions.window() in str(raised.value)
+
+
 # -- ECR, against a moto server ---------------------------------------------------------
 
 

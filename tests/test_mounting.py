@@ -91,12 +91,14 @@ def test_code_mounting_is_a_validated_boolean_and_leaves_old_spec_hashes_alone()
         parse_spec({"name": "sales", "git_url": ".", "code_mounting": "yes"}, "x")
 
 
-def test_one_function_names_the_family_and_the_base_pins_follow_it():
-    family = versions.dagster_family()
-    assert versions.pin("dagster").startswith(family + ".")
-    assert versions.family_requirements(family) == tuple(versions.requirement(n) for n in versions.BASE_PACKAGES)
+def test_a_base_holds_the_release_and_its_paired_libraries():
+    for release in versions.tested_releases().values():
+        aws = versions.library_version(release)
+        assert versions.base_requirements(release) == (f"dagster=={release}", f"dagster-aws=={aws}", f"dagster-postgres=={aws}")
+    pinned = versions.pin("dagster")
+    assert versions.base_requirements(pinned) == tuple(versions.requirement(n) for n in versions.BASE_PACKAGES)
     with pytest.raises(ValueError, match="not supported"):
-        versions.family_requirements("0.1")
+        versions.base_requirements("1.5.13")
 
 
 def test_the_task_role_reads_its_own_code_archives_only():
@@ -164,7 +166,7 @@ def test_code_only_change_builds_no_image_and_tampered_code_never_serves(tmp_pat
     assert archive == settings.storage_dir / contract.code_archive_key(name, first.checkout.commit)
     assert hashlib.sha256(archive.read_bytes()).hexdigest() == record.code_sha256
     base = first.artifact.metadata["base"]
-    assert base.startswith(f"{registry}/dagster/base:{versions.dagster_family()}-")
+    assert base.startswith(f"{registry}/dagster/base:{versions.pin('dagster')}-")
     port = record.workspace_entry["grpc_server"]["port"]
     assert _asset_names(port, name) == {"one"}
 

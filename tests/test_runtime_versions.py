@@ -24,7 +24,7 @@ from meta_deployer import versions
 from meta_deployer.errors import UnsupportedDagsterVersion, ValidationFailed
 from meta_deployer.platforms.location import VALIDATE_MODULE, validation_outcome
 from meta_deployer_runtime.validate import parse_output
-from versionkit import dagster_venv, runtime_env
+from versionkit import dagster_venv, runtime_env, validator_output
 
 HERE = Path(__file__).resolve().parent
 RELEASES = list(versions.tested_releases().values())
@@ -100,3 +100,24 @@ def test_io_manager_and_compute_logs(release: str, tmp_path: Path) -> None:
     run_logs = [f for f in files if result["run_id"] in f]
     assert run_logs and all(f.startswith(f"repos/team-a/logs/{result['run_id']}/") for f in run_logs), run_logs
     assert result["captured"] >= 1 and "shouted-to-stdout" in result["stdout_text"]
+
+
+def test_the_validator_refuses_a_release_outside_the_window_it_is_given(tmp_path: Path) -> None:
+    """The builders pass the window (``META_DEPLOYER_DAGSTER_WINDOW``): an image holding another release fails
+    validation, so it is never tagged or pushed, and the deployer reads the version error from its report."""
+    from meta_deployer_runtime import validate
+
+    assert validate.WINDOW_ENV == versions.WINDOW_ENV  # the runtime cannot import the deployer: one spelling, checked
+    release = RELEASES[0]
+    (tmp_path / "definitions.py").write_text(DEFINITIONS)
+    others = ",".join(m for m in versions.supported_minors() if not release.startswith(m + "."))
+    lines, code = validator_output(dagster_venv(release) / "bin" / "python", tmp_path, **{versions.WINDOW_ENV: others})
+    version, result = parse_output("\n".join(lines))
+    assert code == validate.EXIT_CODES["version"] and version == release
+    assert result is not None and result["stage"] == "version" and others.replace(",", ", ") in result["error"]
+    with pytest.raises(UnsupportedDagsterVersion, match=f"dagster {release}"):
+        validation_outcome("team-a", "the new image", "\n".join(lines), code)
+
+    # With the deployer's own window, the same release loads.
+    lines, code = validator_output(dagster_venv(release) / "bin" / "python", tmp_path, **versions.window_env())
+    assert code == 0 and validation_outcome("team-a", "the new image", "\n".join(lines), code) == release

@@ -69,3 +69,33 @@ def runtime_env(venv: Path, **extra: str) -> dict[str, str]:
         pylib.mkdir(exist_ok=True)
         (pylib / "meta_deployer_runtime").symlink_to(ROOT / "meta_deployer_runtime")
     return {**env, "PYTHONPATH": str(pylib), **extra}
+
+
+def validator_output(python: str | Path, project: Path, source: str = "definitions.py", **extra: str) -> tuple[list[str], int]:
+    """Run the real validator (``meta_deployer_runtime.validate``) with ``python`` on ``project``'s ``source``:
+    (its output lines, stdout then stderr, as a build or task log shows them; its exit code)."""
+    venv = Path(python).parent.parent
+    done = subprocess.run(
+        [str(python), "-m", "meta_deployer_runtime.validate"], cwd=project, capture_output=True, text=True,
+        timeout=300, env=runtime_env(venv, META_DEPLOYER_CODE_SOURCE=f"python_file:{source}", META_DEPLOYER_REPO="sales",
+                                     META_DEPLOYER_PREFIX="repos/sales",
+                                     META_DEPLOYER_STORAGE_DIR=str(project / "storage"), **extra),
+    )
+    return done.stdout.splitlines() + done.stderr.splitlines(), done.returncode
+
+
+def empty_venv() -> Path:
+    """A virtualenv with no packages at all (no dagster): where the validator reports ``none``."""
+    from uv import find_uv_bin
+
+    py = f"{sys.version_info.major}.{sys.version_info.minor}"
+    venv = venv_root() / f"meta_deployer-empty-py{py}"
+    with FileLock(str(venv) + ".lock", timeout=300):
+        if not (venv / READY).is_file():
+            env = {**os.environ, "UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1"}
+            env.pop("VIRTUAL_ENV", None)
+            made = subprocess.run([find_uv_bin(), "venv", "--quiet", "--python", sys.executable, str(venv)],
+                                  capture_output=True, text=True, env=env, timeout=120)
+            assert made.returncode == 0, made.stderr
+            (venv / READY).write_text("empty")
+    return venv

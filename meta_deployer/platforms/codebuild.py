@@ -52,7 +52,7 @@ import urllib.request
 import uuid
 from collections import deque
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import yaml
@@ -61,7 +61,7 @@ from meta_deployer.errors import ImageBuildError, SettingsError
 from meta_deployer.model import Log
 from meta_deployer.platforms import images
 from meta_deployer.platforms.aws.resources.codebuild import BUILDS_PREFIX, log_group_name
-from meta_deployer.platforms.location import container_workdir, validate_command
+from meta_deployer.platforms.location import container_workdir, is_validator_line, validate_command, validation_outcome  # noqa: F401 - is_validator_line is part of this module's API
 from meta_deployer.settings import ImageSettings, is_ecr
 
 BUILDSPEC_VERSION = "0.2"
@@ -269,12 +269,20 @@ def http_registry_digest(ref: str, timeout_s: float = 30.0) -> str | None:
         return None  # unreachable: build, and let the push in the build report it
 
 
+def validated_version(name: str, report: list[str], exit_code: int, tail: list[str]) -> str:
+    """The image's Dagster release from the validator's report lines read back from a build log;
+    UnsupportedDagsterVersion or ValidationFailed as :func:`~meta_deployer.platforms.location.validation_outcome`."""
+    return validation_outcome(name, "the new image (CodeBuild)", "\n".join(report), exit_code, images.tail(tail))
+
+
 @dataclass
 class _Follow:
     """Where the build's log has been read up to, and its last lines."""
 
     token: str | None = None
     tail: deque[str] | None = None
+    #: The validator's report lines (its Dagster release, its result), whatever else the log holds.
+    validator: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.tail = deque(maxlen=images.TAIL_LINES)
@@ -339,7 +347,13 @@ class CodeBuildBuilder:
         )
         build = self.gw.start_build(params)
         log(f"CodeBuild build {build['id']} started on project {settings.codebuild_project}")
-        build = self.follow(build, job.spec.name, log)
+        state = _Follow()
+        build = self.follow(build, job.spec.name, log, state)
+        dagster_version = None
+        if state.validator:
+            dagster_version = validated_version(job.spec.name, state.validator, 0, list(state.tail or ()))
+        else:
+            log("note: the build log held no validator report, so the image's Dagster release is not recorded")
         digest = self._digest(job.ref)
         if not digest:
             raise ImageBuildError(
@@ -349,7 +363,7 @@ class CodeBuildBuilder:
         build_s = time.monotonic() - started
         log(f"built, validated and pushed {job.ref} ({digest}) with CodeBuild in {build_s:.1f}s")
         return {"in_registry": True, "digest": digest, "build_id": build["id"], "build_s": round(build_s, 2),
-                "context": f"s3://{settings.bucket}/{key}"}
+                "context": f"s3://{settings.bucket}/{key}", "dagster_version": dagster_version}
 
     def build_context(self, ref: str, context: bytes, labels: Mapping[str, Any], log: Log) -> dict[str, Any]:
         """Build and push a self-contained context (the platform image) with the project: see ``images.Builder``."""
@@ -378,10 +392,11 @@ class CodeBuildBuilder:
         log(f"built and pushed {ref} ({digest}) with CodeBuild in {time.monotonic() - started:.1f}s")
         return {"digest": digest, "in_registry": True, "build_id": build["id"]}
 
-    def follow(self, build: Mapping[str, Any], name: str, log: Log) -> Mapping[str, Any]:
-        """Poll the build until it ends, streaming its log; the finished build, or ImageBuildError."""
+    def follow(self, build: Mapping[str, Any], name: str, log: Log, state: _Follow | None = None) -> Mapping[str, Any]:
+        """Poll the build until it ends, streaming its log; the finished build, or ImageBuildError
+        (UnsupportedDagsterVersion or ValidationFailed when the validator's report in the log says so)."""
         project = self.settings.codebuild_project
-        state = _Follow()
+        state = state or _Follow()
         deadline = time.monotonic() + self.settings.build_timeout_s + QUEUE_GRACE_S
         while True:
             current = self.gw.get_build(build["id"]) or build
@@ -391,6 +406,9 @@ class CodeBuildBuilder:
                 self._stream(current, project, state, log)  # what arrived between the two reads
                 if status == "SUCCEEDED":
                     return current
+                if state.validator:
+                    # The validator ran and reported: its verdict (the version error first) says what failed.
+                    validated_version(name, state.validator, 1, list(state.tail or ()))
                 raise ImageBuildError(failure_message(current, name, list(state.tail or ())))
             if time.monotonic() > deadline:
                 self.gw.call("codebuild", "StopBuild", {"id": build["id"]}, resource=f"CodeBuild build {build['id']}")
@@ -412,6 +430,8 @@ class CodeBuildBuilder:
                 for line in str(event.get("message", "")).splitlines():
                     if line.strip():
                         state.tail.append(line)  # type: ignore[union-attr]
+                        if is_validator_line(line):
+                            state.validator.append(line.strip())
                         log(line)
             if not events or not moved:
                 return

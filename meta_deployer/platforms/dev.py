@@ -54,7 +54,7 @@ from meta_deployer import naming, versions
 from meta_deployer.errors import BuildError, ValidationFailed
 from meta_deployer.model import Artifact, Checkout, Log, Observed, Published, Served
 from meta_deployer.gitops import redact
-from meta_deployer.platforms import location
+from meta_deployer.platforms import location, resolve
 from meta_deployer_runtime.contract import without_deployer_secrets
 from meta_deployer.settings import Settings
 from meta_deployer.spec import RepoSpec
@@ -62,7 +62,6 @@ from meta_deployer.spec import RepoSpec
 #: What a repo gets when its requirements do not name dagster at all: the deployer's own release.
 DAGSTER_VERSION = versions.pin("dagster")
 DAGSTER_AWS_VERSION = versions.pin("dagster-aws")
-COMPILE_TIMEOUT_S = 300
 #: Files whose content decides a virtualenv's dependencies.
 DEPENDENCY_FILES = ("requirements.txt", "pyproject.toml", "setup.py", "setup.cfg")
 #: Location versions kept per repo: the serving one and the one before it.
@@ -167,23 +166,9 @@ class DevPlatform:
         return args
 
     def _resolve(self, spec: RepoSpec, checkout: Checkout) -> dict[str, str]:
-        """The repo's requirements resolved (``uv pip compile``): ``{normalized name: version}``."""
-        requirements = [a for a in self._requirement_args(spec, checkout) if a != "-r"]  # compile takes files
-        if not requirements:
-            return {}
-        done = self._uv("pip", "compile", "--quiet", "--no-header", "--no-annotate", "--python", sys.executable,
-                        *requirements, timeout=COMPILE_TIMEOUT_S)
-        if done.returncode != 0:
-            raise BuildError(
-                f"the dependencies of {spec.name} cannot be resolved (check its requirements.txt or "
-                f"pyproject.toml):\n{_tail(done.stderr, secrets=self._secrets())}"
-            )
-        pinned = {}
-        for line in done.stdout.splitlines():
-            name, sep, version = line.split(";")[0].split("#")[0].strip().partition("==")
-            if sep:
-                pinned[name.strip().lower().replace("_", "-").replace(".", "-")] = version.strip()
-        return pinned
+        """The repo's requirements resolved (``uv pip compile``, :mod:`meta_deployer.platforms.resolve`)."""
+        files = [Path(a) for a in self._requirement_args(spec, checkout) if a != "-r"]  # compile takes files
+        return resolve.compile_requirements(files, spec.name, secrets=self._secrets())
 
     def _install_args(self, spec: RepoSpec, checkout: Checkout) -> tuple[list[str], str]:
         """(what ``uv pip install`` gets, the Dagster release it will install).
@@ -194,22 +179,15 @@ class DevPlatform:
         is installed.
         """
         resolved = self._resolve(spec, checkout)
-        version = resolved.get("dagster", DAGSTER_VERSION)
-        versions.check_supported(f"{spec.name} (its resolved requirements)", version)
+        version = resolve.requested_release(f"{spec.name} (its resolved requirements)", resolved)
         added = [] if "dagster" in resolved else [f"dagster=={DAGSTER_VERSION}"]
         if "dagster-aws" not in resolved:
             added.append(f"dagster-aws=={versions.library_version(version)}")
         return added + self._requirement_args(spec, checkout), version
 
     def _uv(self, *args: str, timeout: float) -> subprocess.CompletedProcess:
-        from uv import find_uv_bin
-
         # uv runs a repo's setup.py and reads what its requirements name: not with the deployer's credentials.
-        env = {**without_deployer_secrets(os.environ), "UV_PYTHON_DOWNLOADS": "never", "UV_NO_PROGRESS": "1"}
-        env.pop("VIRTUAL_ENV", None)
-        return subprocess.run(
-            [find_uv_bin(), *args], capture_output=True, text=True, timeout=timeout, env=env, check=False
-        )
+        return resolve.uv(*args, timeout=timeout)
 
     def _ensure_pylib(self) -> Path:
         """A folder that makes only the runtime package importable (linked, so it follows this checkout)."""
@@ -309,7 +287,7 @@ class DevPlatform:
         # the variable from `dagster dev`) do not compile Dagster from source again, each of them.
         dropped = ("DAGSTER_HOME", "VIRTUAL_ENV", "PYTHONPATH", "PYTHONDONTWRITEBYTECODE")
         env = {k: v for k, v in without_deployer_secrets(os.environ).items() if k not in dropped}
-        env["META_DEPLOYER_VALIDATING"] = "1"
+        env.update(location.validating_env())
         try:
             result = subprocess.run(
                 [str(venv / "bin" / "python"), "-m", location.VALIDATE_MODULE,

@@ -328,13 +328,16 @@ class DockerPlatform:
         if not artifact.metadata.get("mounted"):
             return artifact
         archive = codearchive.publish_code(self.settings, checkout, log)
-        self._validate_mounted(spec, artifact, checkout, archive, log)
-        return replace(artifact, metadata={**artifact.metadata, **archive.metadata(), "code_written": archive.written})
+        version = self._validate_mounted(spec, artifact, checkout, archive, log)
+        return replace(artifact, metadata={
+            **artifact.metadata, **archive.metadata(), "code_written": archive.written, "dagster_version": version,
+        })
 
     def _validate_mounted(
         self, spec: RepoSpec, artifact: Artifact, checkout: Checkout, archive: codearchive.CodeArchive, log: Log
-    ) -> None:
-        """Load the commit's definitions in the dependency image, from the archive, with no network."""
+    ) -> str:
+        """Load the commit's definitions in the dependency image, from the archive, with no network; the
+        image's dagster release (the validator's report)."""
         if artifact.metadata.get("in_registry") and not images.local_image_id(self.client, artifact.ref):
             auth = images.ecr_login(self.images.registry, self.settings.env)[1] if images.is_ecr(self.images.registry) else None
             images.pull_image(self.client, artifact.ref, auth, log)
@@ -343,9 +346,8 @@ class DockerPlatform:
             with tempfile.TemporaryDirectory(prefix="md-code-") as tmp:
                 local = Path(tmp) / "code.tar.gz"
                 local.write_bytes(codearchive.make_archive(checkout.path))
-                images.validate_image(self.client, spec, artifact.ref, self.images, log, code=(str(local), archive.sha256))
-        else:
-            images.validate_image(self.client, spec, artifact.ref, self.images, log, code=(archive.uri, archive.sha256))
+                return images.validate_image(self.client, spec, artifact.ref, self.images, log, code=(str(local), archive.sha256))
+        return images.validate_image(self.client, spec, artifact.ref, self.images, log, code=(archive.uri, archive.sha256))
 
     def publish(self, spec: RepoSpec, artifact: Artifact, log: Log) -> Published:
         published = images.push_image(spec, artifact, self.images.registry, log, self.settings.env)

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import hashlib
 import time
+from dataclasses import replace
 from collections.abc import Iterator
 from functools import cached_property
 from typing import Any
@@ -57,17 +58,34 @@ LOG_FOLLOW_POLL_S = 2.0
 __all__ = ["EcsPlatform", "EcsSettings"]
 
 
-def code_server(spec: RepoSpec, bucket: str, server_id: str | None = None) -> CodeServer:
+def code_server(
+    spec: RepoSpec, bucket: str, server_id: str | None = None, code: tuple[str, str] | None = None
+) -> CodeServer:
     """A task's code server: the location entry point with the repo's environment (S3 storage),
-    reporting ``server_id`` (``--fixed-server-id``, see ``location.server_id``) from every task."""
+    reporting ``server_id`` (``--fixed-server-id``, see ``location.server_id``) from every task.
+
+    ``code``: (``s3://<bucket>/repos/<name>/code/<commit>.tar.gz``, its sha256) when the code is mounted:
+    the entry point fetches the archive with the task role (which reads ``repos/<name>/`` only), checks
+    its sha256 and serves it (``meta_deployer_runtime.code``); so do the validation task and the runs."""
     storage = location.storage_env(spec, bucket=bucket)
+    extra = location.code_source_env(spec, spec.working_directory or ".")
+    if code is not None:
+        extra.update(location.mounted_code_env(spec, *code))
     return CodeServer(
         command=tuple(location.entrypoint_command(port=location.CONTAINER_PORT, server_id=server_id)),
-        environment=location.location_env(spec, storage, location.code_source_env(spec, spec.working_directory or ".")),
+        environment=location.location_env(spec, storage, extra),
         port=location.CONTAINER_PORT,
         health_command=tuple(location.health_command(location.CONTAINER_PORT)),
         validate_command=tuple(location.validate_command()),
     )
+
+
+def _mounted_code(published: Published) -> tuple[str, str] | None:
+    """(archive URI, sha256) of the code ``published`` serves when it is mounted, else None."""
+    meta = published.metadata or {}
+    if meta.get("code_archive") and meta.get("code_sha256"):
+        return meta["code_archive"], meta["code_sha256"]
+    return None
 
 
 class EcsPlatform:
@@ -107,16 +125,27 @@ class EcsPlatform:
         return hashlib.sha256(raw.encode()).hexdigest()[:16]
 
     def build(self, spec: RepoSpec, checkout: Checkout, log: Log, *, run_id: str | None = None) -> Artifact:
-        """Build (or reuse) the repo's image; see ``meta_deployer.platforms.images``."""
+        """Build (or reuse) the repo's image; see ``meta_deployer.platforms.images``. With mounted code
+        (templated repos on a builder with base images) a dependency image, and the commit's code archive
+        written once to ``s3://<bucket>/repos/<name>/code/<commit>.tar.gz``; its definitions are loaded
+        from it by the validation task, where the service will run (``resources/validation.py``)."""
+        from meta_deployer import codearchive
         from meta_deployer.platforms import images  # imported on use: it needs the docker SDK
 
-        return images.build_image(spec, checkout, self.settings.images, log, run_id=run_id)
+        artifact = images.build_image(spec, checkout, self.settings.images, log, run_id=run_id, mount=True)
+        if not artifact.metadata.get("mounted"):
+            return artifact
+        archive = codearchive.publish_code(self.settings, checkout, log)
+        return replace(artifact, metadata={**artifact.metadata, **archive.metadata(), "code_written": archive.written})
 
     def publish(self, spec: RepoSpec, artifact: Artifact, log: Log) -> Published:
-        """Push the image to ECR (or ``META_DEPLOYER_REGISTRY``) and return it by digest."""
+        """Push the image to ECR (or ``META_DEPLOYER_REGISTRY``) and return it by digest (with the code
+        archive it serves, when the code is mounted)."""
         from meta_deployer.platforms import images
 
-        return images.push_image(spec, artifact, self.registry, log)
+        published = images.push_image(spec, artifact, self.registry, log)
+        code = {k: artifact.metadata[k] for k in ("code_archive", "code_sha256") if k in artifact.metadata}
+        return replace(published, metadata={**published.metadata, **code}) if code else published
 
     def desired(self, spec: RepoSpec, published: Published, checkout: Checkout) -> aws_plan.DesiredRepo:
         """The desired AWS resources for ``spec`` at ``checkout`` running ``published``."""
@@ -125,7 +154,7 @@ class EcsPlatform:
         server_id = location.server_id(spec, checkout.commit, image, self.settings_fingerprint(spec))
         return aws_plan.desired_repo(
             spec, published.ref, published.digest, checkout.commit, checkout.branch, self.ecs, self.context,
-            code_server(spec, self.ecs.bucket, server_id),
+            code_server(spec, self.ecs.bucket, server_id, _mounted_code(published)),
         )
 
     def _observe(self, name: str, *, for_removal: bool = False, purge: bool = False) -> dict[str, Any]:
@@ -142,11 +171,21 @@ class EcsPlatform:
             service = self._last_service(spec.name) or {}
             tags = service.get("tagsDict") or {}
             if tags.get(aws_plan.TAG_COMMIT) == checkout.commit and "@" in tags.get(aws_plan.TAG_IMAGE, ""):
-                published = Published(ref=tags[aws_plan.TAG_IMAGE])
+                published = Published(ref=tags[aws_plan.TAG_IMAGE], metadata=self._live_code(spec.name))
             else:
                 repo = f"{self.registry}/{naming.ecr_repository(spec.name)}"
                 published = Published(ref=f"{repo}:{checkout.short_commit}", digest=aws_plan.PENDING_DIGEST)
         return aws_plan.plan(self.desired(spec, published, checkout), self._observe(spec.name))
+
+    def _live_code(self, name: str) -> dict[str, str]:
+        """The code archive (and sha256) the live task definition serves, when its code is mounted."""
+        from meta_deployer_runtime import contract
+
+        live = self.gateway.latest_task_definition(naming.task_family(name)) or {}
+        env = {e["name"]: e["value"] for c in live.get("containerDefinitions") or [] for e in c.get("environment") or []}
+        if env.get(contract.ENV_CODE_ARCHIVE) and env.get(contract.ENV_CODE_SHA256):
+            return {"code_archive": env[contract.ENV_CODE_ARCHIVE], "code_sha256": env[contract.ENV_CODE_SHA256]}
+        return {}
 
     def serve(self, spec: RepoSpec, published: Published, checkout: Checkout, log: Log) -> Served:
         """Converge the repo's resources and wait until the service is stable on them."""
@@ -164,6 +203,8 @@ class EcsPlatform:
         for warning in warnings:
             log(f"warning: {warning}")
         revision = aws_plan.revision_of(results.get("task_definition") or "")
+        # The release the validation task's report named (none when no task ran: the revision was served already).
+        validated = {"dagster_version": results["dagster_version"]} if results.get("dagster_version") else {}
         return Served(
             endpoint=aws_plan.endpoint(spec.name, self.ecs.namespace),
             workspace_entry=aws_plan.workspace_entry(spec.name, self.ecs.namespace),
@@ -179,6 +220,7 @@ class EcsPlatform:
                 "task_role": desired.role.name,
                 "execution_role": desired.want("execution_role").name,
                 "warnings": warnings,
+                **validated,
             },
         )
 

@@ -84,6 +84,8 @@ from meta_deployer.platforms.location import (
     container_workdir,
     grpc_command,
     location_env,
+    mounted_code_env,  # noqa: F401 - platforms/docker.py calls it through this module
+    validating_env,
     storage_env,
     validate_command,
     validation_outcome,
@@ -91,6 +93,7 @@ from meta_deployer.platforms.location import (
 from meta_deployer.settings import ECR_HOST, ImageSettings, is_ecr
 from meta_deployer.spec import RepoSpec
 from meta_deployer import versions
+from meta_deployer.platforms import resolve
 from meta_deployer.versions import runtime_package
 
 if TYPE_CHECKING:
@@ -109,7 +112,7 @@ TEMPLATE_PATH = Path(__file__).resolve().parent / "templates" / "Dockerfile"
 #: The templates of the base images and of templated images built on them.
 BASE_TEMPLATE_PATH = TEMPLATE_PATH.with_name("Dockerfile.base")
 ONBASE_TEMPLATE_PATH = TEMPLATE_PATH.with_name("Dockerfile.onbase")
-#: The repository of the base images (``<registry>/dagster/base:<family>-<hash12>``): the repo name
+#: The repository of the base images (``<registry>/dagster/base:<release>-<hash12>``): the repo name
 #: ``base`` is reserved for it (naming.RESERVED_NAMES).
 BASE_NAME = "base"
 #: Tags of dependency images (mounted code): ``deps-<hash24>``, the hash of everything but the code.
@@ -260,11 +263,13 @@ def runtime_dockerfile(image: str) -> str:
 
 
 def _dependency_plan(
-    spec: RepoSpec, root: Path, extra: tuple[str, ...] = (), on_base: bool = False
+    spec: RepoSpec, root: Path, extra: tuple[str, ...] = (), on_base: bool = False, release: str | None = None
 ) -> tuple[list[str], str, list[str]]:
     """(requirement lines for the dependency layer, the command installing the code, notes).
 
-    ``on_base``: the image builds FROM the family's base image, which has Dagster already."""
+    ``on_base``: the image builds FROM the base image of its release, which has Dagster, dagster-aws and
+    dagster-postgres already. ``release``: the dagster release the repo resolves to
+    (:func:`templated_release`); the instance's packages in ``extra`` (``dagster-*``) are paired with it."""
     notes: list[str] = []
     dirs = ["."]
     if spec.working_directory and spec.working_directory != ".":
@@ -286,16 +291,29 @@ def _dependency_plan(
         elif pyproject.is_file() or (folder / "setup.py").is_file():
             notes.append(f"{rel}: dependencies are not static in pyproject.toml; they install with the code")
             install = f"pip install -e {rel}"
-    names = {m.group(1).lower().replace("_", "-") for m in map(_REQ_NAME.match, reqs) if m}
+    names = {resolve.normal(m.group(1)) for m in map(_REQ_NAME.match, reqs) if m}
     if "dagster" not in names and not on_base:
-        reqs.insert(0, DAGSTER_REQUIREMENT)
+        reqs.insert(0, f"dagster=={release}" if release else DAGSTER_REQUIREMENT)
     for requirement in extra:
         match = _REQ_NAME.match(requirement)
-        if match and match.group(1).lower() not in names:
-            reqs.append(requirement)
+        if not match:
+            continue
+        name = resolve.normal(match.group(1))
+        if name in names or (on_base and name in versions.BASE_PACKAGES):
+            continue
+        if release and name.startswith("dagster-"):
+            requirement = f"{name}=={versions.library_version(release)}"
+        reqs.append(requirement)
     seen: set[str] = set()
     unique = [r for r in reqs if not (r in seen or seen.add(r))]
     return unique, install, notes
+
+
+def templated_release(spec: RepoSpec, root: Path, settings: ImageSettings) -> str:
+    """The dagster release a templated image of ``spec`` gets: what its dependency files ask for
+    (:func:`meta_deployer.platforms.resolve.release_of_lines`); UnsupportedDagsterVersion outside the window."""
+    reqs, _, _ = _dependency_plan(spec, root, (), on_base=True)
+    return resolve.release_of_lines(spec.name, reqs, settings.base_image)
 
 
 def wants_mounting(spec: RepoSpec, root: Path) -> bool:
@@ -318,13 +336,15 @@ def _dependency_files(spec: RepoSpec, root: Path) -> tuple[tuple[str, str], ...]
 
 
 def plan_build(
-    spec: RepoSpec, checkout: Checkout, settings: ImageSettings, *, base: str | None = None, mount: bool = False
+    spec: RepoSpec, checkout: Checkout, settings: ImageSettings, *, base: str | None = None, mount: bool = False,
+    release: str | None = None,
 ) -> BuildPlan:
-    """Decide the Dockerfile and the context for ``spec`` at ``checkout`` (reads files only).
+    """Decide the Dockerfile and the context for ``spec`` at ``checkout`` (reads files; may resolve).
 
-    ``base``: the family's base image to build templated repos FROM (None: the plain template on
-    ``META_DEPLOYER_BASE_IMAGE``). ``mount``: the platform can mount code, so a repo that wants it
-    (:func:`wants_mounting`) gets a dependency image, built from its dependency files only.
+    ``base``: the base image of the repo's release to build templated repos FROM (None: the plain
+    template on ``META_DEPLOYER_BASE_IMAGE``). ``mount``: the platform can mount code, so a repo that
+    wants it (:func:`wants_mounting`) gets a dependency image, built from its dependency files only.
+    ``release``: the repo's dagster release (:func:`templated_release`, found when not given).
     """
     root = checkout.path
     mounted = mount and wants_mounting(spec, root)
@@ -353,7 +373,10 @@ def plan_build(
             base_image=None,
             runtime=runtime_files(),
         )
-    reqs, install, notes = _dependency_plan(spec, root, settings.extra_requirements, on_base=base is not None)
+    release = release or templated_release(spec, root, settings)
+    reqs, install, notes = _dependency_plan(
+        spec, root, settings.extra_requirements, on_base=base is not None, release=release
+    )
     if mounted and install.startswith("pip install -e"):
         # Dependencies that only an install of the code can resolve (setup.py, dynamic pyproject).
         notes.append("the code must be installed to resolve its dependencies, so it is built into the image (no mounting)")
@@ -394,21 +417,21 @@ def plan_build(
     )
 
 
-# -- base images: one per Dagster release family ----------------------------------------
+# -- base images: one per Dagster release the repos use ----------------------------------------
 
 
 @dataclass(frozen=True)
 class BasePlan:
-    """The base image of one Dagster release family: Dagster, dagster-aws, dagster-postgres, the runtime."""
+    """The base image of one Dagster release: Dagster, dagster-aws, dagster-postgres, the runtime."""
 
-    family: str
+    release: str
     python_image: str
     dockerfile_text: str
     constraints: str
     runtime: tuple[tuple[str, str], ...]
 
     def content_hash(self, python_image_id: str | None) -> str:
-        data = [self.family, self.python_image, python_image_id, self.dockerfile_text, self.constraints, list(self.runtime)]
+        data = [self.release, self.python_image, python_image_id, self.dockerfile_text, self.constraints, list(self.runtime)]
         return hashlib.sha256(json.dumps(data).encode()).hexdigest()
 
     def context(self) -> BuildPlan:
@@ -423,17 +446,17 @@ class BasePlan:
         )
 
 
-def plan_base(settings: ImageSettings, family: str) -> BasePlan:
-    """The base image of ``family`` on ``META_DEPLOYER_BASE_IMAGE`` (pure but for reading the templates)."""
-    requirements = versions.family_requirements(family)
+def plan_base(settings: ImageSettings, release: str) -> BasePlan:
+    """The base image of dagster ``release`` on ``META_DEPLOYER_BASE_IMAGE`` (pure but for reading the templates)."""
+    requirements = versions.base_requirements(release)
     text = BASE_TEMPLATE_PATH.read_text().replace("{{python_image}}", settings.base_image)
-    constraints = f"# Dagster {family}: the base image's packages, pinned for every later install.\n" + "\n".join(requirements) + "\n"
-    return BasePlan(family, settings.base_image, text, constraints, runtime_files())
+    constraints = f"# Dagster {release}: the base image's packages, pinned for every later install.\n" + "\n".join(requirements) + "\n"
+    return BasePlan(release, settings.base_image, text, constraints, runtime_files())
 
 
 def base_ref(plan: BasePlan, registry: str | None, python_image_id: str | None) -> str:
-    """``<registry>/dagster/base:<family>-<hash12>``: tagged by content, so a change makes a new tag."""
-    return f"{image_repository(BASE_NAME, registry)}:{plan.family}-{plan.content_hash(python_image_id)[:12]}"
+    """``<registry>/dagster/base:<release>-<hash12>``: tagged by content, so a change makes a new tag."""
+    return f"{image_repository(BASE_NAME, registry)}:{plan.release}-{plan.content_hash(python_image_id)[:12]}"
 
 
 def image_repository(name: str, registry: str | None) -> str:
@@ -740,7 +763,7 @@ def validate_env(spec: RepoSpec, settings: ImageSettings, bucket: str = "") -> d
     )
     # A throw-away instance on a tmpfs: the image's user may not write to its WORKDIR.
     return location_env(
-        spec, storage, {**code_source_env(spec), "META_DEPLOYER_VALIDATING": "1", "DAGSTER_HOME": VALIDATE_DAGSTER_HOME}
+        spec, storage, {**code_source_env(spec), **validating_env(), "DAGSTER_HOME": VALIDATE_DAGSTER_HOME}
     )
 
 
@@ -825,20 +848,6 @@ def _single_file_tar(path: Path, name: str) -> bytes:
         info.size, info.mode = len(data), 0o444
         tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
-
-
-def mounted_code_env(spec: RepoSpec, archive_uri: str, sha256: str, code_dir: str | None = None) -> dict[str, str]:
-    """What the entry point needs to serve mounted code: the archive, its sha256, the working directory."""
-    from meta_deployer_runtime import contract
-
-    env = {
-        contract.ENV_CODE_ARCHIVE: archive_uri,
-        contract.ENV_CODE_SHA256: sha256,
-        contract.WORKING_DIRECTORY_ENV: spec.working_directory or ".",
-    }
-    if code_dir:
-        env[contract.ENV_CODE_DIR] = code_dir
-    return env
 
 
 def smoke_test(client: docker.DockerClient, name: str, image: str, modules: str, log: Log) -> None:
@@ -951,10 +960,10 @@ class DockerBuilder:
             return {"image_id": existing}
         return None
 
-    def ensure_base(self, family: str, log: Log) -> str:
-        """The family's base image, on this engine and (with a registry) in the registry: found by its
-        content tag, else built (and pushed) once. Returns its reference."""
-        plan = plan_base(self.settings, family)
+    def ensure_base(self, release: str, log: Log) -> str:
+        """The base image of dagster ``release``, on this engine and (with a registry) in the registry:
+        found by its content tag, else built (and pushed) once. Returns its reference."""
+        plan = plan_base(self.settings, release)
         ref = base_ref(plan, self._registry, local_image_id(self.client, plan.python_image))
         if local_image_id(self.client, ref):
             if self._registry and not registry_digest(self.client, ref, self.auth):
@@ -963,11 +972,11 @@ class DockerBuilder:
         if self._registry and registry_digest(self.client, ref, self.auth):
             pull_image(self.client, ref, self.auth, log)
             return ref
-        log(f"building the base image {ref} (Dagster {family}: {', '.join(versions.family_requirements(family))})")
+        log(f"building the base image {ref} ({', '.join(versions.base_requirements(release))})")
         started = time.monotonic()
         candidate = f"{split_ref(ref)[0]}:candidate-{split_ref(ref)[1]}"
-        labels = {f"{LABEL_PREFIX}base": family}
-        _build_plain(self.client, f"the base image of Dagster {family}", plan.context(), candidate, labels, self.settings, log)
+        labels = {f"{LABEL_PREFIX}base": release}
+        _build_plain(self.client, f"the base image of dagster {release}", plan.context(), candidate, labels, self.settings, log)
         try:
             smoke_test(self.client, BASE_NAME, candidate, "dagster, dagster_aws, dagster_postgres, meta_deployer_runtime.location", log)
             repo, tag = split_ref(ref)
@@ -1073,11 +1082,15 @@ def build_image(
     """
     builder = builder or get_builder(settings)
     registry = builder.registry()
-    base = None
-    ensure_base = getattr(builder, "ensure_base", None)
-    if ensure_base is not None and not (checkout.path / "Dockerfile").is_file():
-        base = ensure_base(versions.dagster_family(spec), log)
-    plan = plan_build(spec, checkout, settings, base=base, mount=mount)
+    base = release = None
+    if not (checkout.path / "Dockerfile").is_file():
+        # Before anything is built: a release outside the window fails here (UnsupportedDagsterVersion).
+        release = templated_release(spec, checkout.path, settings)
+        log(f"{spec.name} asks for dagster {release} (supported: {versions.window()})")
+        ensure_base = getattr(builder, "ensure_base", None)
+        if ensure_base is not None:
+            base = ensure_base(release, log)
+    plan = plan_build(spec, checkout, settings, base=base, mount=mount, release=release)
     for note in plan.notes:
         log(f"note: {note}")
     content_hash = plan.content_hash(builder.base_image_id(plan))

@@ -127,6 +127,32 @@ def server_id(spec: RepoSpec, commit: str, image: str, settings_fingerprint: str
     return f"{spec.name}-{commit[:12]}-{hashlib.sha256(data.encode()).hexdigest()[:16]}"
 
 
+def mounted_code_env(spec: RepoSpec, archive_uri: str, sha256: str, code_dir: str | None = None) -> dict[str, str]:
+    """What the entry point needs to serve mounted code: the archive, its sha256, the working directory."""
+    env = {
+        contract.ENV_CODE_ARCHIVE: archive_uri,
+        contract.ENV_CODE_SHA256: sha256,
+        contract.WORKING_DIRECTORY_ENV: spec.working_directory or ".",
+    }
+    if code_dir:
+        env[contract.ENV_CODE_DIR] = code_dir
+    return env
+
+
+def validating_env() -> dict[str, str]:
+    """What every validation adds to the location's environment: that it validates, and the supported
+    minors, which the validator checks before it starts a code server (stage ``version``)."""
+    return {"META_DEPLOYER_VALIDATING": "1", **versions.window_env()}
+
+
+def is_validator_line(line: str) -> bool:
+    """True for the validator's report lines (``META_DEPLOYER_DAGSTER_VERSION=``, ``META_DEPLOYER_VALIDATION=``),
+    as a builder's or a task's log shows them among other lines."""
+    from meta_deployer_runtime.validate import RESULT_PREFIX, VERSION_PREFIX
+
+    return line.strip().startswith((VERSION_PREFIX, RESULT_PREFIX))
+
+
 def validation_outcome(name: str, where: str, output: str, exit_code: int, tail: str = "") -> str:
     """The dagster release a validated location runs, from the validator's ``output``.
 
@@ -144,6 +170,10 @@ def validation_outcome(name: str, where: str, output: str, exit_code: int, tail:
             f"installed there?\n{tail}"
         )
     versions.check_supported(f"{name} ({where})", version)
+    if result is not None and result.get("stage") == "version":  # the validator was told a narrower window
+        from meta_deployer.errors import UnsupportedDagsterVersion
+
+        raise UnsupportedDagsterVersion(f"{versions.unsupported_message(f'{name} ({where})', version)}\n{result.get('error', '')}")
     keep = "this version was not deployed; the previous version, if any, keeps serving"
     if result is None:
         raise ValidationFailed(f"validating {name} (dagster {version}) stopped before it reported (exit {exit_code}); {keep}:\n{tail}")

@@ -48,7 +48,7 @@ from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from meta_deployer.errors import AwsOperationError, MetaDeployerError, TransientAwsError, UnhealthyError, ValidationFailed
+from meta_deployer.errors import AwsOperationError, BuildError, MetaDeployerError, TransientAwsError, UnhealthyError, ValidationFailed
 from meta_deployer.platforms.aws.common import revision_of, rollout_failed, service_is_stable, task_outcome
 from meta_deployer.platforms.aws.engine import (
     Call,
@@ -355,21 +355,50 @@ def run_to_completion(
         time.sleep(max(0.0, min(poll_interval_s, deadline - time.monotonic())))
     outcome = task_outcome(task, step.container)
     lines = _tail(gateway, step.log_group, stream)
+    report = _validator_report(gateway, step, stream) if step.validates and outcome.started else []
     if outcome.succeeded:
         for line in lines[-5:]:
             log(f"[{step.purpose}] {line}")
         log(f"[{step.purpose}] task {task_id} exited 0")
-        return task
+        if report:
+            version = validator_outcome(step.validates, report, 0, lines)
+            log(f"[{step.purpose}] {step.validates} loaded with dagster {version}")
+            return {**task, "dagster_version": version}
+        return {**task, "dagster_version": None}
     if not outcome.started:
         why = f"the task could not start: {outcome.reason}"
     else:
         why = f"the command exited {outcome.exit_code} ({outcome.reason})"
-    raise ValidationFailed(_task_report(step, revision, task_id, why, lines))
+    details = _task_report(step, revision, task_id, why, lines)
+    if report:
+        try:
+            validator_outcome(step.validates, report, outcome.exit_code or 1, lines)
+        except BuildError as exc:  # the validator's verdict (the version error first), then the task's report
+            raise type(exc)(f"{exc}\n{details}") from None
+    raise ValidationFailed(details)
 
 
-def _tail(gateway: AwsGateway, group: str, stream: str) -> list[str]:
+#: How many of a validation task's last log lines are searched for the validator's report.
+VALIDATOR_LOG_LINES = 1000
+
+
+def _validator_report(gateway: AwsGateway, step: RunTaskToCompletion, stream: str) -> list[str]:
+    """The validator's report lines (its release, its result) in the task's log."""
+    from meta_deployer.platforms.location import is_validator_line
+
+    return [line.strip() for line in _tail(gateway, step.log_group, stream, VALIDATOR_LOG_LINES) if is_validator_line(line)]
+
+
+def validator_outcome(repo: str, report: list[str], exit_code: int, tail: list[str]) -> str:
+    """The Dagster release from the validator's report lines of an ECS task (see ``location.validation_outcome``)."""
+    from meta_deployer.platforms.location import validation_outcome
+
+    return validation_outcome(repo, "its image (the ECS validation task)", "\n".join(report), exit_code, "\n".join(tail))
+
+
+def _tail(gateway: AwsGateway, group: str, stream: str, count: int = FAILURE_LOG_LINES) -> list[str]:
     try:
-        events = gateway.log_stream_tail(group, stream, FAILURE_LOG_LINES)
+        events = gateway.log_stream_tail(group, stream, count)
     except AwsOperationError as exc:
         return [f"(could not read log stream {stream} of {group}: {exc})"]
     return [e.get("message", "").rstrip() for e in events]

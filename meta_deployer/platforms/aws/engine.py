@@ -179,6 +179,10 @@ class RunTaskToCompletion:
     timeout_s: float
     #: Advice added to the error of a given code, as in :class:`Call`.
     hints: tuple[tuple[str, str], ...] = ()
+    #: The repo whose definitions the task validates, when its container runs the validator
+    #: (``meta_deployer_runtime.validate``): its report, read back from the log, decides the outcome
+    #: (the version error first) and its Dagster release is the step's result (``dagster_version``).
+    validates: str = ""
     mutating = True
     label = "ecs.RunTaskToCompletion"
 

@@ -35,7 +35,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from meta_deployer import naming
+from meta_deployer import naming, versions
 from meta_deployer.platforms.aws.common import CONTAINER_NAME, PlanError, RepoInputs, revision_of, tag_list
 from meta_deployer.platforms.aws.engine import Context, Kind, Output, RunTaskToCompletion
 from meta_deployer.platforms.aws.resources.service import BOOTSTRAP_HINT
@@ -45,7 +45,7 @@ from meta_deployer.platforms.aws.resources.task_definition import LOG_STREAM_PRE
 STARTED_BY = "meta-deployer/validate"
 #: Added to the task's environment (an override: the definition's own stays as it is), as the docker
 #: and dev platforms set it while validating.
-VALIDATING_ENV = {"META_DEPLOYER_VALIDATING": "1"}
+VALIDATING_ENV = {"META_DEPLOYER_VALIDATING": "1", **versions.window_env()}
 #: Tag key saying what a one-off task is for.
 PURPOSE_TAG = "meta-deployer:purpose"
 
@@ -110,8 +110,11 @@ def converge(want: Validation, _have: Any, ctx: Context) -> list[RunTaskToComple
         return []
     if not want.command:
         raise PlanError(f"the code server of {want.repo} has no validation command (CodeServer.validate_command)")
+    purpose = f"validate the definitions of repo {want.repo}"
+    # The release the validator reports (read back from the task's log): the deployment record's.
+    ctx.values["dagster_version"] = Output(f"task:{purpose}", "dagster_version")
     return [RunTaskToCompletion(
-        purpose=f"validate the definitions of repo {want.repo}",
+        purpose=purpose,
         cluster=want.cluster,
         request=run_task_request(want, td),
         container=CONTAINER_NAME,
@@ -119,6 +122,7 @@ def converge(want: Validation, _have: Any, ctx: Context) -> list[RunTaskToComple
         log_stream_prefix=f"{LOG_STREAM_PREFIX}/{CONTAINER_NAME}",
         timeout_s=want.timeout_s,
         hints=(("ClusterNotFoundException", BOOTSTRAP_HINT),),
+        validates=want.repo,
     )]
 
 
