@@ -16,10 +16,12 @@ Python this machine lacks, or pins a Dagster outside the window, fails before an
 from __future__ import annotations
 
 import textwrap
+import time
 
 import pytest
 
-from dagster_ui import materialize_when_daemon_ready, wait_for_location
+from dagster_ui import LAUNCH, RUN_STATUS, wait_for_location
+from meta_deployer.webserver import graphql
 from devkit import Project, dagster_dev, run_make
 from gitrepo import GitRemote
 
@@ -109,6 +111,31 @@ EXPECTED = {
 }
 
 
+def materialize_all(url: str, assets: dict[str, str], timeout: float = 240) -> dict[str, str]:
+    """Materialize one asset of each location, all launched at once (relaunched while the daemon has not
+    yet re-read workspace.yaml, as dagster_ui.materialize_when_daemon_ready does); each run's status."""
+    deadline = time.monotonic() + timeout
+    status: dict[str, str] = {}
+    runs: dict[str, str] = {}
+    while time.monotonic() < deadline and any(status.get(loc) != "SUCCESS" for loc in assets):
+        for location, asset in assets.items():
+            if status.get(location) in (None, "FAILURE", "CANCELED") and location not in runs:
+                params = {
+                    "selector": {"repositoryLocationName": location, "repositoryName": "__repository__",
+                                 "jobName": "__ASSET_JOB", "assetSelection": [{"path": [asset]}]},
+                    "mode": "default",
+                }
+                result = graphql(url, LAUNCH, {"params": params})["launchRun"]
+                assert result["__typename"] == "LaunchRunSuccess", result
+                runs[location] = result["run"]["runId"]
+        time.sleep(2)
+        for location, run_id in list(runs.items()):
+            status[location] = graphql(url, RUN_STATUS, {"id": run_id})["runOrError"]["status"]
+            if status[location] in ("SUCCESS", "FAILURE", "CANCELED"):
+                del runs[location]
+    return status
+
+
 @pytest.fixture(scope="module")
 def env(tmp_path_factory):
     """One project, three real repositories, and one real `dagster dev` for the whole module."""
@@ -153,8 +180,8 @@ def test_several_locations_per_repository(env):
 
     for location, asset in EXPECTED.items():
         wait_for_location(url, location, assets=[asset])
+    assert materialize_all(url, EXPECTED) == {location: "SUCCESS" for location in EXPECTED}
     for location, asset in EXPECTED.items():
-        assert materialize_when_daemon_ready(url, location, [asset]) == "SUCCESS", location
         assert (project.work / "storage" / "repos" / location / "assets" / asset).is_file(), location
 
     # The dg project's folder-derived name never reaches the log as a mismatch with the location's name.
@@ -169,7 +196,8 @@ def test_several_locations_per_repository(env):
 
     # A second add changes nothing; an update after a commit redeploys the one location that changed.
     workspace = project.workspace_bytes()
-    again = make(project, url, "update-repo", "REPO_NAME=cloud").stdout
+    again = make(project, url, "update-repo", "REPO_NAME=cloud")
+    again = again.stdout + again.stderr
     assert project.workspace_bytes() == workspace and again.count("already serves") >= 3
     remotes["cloud"].commit({"ml/defs.py": asset_module("model", "model_v2", imports="import colorama  # noqa: F401")})
     make(project, url, "update-repo", "REPO_NAME=cloud-ml")  # a location's name updates its repository
