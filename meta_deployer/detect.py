@@ -65,6 +65,11 @@ def detect(root: Path) -> dict[str, Any]:
     """The code source found in the checkout at ``root``: spec fields (``python_file``/``module_name``/
     ``package_name`` and maybe ``working_directory``), or ``{"locations": [...]}`` when the repository
     declares several locations. DetectionError when there is none, or several undeclared ones."""
+    # What the repository declares for deployment comes first: dagster_cloud.yaml's locations (what
+    # Dagster+ deploys), else a dg workspace's projects.
+    cloud = _from_dagster_cloud(root)
+    if len(cloud) > 1:
+        return {"locations": _named(cloud, "dagster_cloud.yaml")}
     workspace = _from_dg_workspace(root)
     if workspace:
         return {"locations": workspace}
@@ -74,8 +79,6 @@ def detect(root: Path) -> dict[str, Any]:
             found = dict(candidates[0])
             found.pop("name", None)
             return found
-        if len(candidates) > 1 and finder is _from_dagster_cloud:
-            return {"locations": _named(candidates, "dagster_cloud.yaml")}
         if len(candidates) > 1:
             listed = "; ".join(_describe(c) for c in candidates)
             raise DetectionError(f"found more than one code source in the repository, none declared as a location ({listed}); " + CHOOSE_HINT)
