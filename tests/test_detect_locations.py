@@ -150,3 +150,17 @@ def test_hostile_repositories(tmp_path):
         "  - location_name: ok\n    code_source: {package_name: b}\n")})
     with pytest.raises(DetectionError, match="no name usable"):
         detect(tmp_path / "empty")
+
+
+def test_a_location_may_not_take_another_repos_name(tmp_path):
+    from meta_deployer.scan import scan_repo_configs
+
+    for name, body in (
+        ("sales", "locations:\n  - name: eu\n    package_name: eu\n  - name: us\n    package_name: us\n"),
+        ("sales-eu", "python_file: defs.py\n"),
+    ):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "config.yml").write_text(f"name: {name}\ngit_url: https://h/{name}.git\n{body}")
+    scanned = scan_repo_configs(tmp_path)
+    assert scanned["sales-eu"].spec is not None
+    assert scanned["sales"].spec is None and "sales-eu" in scanned["sales"].error
