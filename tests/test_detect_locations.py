@@ -164,3 +164,26 @@ def test_a_location_may_not_take_another_repos_name(tmp_path):
     scanned = scan_repo_configs(tmp_path)
     assert scanned["sales-eu"].spec is not None
     assert scanned["sales"].spec is None and "sales-eu" in scanned["sales"].error
+
+
+def test_src_layouts_at_any_depth_and_the_location_name_warning(tmp_path, monkeypatch, caplog):
+    """The runtime puts <working_directory>/src on sys.path even when the working directory is already
+    there (Dagster puts it first), and drops Dagster's folder-name mismatch warning."""
+    import logging
+    import sys
+
+    from meta_deployer_runtime import location
+
+    wd = write(tmp_path / "projects" / "alpha", {"src/alpha_pkg_md13/__init__.py": "", "src/alpha_pkg_md13/definitions.py": (
+        "import dagster as dg\n\n@dg.asset\ndef a() -> int:\n    return 1\n\ndefs = dg.Definitions(assets=[a])\n")})
+    monkeypatch.setattr(sys, "path", [str(wd), *sys.path])  # as Dagster's code server leaves it
+    targets = location._load_targets("module_name", "alpha_pkg_md13.definitions", str(wd))
+    assert "defs" in targets and sys.path.index(str(wd / "src")) == sys.path.index(str(wd)) + 1
+
+    location._quiet_location_name_warning()
+    logger = logging.getLogger("dagster.components.core.component_tree")
+    with caplog.at_level(logging.WARNING):
+        logger.warning("The code location name 'src' configured on this project does not match the name "
+                       "'team-a' this code location is registered under. App-managed components ...")
+        logger.warning("another warning")
+    assert [r.getMessage() for r in caplog.records if r.name == logger.name] == ["another warning"]
