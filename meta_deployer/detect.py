@@ -7,7 +7,8 @@ a code source wins:
    ``[tool.dg.project]`` (``root_module``, ``code_location_target_module``);
 2. ``dagster_cloud.yaml``: its single location's ``code_source``;
 3. ``workspace.yaml``: its single ``load_from`` entry;
-4. a single ``definitions.py`` anywhere outside tests and virtualenvs.
+4. a single ``definitions.py`` anywhere outside tests and virtualenvs; else project folders below
+   the root with their own Dagster project config (one is the code source, several are candidates).
 
 A repository that *declares* several locations (a ``dagster_cloud.yaml`` with
 several ``locations``, a dg workspace, ``[tool.dg] directory_type = "workspace"``
@@ -73,7 +74,7 @@ def detect(root: Path) -> dict[str, Any]:
     workspace = _from_dg_workspace(root)
     if workspace:
         return {"locations": workspace}
-    for finder in (_from_pyproject, _from_dagster_cloud, _from_workspace_yaml, _from_project_folders, _from_definitions_py):
+    for finder in (_from_pyproject, _from_dagster_cloud, _from_workspace_yaml, _from_definitions_or_projects):
         candidates = finder(root)
         if len(candidates) == 1:
             found = dict(candidates[0])
@@ -305,6 +306,15 @@ def _from_dg_workspace(root: Path) -> list[dict[str, Any]]:
     return _named(sources, "the dg workspace")
 
 
+def _from_definitions_or_projects(root: Path) -> list[CodeSource]:
+    """A single ``definitions.py``; else the project folders (one is the code source, several are the
+    candidates to choose from); else the several ``definitions.py`` as candidates."""
+    files = _from_definitions_py(root)
+    if len(files) == 1:
+        return files
+    return _from_project_folders(root) or files
+
+
 def _from_project_folders(root: Path) -> list[CodeSource]:
     """Project folders below the root with their own Dagster project config (undeclared candidates)."""
     found = []
@@ -312,7 +322,10 @@ def _from_project_folders(root: Path) -> list[CodeSource]:
         rel = Path(dirpath).relative_to(root)
         dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith(".") and len(rel.parts) < 3)
         if rel.parts and ("pyproject.toml" in filenames or "dg.toml" in filenames):
-            source = _project_source(root, rel.as_posix())
+            try:
+                source = _project_source(root, rel.as_posix())
+            except DetectionError:  # not a project we could use (unreadable, a link): not a candidate
+                continue
             if source is not None:
                 found.append(source)
     return found
