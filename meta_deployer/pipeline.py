@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
+
 import meta_deployer
 from meta_deployer import configsource, discovery, dryrun, gitops, grants, removal, snapshot, sync
 from meta_deployer.detect import detect
@@ -34,8 +36,6 @@ from meta_deployer.platforms.base import Platform
 from meta_deployer.registry import Registry
 from meta_deployer.removal import RemoveResult
 from meta_deployer.settings import Settings
-from pydantic import ValidationError
-
 from meta_deployer.spec import LocationSpec, RepoSpec, parse_spec
 from meta_deployer.state import Deployment
 from meta_deployer.webserver import FleetReload, reload_replicas
@@ -241,14 +241,24 @@ class Deployer:
         """Switch every location, retire the repository's locations config.yml no longer lists, then
         write its config.yml (once all of them serve)."""
         parts = tuple(self._switch(p, log) for p in state.parts)
-        keep = {p.spec.name for p in parts}
-        changed = any(p.workspace_changed for p in parts)
-        for name, record in sorted(self.registry.all().items()):
-            if record.parent == state.spec.name and name not in keep:
-                log(f"{name}: no longer a location of {state.spec.name}; removing it")
-                changed = removal.remove(self, name, False, log, part_of=state.spec.name).workspace_changed or changed
+        changed = self._retire(state.spec.name, {p.spec.name for p in parts}, log)
         self.registry.write_config(state.config_spec or state.spec, log)
-        return replace(state, parts=parts, workspace_changed=changed)
+        return replace(state, parts=parts, workspace_changed=any(p.workspace_changed for p in parts) or changed)
+
+    def _retire(self, repo: str, keep: set[str], log: Log) -> bool:
+        """Remove what ``repo`` deployed before and no longer does: locations its config.yml dropped, its
+        single location once it has several, its several once it has one. True when workspace.yaml changed."""
+        changed = False
+        for name, record in sorted(self.registry.all().items()):
+            if name in keep:
+                continue
+            if record.parent == repo:
+                log(f"{name}: no longer a location of {repo}; removing it")
+                changed = removal.remove(self, name, False, log, part_of=repo).workspace_changed or changed
+            elif name == repo and record.parent is None:  # was one location; its lease is held
+                log(f"{name}: now deployed as its locations {', '.join(sorted(keep))}; removing the single one")
+                changed = removal.remove_part(self, name, log).workspace_changed or changed
+        return changed
 
     def _switch(self, state: DeployState, log: Log) -> DeployState:
         self.leases.ensure_held(state.spec.name)
@@ -282,6 +292,7 @@ class Deployer:
         # a deploy that fails leaves no file behind for the sensor to retry. A repository with several
         # locations writes its own once every location serves (``_switch_group``).
         if state.parent is None:
+            changed = self._retire(state.spec.name, {state.spec.name}, log) or changed
             self.registry.write_config(state.config_spec or state.spec, log)
         if not state.unchanged:
             assert state.served is not None

@@ -64,6 +64,12 @@ def remove(deployer: Deployer, name: str, purge: bool, log: Log, part_of: str | 
             deployer.leases.release(each)
 
 
+def remove_part(deployer: Deployer, name: str, log: Log) -> RemoveResult:
+    """Stop serving ``name`` and drop its record and entry, keeping its checkout and config.yml (the
+    caller holds its lease): a single location whose repository now deploys several."""
+    return _remove(deployer, name, False, log, part=True)
+
+
 def _remove(deployer: Deployer, name: str, purge: bool, log: Log, part: bool = False) -> RemoveResult:
     registry = deployer.registry
     record = registry.get(name)
