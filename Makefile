@@ -20,7 +20,7 @@ DEFS      := -m meta_deployer.definitions
 # User arguments reach the CLI as environment variables, never spliced into a shell line. Make
 # would expand a `$(shell ...)` inside a command-line or environment value when it exports it, so
 # each is first pinned to its literal text ($(value ...) into a simply expanded variable).
-USER_ARGS := REPO_URL REPO_NAME BRANCH PYTHON_FILE MODULE_NAME PURGE FOLLOW DRY_RUN META_DEPLOYER_DAGSTER_URL
+USER_ARGS := REPO_URL REPO_NAME BRANCH PYTHON_FILE MODULE_NAME WORKING_DIRECTORY PURGE FOLLOW DRY_RUN META_DEPLOYER_DAGSTER_URL
 $(foreach v,$(USER_ARGS),$(eval override $(v) := $$(value $(v))))
 export $(USER_ARGS)
 
@@ -66,7 +66,7 @@ dev-with-repos: $(INSTALLED) $(INSTANCE) ## Queue an update_repo run per repo in
 	META_DEPLOYER_PLATFORM=dev $(BIN)/dagster job execute $(DEFS) -j sync_repos
 	@$(MAKE) --no-print-directory dev
 
-add-repo: $(INSTALLED) $(INSTANCE) ## Add a repo: REPO_URL= REPO_NAME= [BRANCH=] [PYTHON_FILE=]
+add-repo: $(INSTALLED) $(INSTANCE) ## Add a repo: REPO_URL= REPO_NAME= [BRANCH=] [WORKING_DIRECTORY=] [PYTHON_FILE=]
 	$(call run_job,add_repo,add)
 
 dev-add-repo: $(INSTALLED) $(INSTANCE) ## add-repo on the dev platform: REPO_URL= REPO_NAME=

@@ -13,8 +13,8 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
-from dataclasses import asdict
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import yaml
@@ -52,6 +52,12 @@ def _spec_from_args(job: str, args: argparse.Namespace, settings: Settings):
 
     name = _require_name(args.name or _env("REPO_NAME"))
     where, current = configured_spec(settings, name)
+    if job == "update" and current is None:
+        parent = _parent_of(settings, name)
+        if parent is not None:  # one location of a repository with several: update the repository
+            print(f"{name} is a location of {parent}: updating {parent} (its unchanged locations stay as they are)", file=sys.stderr)
+            name = parent
+            where, current = configured_spec(settings, name)
     if job == "update":
         if current is None:
             raise SpecError(where, [("", f"does not exist; add the repo first: make add-repo REPO_URL=... REPO_NAME={name}")])
@@ -76,14 +82,37 @@ def _spec_from_args(job: str, args: argparse.Namespace, settings: Settings):
         data["branch"] = branch
     python_file = args.python_file or _env("PYTHON_FILE")
     module_name = args.module_name or _env("MODULE_NAME")
+    working_directory = args.working_directory or _env("WORKING_DIRECTORY")
+    if working_directory:  # one folder of a repository with several candidates
+        data.pop("locations", None)
+        data["working_directory"] = working_directory
+        if not (python_file or module_name):
+            for key in ("python_file", "module_name", "package_name"):
+                data.pop(key, None)
     if python_file or module_name:
+        data.pop("locations", None)
         for key in ("python_file", "module_name", "package_name"):
             data.pop(key, None)
         if python_file:
             data["python_file"] = python_file
         if module_name:
             data["module_name"] = module_name
-    return parse_spec(data, "make add-repo arguments (REPO_URL, REPO_NAME, BRANCH, PYTHON_FILE)")
+    return parse_spec(data, "make add-repo arguments (REPO_URL, REPO_NAME, BRANCH, WORKING_DIRECTORY, PYTHON_FILE, MODULE_NAME)")
+
+
+def _parent_of(settings: Settings, name: str) -> str | None:
+    """The repository ``name`` is one location of (its deployment record says so), or None."""
+    from meta_deployer.state import record_store
+
+    record = record_store(settings).get(name)
+    return record.parent if record is not None and record.parent and record.parent != name else None
+
+
+def _locations_of(settings: Settings, name: str) -> list[str]:
+    """The deployed locations of repository ``name`` when it holds several (else [])."""
+    from meta_deployer.state import record_store
+
+    return sorted(n for n, r in record_store(settings).all().items() if r.parent == name and n != name)
 
 
 def _job_run(args: argparse.Namespace) -> tuple[dict, dict[str, str]]:
@@ -213,6 +242,11 @@ def cmd_list_repos(args: argparse.Namespace) -> int:
     except MetaDeployerError as exc:  # the records still say what is deployed
         print(f"warning: {exc}", file=sys.stderr)
         configs = {}
+    for name, cfg in list(configs.items()):  # a repository with several locations: one row per location
+        if cfg.spec is not None and cfg.spec.locations:
+            del configs[name]
+            for part in cfg.spec.location_specs():
+                configs[part.name] = replace(cfg, name=part.name, spec=part)
     live = _live_statuses(deployer.settings)
     if hasattr(deployer.platform, "platform_services"):  # ecs: the platform's own services first
         services = deployer.platform.platform_services()
@@ -275,7 +309,18 @@ def cmd_repo_logs(args: argparse.Namespace) -> int:
             raise SettingsError(f"REPO_NAME={raw} names a platform service: those run on the ecs platform only")
         lines = platform.platform_logs(short, follow=follow, tail=args.tail)
     else:
-        lines = Deployer().platform.logs(_require_name(raw), follow=follow, tail=args.tail)
+        deployer = Deployer()
+        name = _require_name(raw)
+        parts = _locations_of(deployer.settings, name)
+        if parts:  # a repository with several locations: each one's output, one after the other
+            def each() -> Iterator[str]:
+                for part in parts:
+                    yield f"==> {part} <=="
+                    yield from deployer.platform.logs(part, follow=False, tail=args.tail)
+
+            lines = each()
+        else:
+            lines = deployer.platform.logs(name, follow=follow, tail=args.tail)
     try:
         for line in lines:
             print(line, flush=True)
@@ -378,7 +423,7 @@ def build_parser() -> argparse.ArgumentParser:
     ):
         p = sub.add_parser(command, help=text)
         p.add_argument("job", choices=["add", "update", "remove"])
-        for option in ("--name", "--url", "--branch", "--python-file", "--module-name"):
+        for option in ("--name", "--url", "--branch", "--python-file", "--module-name", "--working-directory"):
             p.add_argument(option)
         p.add_argument("--purge", action="store_true")
         if command == "run-config":
@@ -386,7 +431,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
     p = sub.add_parser("submit", help="launch add/update/remove/sync on META_DEPLOYER_DAGSTER_URL and follow it")
     p.add_argument("job", choices=list(SUBMIT_JOBS))
-    for option in ("--name", "--url", "--branch", "--python-file", "--module-name"):
+    for option in ("--name", "--url", "--branch", "--python-file", "--module-name", "--working-directory"):
         p.add_argument(option)
     p.add_argument("--purge", action="store_true")
     p.add_argument("--dagster-url", dest="url_of_instance", help="the webserver (default: META_DEPLOYER_DAGSTER_URL)")

@@ -87,6 +87,16 @@ class DeployerResource(ConfigurableResource):
         return self._deployer
 
 
+class LocationConfig(Config):
+    """One location of a repository with several (config.yml ``locations:``)."""
+
+    name: str = Field(description="The location's name inside the repo; it deploys as <repo>-<name>.")
+    python_file: Optional[str] = Field(default=None, description="Definitions file, relative to working_directory.")
+    module_name: Optional[str] = Field(default=None, description="Module holding the Definitions.")
+    package_name: Optional[str] = Field(default=None, description="Package holding the Definitions.")
+    working_directory: Optional[str] = Field(default=None, description="The location's folder inside the repo.")
+
+
 class RepoConfig(Config):
     """The repo spec as run config (same fields and rules as repos/<name>/config.yml)."""
 
@@ -97,6 +107,9 @@ class RepoConfig(Config):
     module_name: Optional[str] = Field(default=None, description="Module holding the Definitions.")
     package_name: Optional[str] = Field(default=None, description="Package holding the Definitions.")
     working_directory: Optional[str] = Field(default=None, description="Folder inside the repo to run from.")
+    locations: list[LocationConfig] = Field(
+        default_factory=list, description="Several code locations in this repository (each deployed as <name>-<location>)."
+    )
     s3_prefix: Optional[str] = Field(default=None, description="Storage prefix; must be repos/<name> (optional).")
     cpu: int = Field(default=256, description="Fargate cpu units (ECS).")
     memory: int = Field(default=512, description="Fargate memory in MiB; must pair with cpu (ECS).")
@@ -152,14 +165,15 @@ def register(context: OpExecutionContext, state: DeployState, deployer: Deployer
 @op(description="Write the repo's entry into workspace.yaml (atomic), record code_locations/<name>.")
 def write_workspace(context: OpExecutionContext, state: DeployState, deployer: DeployerResource) -> DeployState:
     state = _step(context, lambda: deployer.get().switch(state, context.log.info))
-    if not state.unchanged:
-        context.log_event(
-            AssetMaterialization(
-                asset_key=["code_locations", state.spec.name],
-                description=f"deployed {state.checkout.short_commit}",
-                metadata={k: MetadataValue.text(str(v)) for k, v in deployment_summary(state.record).items()},
+    for part in state.parts or (state,):  # a repository with several locations: one per location
+        if not part.unchanged:
+            context.log_event(
+                AssetMaterialization(
+                    asset_key=["code_locations", part.spec.name],
+                    description=f"deployed {part.checkout.short_commit}",
+                    metadata={k: MetadataValue.text(str(v)) for k, v in deployment_summary(part.record).items()},
+                )
             )
-        )
     return state
 
 
@@ -311,7 +325,7 @@ def _requests_for(
 
     ``specs``: every valid config as it is now (given when something changed); a deployed reader
     whose grant from a changed owner changes with it is redeployed too (grants.regranted)."""
-    deployed = record_store(settings)
+    records = record_store(settings).all()
     out = _Requests([], {}, cursor.seq)
     problems: list[str] = []
 
@@ -336,23 +350,33 @@ def _requests_for(
                 out.files[name] = cursor.files[name]  # keep serving the last good version
             continue
         out.files[name] = item.content_hash
-        record = deployed.get(name)
-        if record is not None and record.spec_hash == item.spec.content_hash() and record.platform == settings.platform:
+        if _deployed_as(records, item.spec, settings.platform):
             continue  # already deployed with exactly this config (e.g. by make add-repo)
         job_name = "update_repo" if name in cursor.files else "add_repo"
         out.run_requests.append(request(job_name, name, item.content_hash, deploy_run_config(item.spec)))
     for name in sorted(set(cursor.files) - set(scanned)):
-        if deployed.get(name) is None:
+        if records.get(name) is None and not any(r.parent == name for r in records.values()):
             continue  # already removed (e.g. by make remove-repo)
         out.run_requests.append(request("remove_repo", name, cursor.files[name], remove_run_config(name)))
     changed = {r.tags[naming.RUN_TAG_KEY] for r in out.run_requests}
     if specs and changed:
-        for reader, reason in grants.regranted(changed, specs, deployed.get).items():
+        for reader, reason in grants.regranted(changed, specs, records.get).items():
             out.run_requests.append(
                 request("update_repo", reader, f"grants-{scanned[reader].content_hash}", deploy_run_config(specs[reader]))
             )
             out.notes.append(f"{reader}: {reason}")
     return out, problems
+
+
+def _deployed_as(records: dict, spec: RepoSpec, platform: str) -> bool:
+    """Every location of ``spec`` (itself, or each of its ``locations``) is deployed from exactly this
+    config on ``platform``."""
+    parent = spec.name if spec.locations else None
+    for part in spec.location_specs():
+        record = records.get(part.name)
+        if record is None or record.spec_hash != spec.content_hash() or record.platform != platform or record.parent != parent:
+            return False
+    return True
 
 
 @dataclass(frozen=True)

@@ -7,10 +7,20 @@ a code source wins:
    ``[tool.dg.project]`` (``root_module``, ``code_location_target_module``);
 2. ``dagster_cloud.yaml``: its single location's ``code_source``;
 3. ``workspace.yaml``: its single ``load_from`` entry;
-4. a single ``definitions.py`` anywhere outside tests and virtualenvs.
+4. a single ``definitions.py`` anywhere outside tests and virtualenvs; else project folders below
+   the root with their own Dagster project config (one is the code source, several are candidates).
 
-Nothing found, or more than one candidate in the winning place, is an error
-that names the candidates. This module reads files only; it runs nothing.
+A repository that *declares* several locations (a ``dagster_cloud.yaml`` with
+several ``locations``, a dg workspace, ``[tool.dg] directory_type = "workspace"``
+in ``pyproject.toml`` or ``directory_type = "workspace"`` in ``dg.toml``, with its
+projects) gets ``{"locations": [...]}``: one entry per location, each with its
+``name`` (a DNS label made from the declared name), its code source and its
+``working_directory`` (the project's folder, where its own dependencies live).
+Several *undeclared* candidates (project folders with their own
+``pyproject.toml``, or several ``definitions.py``) are an error that lists them
+and says how to choose one: ``WORKING_DIRECTORY=<folder>``. Nothing found is an
+error too. This module reads files only; it runs nothing, and every path it
+returns stays inside the repository (a symbolic link that leaves it is refused).
 
 The YAML files are the repository's own, so they are read as hostile input, with
 the bounded loader of ``config.yml`` (:mod:`meta_deployer.spec`): at most
@@ -30,8 +40,9 @@ from typing import Any
 
 import yaml
 
+from meta_deployer import naming
 from meta_deployer.errors import DetectionError, SpecError
-from meta_deployer.spec import MAX_YAML_DEPTH, _ConfigLoader, read_config_bytes
+from meta_deployer.spec import MAX_YAML_DEPTH, _ConfigLoader, read_config_bytes, relative_path_problem
 
 _SKIP_DIRS = {".git", ".venv", "venv", "node_modules", "tests", "test", "build", "dist", "__pycache__", "site-packages"}
 _MAX_DEPTH = 5
@@ -39,24 +50,70 @@ _MAX_DEPTH = 5
 CodeSource = dict[str, str]
 
 
-def detect_code_source(root: Path) -> CodeSource:
-    """Return spec fields (``python_file``/``module_name``/``package_name`` and
-    maybe ``working_directory``) found in the checkout at ``root``."""
-    for finder in (_from_pyproject, _from_dagster_cloud, _from_workspace_yaml, _from_definitions_py):
+#: How to choose one of several undeclared candidates.
+CHOOSE_HINT = (
+    "choose one with make add-repo REPO_URL=... REPO_NAME=... WORKING_DIRECTORY=<folder> (and PYTHON_FILE= or "
+    "MODULE_NAME= relative to it when the folder holds more than one), set python_file, module_name or "
+    "package_name (and working_directory) in config.yml, or declare every location in a dagster_cloud.yaml "
+    "(locations:) or a dg workspace to deploy them all"
+)
+#: The most project folders a dg workspace may list (as config.yml's locations).
+MAX_PROJECTS = 20
+_MAX_TOML_BYTES = 256 * 1024
+
+
+def detect(root: Path) -> dict[str, Any]:
+    """The code source found in the checkout at ``root``: spec fields (``python_file``/``module_name``/
+    ``package_name`` and maybe ``working_directory``), or ``{"locations": [...]}`` when the repository
+    declares several locations. DetectionError when there is none, or several undeclared ones."""
+    # What the repository declares for deployment comes first: dagster_cloud.yaml's locations (what
+    # Dagster+ deploys), else a dg workspace's projects.
+    cloud = _from_dagster_cloud(root)
+    if len(cloud) > 1:
+        return {"locations": _named(cloud, "dagster_cloud.yaml")}
+    workspace = _from_dg_workspace(root)
+    if workspace:
+        return {"locations": workspace}
+    for finder in (_from_pyproject, _from_dagster_cloud, _from_workspace_yaml, _from_definitions_or_projects):
         candidates = finder(root)
         if len(candidates) == 1:
-            return candidates[0]
+            found = dict(candidates[0])
+            found.pop("name", None)
+            return found
         if len(candidates) > 1:
             listed = "; ".join(_describe(c) for c in candidates)
-            raise DetectionError(
-                f"found more than one code source in the repository ({listed}); "
-                "set python_file, module_name or package_name in config.yml (or PYTHON_FILE=...)"
-            )
+            raise DetectionError(f"found more than one code source in the repository, none declared as a location ({listed}); " + CHOOSE_HINT)
     raise DetectionError(
         "no code source found in the repository: looked for [tool.dagster] or [tool.dg.project] in "
         "pyproject.toml, dagster_cloud.yaml, workspace.yaml and a definitions.py; "
         "set python_file, module_name or package_name in config.yml (or PYTHON_FILE=...)"
     )
+
+
+def detect_code_source(root: Path) -> CodeSource:
+    """A single code source (``detect``), or DetectionError when the repository declares several locations."""
+    found = detect(root)
+    if "locations" in found:
+        names = ", ".join(loc["name"] for loc in found["locations"])
+        raise DetectionError(f"the repository declares several locations ({names}); " + CHOOSE_HINT)
+    return found
+
+
+def _named(candidates: list[dict[str, Any]], where: str) -> list[dict[str, Any]]:
+    """Candidates as config.yml locations: each with a unique label made from its declared name."""
+    if len(candidates) > MAX_PROJECTS:
+        raise DetectionError(f"{where} in the repository declares {len(candidates)} locations; at most {MAX_PROJECTS} are deployed from one repository")
+    result, seen = [], set()
+    for candidate in candidates:
+        declared = str(candidate.get("name") or candidate.get("working_directory") or "")
+        label = naming.label_from(posixpath.basename(declared.rstrip("/")) if "/" in declared else declared)
+        if not label:
+            raise DetectionError(f"{where} in the repository: location {declared[:80]!r} has no name usable as a location name (letters, digits, '-')")
+        if label in seen:
+            raise DetectionError(f"{where} in the repository: two locations are both named {label!r} once made DNS labels; rename one")
+        seen.add(label)
+        result.append({"name": label, **{k: v for k, v in candidate.items() if k != "name"}})
+    return result
 
 
 def _describe(candidate: CodeSource) -> str:
@@ -115,7 +172,9 @@ def _from_dagster_cloud(root: Path) -> list[CodeSource]:
             source["working_directory"] = posixpath.join(build_dir, wd if isinstance(wd, str) else ".")
         cleaned = _clean(source)
         if set(cleaned) - {"working_directory"}:
-            candidates.append(cleaned)
+            _check_inside(root, cleaned.get("working_directory"), path.name)
+            name = location.get("location_name")
+            candidates.append({**cleaned, "name": name if isinstance(name, str) else ""})
     return candidates
 
 
@@ -147,6 +206,129 @@ def _from_workspace_yaml(root: Path) -> list[CodeSource]:
             body = {"package_name": body} if isinstance(body, str) else body
             candidates.append(_clean(_mapping(body, path.name, "python_package")))
     return candidates
+
+
+def _toml(path: Path) -> dict[str, Any]:
+    """A TOML file of the repository (bounded, a regular file inside it); DetectionError naming it."""
+    if path.is_symlink():
+        raise DetectionError(f"{path.name} in the repository is a symbolic link; commit the file itself")
+    try:
+        if path.stat().st_size > _MAX_TOML_BYTES:
+            raise DetectionError(f"{path.name} in the repository is larger than {_MAX_TOML_BYTES} bytes")
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise DetectionError(f"{path.name} in the repository is not valid TOML: {exc}") from None
+    except OSError as exc:
+        raise DetectionError(f"{path.name} in the repository cannot be read: {exc.strerror}") from None
+
+
+def _check_inside(root: Path, rel: Any, where: str) -> None:
+    """A declared folder must be a relative path that stays inside the repository, links resolved."""
+    if rel is None:
+        return
+    problem = relative_path_problem(rel) if isinstance(rel, str) else "must be a path"
+    if problem is None:
+        real, top = os.path.realpath(root / rel), os.path.realpath(root)
+        if not Path(real).is_relative_to(top):
+            problem = "leaves the repository (through a symbolic link)"
+    if problem:
+        raise DetectionError(f"{where} in the repository: folder {str(rel)[:120]!r} {problem}")
+
+
+def _workspace_projects(root: Path) -> list[str] | None:
+    """The project folders of a dg workspace at ``root`` (None when it is not one)."""
+    for name, keys in (("dg.toml", ()), ("pyproject.toml", ("tool", "dg"))):
+        path = root / name
+        if not path.is_file():
+            continue
+        data: Any = _toml(path)
+        for key in keys:
+            data = data.get(key) if isinstance(data, dict) else None
+        if not isinstance(data, dict) or data.get("directory_type") != "workspace":
+            continue
+        listed = (data.get("workspace") or {}).get("projects") if isinstance(data.get("workspace"), dict) else None
+        if isinstance(listed, list) and listed:
+            paths = [p.get("path") for p in listed if isinstance(p, dict)]
+            if len(paths) > MAX_PROJECTS:
+                raise DetectionError(f"{name} in the repository lists {len(paths)} projects; at most {MAX_PROJECTS} are deployed from one repository")
+            for rel in paths:
+                _check_inside(root, rel, name)
+            return [posixpath.normpath(p) for p in paths if isinstance(p, str)]
+        projects = root / "projects"
+        if projects.is_dir() and not projects.is_symlink():
+            return sorted(f"projects/{d.name}" for d in projects.iterdir() if d.is_dir() and not d.name.startswith("."))[: MAX_PROJECTS + 1]
+        return []
+    return None
+
+
+def _project_source(root: Path, rel: str) -> dict[str, Any] | None:
+    """The code source of the project folder ``rel`` (its pyproject.toml or dg.toml), relative to it."""
+    folder = root / rel
+    if os.path.islink(folder) or not Path(os.path.realpath(folder)).is_relative_to(os.path.realpath(root)):
+        raise DetectionError(f"project folder {rel!r} in the repository is a symbolic link; commit the folder itself")
+    project: Any = None
+    if (folder / "dg.toml").is_file():
+        project = _toml(folder / "dg.toml").get("project")
+    if not isinstance(project, dict) and (folder / "pyproject.toml").is_file():
+        tool = _toml(folder / "pyproject.toml").get("tool") or {}
+        dagster = tool.get("dagster") if isinstance(tool, dict) else None
+        if isinstance(dagster, dict) and (dagster.get("module_name") or dagster.get("python_file")):
+            found = _clean(dagster)
+            _check_inside(root, posixpath.join(rel, found.get("working_directory", ".")), "pyproject.toml")
+            return {**found, "working_directory": posixpath.normpath(posixpath.join(rel, found.get("working_directory", ".")))}
+        project = (tool.get("dg") or {}).get("project") if isinstance(tool, dict) and isinstance(tool.get("dg"), dict) else None
+    if not isinstance(project, dict):
+        return None
+    root_module = project.get("root_module")
+    target = project.get("code_location_target_module") or (f"{root_module}.definitions" if isinstance(root_module, str) else None)
+    if not isinstance(target, str):
+        return None
+    name = project.get("code_location_name")
+    return {"name": name if isinstance(name, str) else posixpath.basename(rel), "module_name": target, "working_directory": rel}
+
+
+def _from_dg_workspace(root: Path) -> list[dict[str, Any]]:
+    """The projects of a dg workspace as locations ([] when the repository is not one)."""
+    paths = _workspace_projects(root)
+    if paths is None:
+        return []
+    sources = []
+    for rel in paths:
+        source = _project_source(root, rel)
+        if source is None:
+            raise DetectionError(
+                f"dg workspace project {rel!r} in the repository has no [tool.dg.project] root_module (pyproject.toml) "
+                "or [project] root_module (dg.toml); add one, or list only Dagster projects"
+            )
+        sources.append(source)
+    if not sources:
+        raise DetectionError("the repository is a dg workspace without projects (none listed, none under projects/)")
+    return _named(sources, "the dg workspace")
+
+
+def _from_definitions_or_projects(root: Path) -> list[CodeSource]:
+    """A single ``definitions.py``; else the project folders (one is the code source, several are the
+    candidates to choose from); else the several ``definitions.py`` as candidates."""
+    files = _from_definitions_py(root)
+    if len(files) == 1:
+        return files
+    return _from_project_folders(root) or files
+
+
+def _from_project_folders(root: Path) -> list[CodeSource]:
+    """Project folders below the root with their own Dagster project config (undeclared candidates)."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        rel = Path(dirpath).relative_to(root)
+        dirnames[:] = sorted(d for d in dirnames if d not in _SKIP_DIRS and not d.startswith(".") and len(rel.parts) < 3)
+        if rel.parts and ("pyproject.toml" in filenames or "dg.toml" in filenames):
+            try:
+                source = _project_source(root, rel.as_posix())
+            except DetectionError:  # not a project we could use (unreadable, a link): not a candidate
+                continue
+            if source is not None:
+                found.append(source)
+    return found
 
 
 def _from_definitions_py(root: Path) -> list[CodeSource]:

@@ -31,7 +31,7 @@ def dry_run(deployer: Deployer, spec: RepoSpec) -> str:
     lines = [f"{spec.name}: {shown_url} {spec.branch} is at {commit[:12]}"]
     with tempfile.TemporaryDirectory(prefix="meta-deployer-dry-run-") as tmp:
         path = settings.checkout_path(spec.name)
-        if spec.code_source is None:
+        if spec.code_source is None and not spec.locations:
             path = Path(tmp) / spec.name
             gitops.converge(url, spec.branch, path, auth)
             snapshot.check_links(path)
@@ -39,14 +39,22 @@ def dry_run(deployer: Deployer, spec: RepoSpec) -> str:
             lines.append(f"would write the detected code source into config.yml: {found}")
         # The grants the deploy would serve with: a read the owner does not share is shown dropped.
         spec = grants.granted(spec, settings, lines.append)
-        record = deployer.registry.get(spec.name)
-        if (
-            record is not None
-            and record.fingerprint == deployer.fingerprint(spec, commit)
-            and deployer.platform.is_serving(spec.name, asdict(record))
-        ):
-            lines.append("nothing to do: this commit with this config already serves")
+        todo = 0
+        for part in spec.location_specs():  # a repository with several locations: each of them
+            record = deployer.registry.get(part.name)
+            if (
+                record is not None
+                and record.fingerprint == deployer.fingerprint(part, commit)
+                and deployer.platform.is_serving(part.name, asdict(record))
+            ):
+                lines.append(f"{part.name}: nothing to do: this commit with this config already serves")
+                continue
+            todo += 1
+            if part.code_source is None:
+                lines.append(f"{part.name}: would detect its code source in {part.working_directory or 'the repository root'}")
+                continue
+            lines.append(deployer.platform.dry_run(part, Checkout(part.name, path, commit, part.branch, shown_url, True)))
+        if not todo:
             return "\n".join(lines)
-        lines.append(deployer.platform.dry_run(spec, Checkout(spec.name, path, commit, spec.branch, shown_url, True)))
     lines.append("would write workspace.yaml and reload the webserver")
     return "\n".join(lines)

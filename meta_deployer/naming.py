@@ -70,6 +70,48 @@ def fit(name: str, limit: int) -> str:
     return f"{name[: limit - 9].rstrip('-_')}-{digest}"
 
 
+#: A location's own name inside its repo (config.yml ``locations[].name``): a DNS label too.
+MAX_LOCATION_LABEL = 63
+
+
+def location_label_problem(label: object) -> str | None:
+    """Why ``label`` is not a valid location name inside a repo (``locations[].name``), or None."""
+    if not isinstance(label, str) or not label:
+        return "must be a non-empty string"
+    if len(label) > MAX_LOCATION_LABEL:
+        return f"is {len(label)} characters long; at most {MAX_LOCATION_LABEL} are allowed"
+    if not NAME_PATTERN.match(label):
+        return (
+            f"{label!r} is not a DNS label: use lowercase letters, digits and '-', starting with a letter "
+            "and not ending with '-' (for example 'ingest')"
+        )
+    return None
+
+
+def location_name(repo: str, label: str) -> str:
+    """The deployed name of location ``label`` of repo ``repo``: ``<repo>-<label>``, shortened with a
+    hash of the full name when longer than a repo name may be (so two never collide)."""
+    validate_name(repo)
+    problem = location_label_problem(label)
+    if problem:
+        raise ValueError(f"location name {problem}")
+    full = f"{repo}-{label}"
+    if len(full) > MAX_NAME_LENGTH:
+        digest = hashlib.sha256(full.encode()).hexdigest()[:8]
+        full = f"{full[: MAX_NAME_LENGTH - 9].rstrip('-')}-{digest}"
+    return validate_name(full)
+
+
+def label_from(text: str) -> str:
+    """A location label made from a name found in a repository (``location_name`` of a
+    dagster_cloud.yaml, a project folder): lowercase, ``_``/``.``/spaces as ``-``, other characters
+    dropped; '' when nothing usable is left."""
+    label = re.sub(r"[^a-z0-9-]", "", re.sub(r"[_.\s]+", "-", text.strip().lower()))
+    label = re.sub(r"-{2,}", "-", label).strip("-")
+    label = label.lstrip("0123456789-")
+    return label[:MAX_LOCATION_LABEL].rstrip("-")
+
+
 def s3_prefix(name: str) -> str:
     """The repo's storage prefix inside the bucket, without a trailing slash."""
     return f"repos/{validate_name(name)}"

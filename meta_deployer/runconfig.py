@@ -24,6 +24,8 @@ def spec_dict_from_run_config(cfg: dict[str, Any]) -> dict[str, Any]:
         data["secrets"] = [{"name": k, "valueFrom": v} for k, v in cfg["secrets"].items()]
     if cfg.get("read_access"):
         data["access"] = {"read": list(cfg["read_access"])}
+    if cfg.get("locations"):
+        data["locations"] = [{k: v for k, v in dict(loc).items() if v is not None} for loc in cfg["locations"]]
     return data
 
 
@@ -40,6 +42,8 @@ def run_config_from_spec(spec: RepoSpec) -> dict[str, Any]:
         cfg["secrets"] = {s.name: s.value_from for s in spec.secrets}
     if spec.access.read:
         cfg["read_access"] = list(spec.access.read)
+    if spec.locations:
+        cfg["locations"] = [loc.model_dump(exclude_none=True) for loc in spec.locations]
     return cfg
 
 

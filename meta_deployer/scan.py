@@ -73,4 +73,14 @@ def scan_repo_configs(
             result[name] = ScannedConfig(name, path, digest, error=str(exc))
         except Exception as exc:  # a loader bug on one file must not hide the others: report it
             result[name] = ScannedConfig(name, path, digest, error=f"{path}: cannot be loaded: {type(exc).__name__}: {exc}"[:2000])
+    # A location deploys as <repo>-<location>: that name must not be another repo's folder.
+    for name, item in list(result.items()):
+        if item.spec is not None and item.spec.locations:
+            clash = [part.name for part in item.spec.location_specs() if part.name in result]
+            if clash:
+                result[name] = ScannedConfig(
+                    name, item.path, item.content_hash,
+                    error=f"{item.path}: locations deploy as {', '.join(clash)}, which repos/ already holds as a repo of "
+                    "its own; rename the location",
+                )
     return result

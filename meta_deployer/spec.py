@@ -340,6 +340,50 @@ class Access(_Strict):
         return tuple(sorted(set(v)))
 
 
+#: The most locations one repository may declare in config.yml.
+MAX_LOCATIONS = 20
+
+
+class LocationSpec(_Strict):
+    """One code location of a repository that holds several (``locations:`` in config.yml)."""
+
+    name: str = Field(description="The location's name inside the repo; it deploys as <repo>-<name>.")
+    python_file: str | None = Field(None, description="Definitions file, relative to working_directory.")
+    module_name: str | None = Field(None, description="Importable module holding the Definitions.")
+    package_name: str | None = Field(None, description="Importable package holding the Definitions.")
+    working_directory: str | None = Field(None, description="The location's folder (relative to the repo root).")
+
+    @field_validator("name")
+    @classmethod
+    def _label(cls, v: str) -> str:
+        problem = naming.location_label_problem(v)
+        if problem:
+            raise ValueError(f"location name {problem}")
+        return v
+
+    @field_validator("python_file", "working_directory")
+    @classmethod
+    def _path(cls, v: str | None) -> str | None:
+        return RepoSpec._path(v)
+
+    @field_validator("python_file")
+    @classmethod
+    def _py(cls, v: str | None) -> str | None:
+        return RepoSpec._py(v)
+
+    @field_validator("module_name", "package_name")
+    @classmethod
+    def _module(cls, v: str | None) -> str | None:
+        return RepoSpec._module(v)
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "LocationSpec":
+        given = [f for f in CODE_SOURCE_FIELDS if getattr(self, f) is not None]
+        if len(given) > 1:
+            raise ValueError(f"set only one of python_file, module_name or package_name (got {', '.join(given)})")
+        return self
+
+
 class RepoSpec(_Strict):
     """The desired state of one code location, as written in ``repos/<name>/config.yml``."""
 
@@ -355,6 +399,10 @@ class RepoSpec(_Strict):
     environment: tuple[EnvVar, ...] = Field((), description="Plain environment variables (never secrets).")
     secrets: tuple[SecretRef, ...] = Field((), description="Secrets as name/valueFrom ARN pairs.")
     access: Access = Field(default_factory=Access, description="Read access to other repos' assets.")
+    locations: tuple[LocationSpec, ...] = Field(
+        (),
+        description="Several code locations in this one repository, each deployed as <name>-<location>.",
+    )
     code_mounting: bool | None = Field(
         None,
         description=(
@@ -377,6 +425,13 @@ class RepoSpec(_Strict):
         _capped(v, "secrets")
         if isinstance(v, dict):  # also accept {NAME: arn}
             return tuple({"name": k, "valueFrom": arn} for k, arn in v.items())
+        return tuple(v) if isinstance(v, list) else v
+
+    @field_validator("locations", mode="before")
+    @classmethod
+    def _locations(cls, v: Any) -> Any:
+        if isinstance(v, list) and len(v) > MAX_LOCATIONS:
+            raise ValueError(f"locations has {len(v)} items; at most {MAX_LOCATIONS} are allowed")
         return tuple(v) if isinstance(v, list) else v
 
     @field_validator("secrets")
@@ -468,6 +523,20 @@ class RepoSpec(_Strict):
             raise ValueError("access.read lists the repo itself; a repo always reads its own prefix")
         if self.name in self.access.share_with:
             raise ValueError("access.share_with lists the repo itself; a repo always reads its own prefix")
+        if self.locations:
+            top = [f for f in (*CODE_SOURCE_FIELDS, "working_directory") if getattr(self, f) is not None]
+            if top:
+                raise ValueError(
+                    f"{', '.join(top)} and locations are set together: with locations, each location names its "
+                    "own code source and working_directory"
+                )
+            labels = [loc.name for loc in self.locations]
+            dupes = sorted({n for n in labels if labels.count(n) > 1})
+            if dupes:
+                raise ValueError(f"locations name {', '.join(dupes)} more than once")
+            names = [naming.location_name(self.name, label) for label in labels]
+            if len(set(names)) != len(names):
+                raise ValueError("two locations shorten to the same deployed name; rename one")
         return self
 
     # -- derived values ----------------------------------------------------
@@ -485,6 +554,21 @@ class RepoSpec(_Strict):
                 return f, value
         return None
 
+    def location_specs(self) -> list["RepoSpec"]:
+        """The deployed specs: one per entry of ``locations`` (named ``<name>-<location>``, its own
+        code source, working directory, storage prefix, role and service; every other field shared),
+        or this spec alone when it declares none."""
+        if not self.locations:
+            return [self]
+        specs = []
+        for loc in self.locations:
+            fields = {f: getattr(loc, f) for f in (*CODE_SOURCE_FIELDS, "working_directory")}
+            specs.append(
+                self.model_copy(update={"name": naming.location_name(self.name, loc.name), "locations": (),
+                                        "s3_prefix": None, **fields})
+            )
+        return specs
+
     def to_config(self) -> dict[str, Any]:
         """The spec as config.yml / run config data: defaults and empty values left out."""
         data = self.model_dump(by_alias=True, exclude_none=True, exclude_defaults=True, mode="json")
@@ -500,6 +584,8 @@ class RepoSpec(_Strict):
             data.pop("code_mounting", None)  # unset: the hash of every spec written before the field stays
         if not (data.get("access") or {}).get("share_with"):
             data.get("access", {}).pop("share_with", None)  # likewise for specs that share nothing
+        if not data.get("locations"):
+            data.pop("locations", None)  # likewise for single-location specs
         canonical = json.dumps(data, sort_keys=True)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
 

@@ -54,6 +54,13 @@ class Deployment:
     #: Mounted code: the commit's archive (``s3://…`` or a local path) and its sha256; None otherwise.
     code_archive: str | None = None
     code_sha256: str | None = None
+    #: The repo this is one location of (config.yml ``locations:``); None for a repo's only location.
+    parent: str | None = None
+
+    @property
+    def repo(self) -> str:
+        """The repository (config.yml) this location belongs to."""
+        return self.parent or self.name
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), indent=2, sort_keys=True)

@@ -30,7 +30,9 @@ def moved(deployer: Deployer, log: Log) -> tuple[list[RepoSpec], list[str]]:
             continue
         spec = scanned.spec
         assert spec is not None
-        record = records.get(name)
+        parts = [records.get(part.name) for part in spec.location_specs()]
+        # A repository with several locations moved when any of them did (or is missing).
+        record = None if None in parts else next((r for r in parts if r.commit != parts[0].commit or r.spec_hash != spec.content_hash()), parts[0])
         try:
             head = gitops.remote_head(gitops.resolve_url(spec.git_url, settings.root, settings.private_dirs), spec.branch, auth)
         except Exception as exc:  # one unreachable remote must not stop the others
@@ -44,15 +46,17 @@ def moved(deployer: Deployer, log: Log) -> tuple[list[RepoSpec], list[str]]:
             reason = f"{record.commit[:12]} -> {head[:12]}"
         elif record.spec_hash != spec.content_hash() or record.platform != platform.name:
             reason = "config.yml or platform changed"
-        elif set(grants.served_reads(record, spec)) != set(grants.consented(spec, owners)):
+        elif len(parts) == 1 and set(grants.served_reads(record, spec)) != set(grants.consented(spec, owners)):
             reason = "read grants changed (an owner's access.share_with)"
-        elif not platform.is_serving(name, asdict(record)):
+        elif not all(platform.is_serving(r.name, asdict(r)) for r in parts if r is not None):
             reason = "no longer serving"
         if reason:
             log(f"{name}: {reason}")
             found.append(spec)
         else:
             log(f"{name}: up to date at {head[:12]}")
-    for name in sorted(set(records) - set(configs)):
+    for name in sorted(set(records) - set(configs) - {r.parent for r in records.values() if r.parent in configs}):
+        if records[name].parent in configs:
+            continue
         log(f"{name}: deployed but has no config.yml; run remove-repo REPO_NAME={name} to remove it")
     return found, problems

@@ -74,11 +74,14 @@ def _capture_output(log_file: str) -> None:
 def _load_targets(kind: str, value: str, working_directory: str | None) -> dict[str, Any]:
     from dagster._core.workspace import autodiscovery
 
-    if working_directory and working_directory not in sys.path:
-        sys.path.insert(0, working_directory)
+    if working_directory:
+        # Dagster itself may already have put the working directory on sys.path: the src folder of a
+        # src layout is added either way (the repo's package is not installed), at any depth.
+        if working_directory not in sys.path:
+            sys.path.insert(0, working_directory)
         src = os.path.join(working_directory, "src")
         if os.path.isdir(src) and src not in sys.path:
-            sys.path.append(src)  # src layouts: the repo's package is not installed
+            sys.path.insert(sys.path.index(working_directory) + 1, src)
     if kind == "python_file":
         path = os.path.join(working_directory or os.getcwd(), value)
         targets = autodiscovery.loadable_targets_from_python_file(path, working_directory)
@@ -89,6 +92,22 @@ def _load_targets(kind: str, value: str, working_directory: str | None) -> dict[
     else:
         raise ValueError(f"unknown code source kind {kind!r}")
     return {target.attribute: target.target_definition for target in targets}
+
+
+class _RegisteredNameWins(logging.Filter):
+    """Drops Dagster's warning that a dg project's folder-derived name differs from the location's
+    name: the deployer registers every location under its own name (``<repo>`` or ``<repo>-<location>``),
+    which Dagster then uses, so the warning (logged on every load) says nothing actionable."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not ("configured on this project does not match the name" in message and "registered under" in message)
+
+
+def _quiet_location_name_warning() -> None:
+    logger = logging.getLogger("dagster.components.core.component_tree")
+    if not any(isinstance(f, _RegisteredNameWins) for f in logger.filters):
+        logger.addFilter(_RegisteredNameWins())
 
 
 def _wrap(targets: dict[str, Any]) -> dict[str, Any]:
@@ -109,6 +128,7 @@ def load(config: dict[str, Any]) -> dict[str, Any]:
     working_directory = config.get("working_directory")
     if working_directory:
         os.chdir(working_directory)
+    _quiet_location_name_warning()
     kind, value = config["code_source"]["kind"], config["code_source"]["value"]
     sys.stderr.write(f"meta_deployer: loading location {name} from {kind}={value} (commit {config.get('commit', '?')})\n")
     try:

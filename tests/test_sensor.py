@@ -25,7 +25,7 @@ def write(repos: Path, name: str, text: str | None = None) -> None:
     (repos / name / "config.yml").write_text(text if text is not None else GOOD.format(name=name))
 
 
-def deployed(repos: Path, name: str, spec_hash: str = "other") -> None:
+def deployed(repos: Path, name: str, spec_hash: str = "other", parent: str | None = None) -> None:
     """Record ``name`` as deployed (what a successful add_repo run leaves behind)."""
     import time
 
@@ -34,7 +34,7 @@ def deployed(repos: Path, name: str, spec_hash: str = "other") -> None:
     StateStore(repos.parent / ".meta_deployer" / "state").put(
         Deployment(name=name, git_url="x", branch="main", commit="c" * 40, platform="dev", artifact="x",
                    endpoint="x", workspace_entry={}, fingerprint="f", spec_hash=spec_hash,
-                   deployed_at=time.time(), duration_s=1.0)
+                   deployed_at=time.time(), duration_s=1.0, parent=parent)
     )
 
 
@@ -205,3 +205,25 @@ def test_an_owner_that_starts_sharing_redeploys_the_reader_that_asked(repos):
     _deployed_reading(repos, "ops", [])
     write(repos, "sales", GOOD.format(name="sales") + "access:\n  share_with: [ops]\n")
     assert jobs(tick(first.cursor)) == [("update_repo", "ops"), ("update_repo", "sales")]
+
+
+MULTI = GOOD.replace("python_file: defs.py\n", "locations:\n  - name: eu\n    package_name: eu\n  - name: us\n    python_file: us.py\n")
+
+
+def test_a_repository_with_several_locations_is_one_config(repos, monkeypatch):
+    from meta_deployer.spec import load_spec
+
+    monkeypatch.setenv("META_DEPLOYER_PLATFORM", "dev")
+    write(repos, "sales", MULTI.format(name="sales"))
+    first = tick()
+    assert jobs(first) == [("add_repo", "sales")]  # one run deploys both locations
+    assert validate_run_config(d.add_repo, first.run_requests[0].run_config)
+    assert [loc["name"] for loc in first.run_requests[0].run_config["ops"]["clone"]["config"]["locations"]] == ["eu", "us"]
+    content = load_spec(repos / "sales" / "config.yml").content_hash()
+    deployed(repos, "sales-eu", content, parent="sales")
+    assert jobs(tick()) == [("add_repo", "sales")]  # one location missing: still to deploy
+    deployed(repos, "sales-us", content, parent="sales")
+    known = tick()
+    assert known.run_requests == []  # every location serves this config
+    (repos / "sales" / "config.yml").unlink()
+    assert jobs(tick(known.cursor)) == [("remove_repo", "sales")]  # the repository, with all its locations

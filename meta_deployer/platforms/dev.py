@@ -138,17 +138,93 @@ class DevPlatform:
 
     # -- build: virtualenv + validated location ----------------------------
     def _dependency_roots(self, spec: RepoSpec, checkout: Checkout) -> list[Path]:
-        """The folder whose dependency files count: the working directory if it has any
-        (a project inside a monorepo), else the repository root."""
-        candidates = [checkout.path / (spec.working_directory or "."), checkout.path]
-        for folder in candidates:
+        """The folders whose dependency files count: the location's own project first (the nearest
+        folder with dependency files from its working directory up, e.g. ``projects/a`` for
+        ``projects/a/src``), then the repository root's."""
+        top = checkout.path.resolve()
+        folder = (checkout.path / (spec.working_directory or ".")).resolve()
+        roots: list[Path] = []
+        while folder.is_relative_to(top):
             if any((folder / f).is_file() for f in DEPENDENCY_FILES):
-                return [folder]
-        return []
+                roots.append(folder)
+                break
+            if folder == top:
+                break
+            folder = folder.parent
+        if top not in roots and any((top / f).is_file() for f in DEPENDENCY_FILES):
+            roots.append(top)
+        return roots
 
-    def _deps_hash(self, spec: RepoSpec, checkout: Checkout) -> str:
+    def _requires_python(self, spec: RepoSpec, checkout: Checkout) -> str | None:
+        """The ``requires-python`` of the location's own project (else the repository root's), or None."""
+        import tomllib
+
+        for root in self._dependency_roots(spec, checkout):
+            try:
+                value = tomllib.loads((root / "pyproject.toml").read_text()).get("project", {}).get("requires-python")
+            except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError, AttributeError):
+                continue
+            if isinstance(value, str) and value.strip():
+                return value.strip()[:200]
+        return None
+
+    def _python_for(self, spec: RepoSpec, checkout: Checkout) -> str:
+        """The interpreter the location's virtualenv is made with: the deployer's own when it satisfies the
+        project's ``requires-python``, else one uv finds on this machine. None matching: BuildError
+        naming the requirement and the Pythons available, before anything is built."""
+        from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+        wanted = self._requires_python(spec, checkout)
+        if wanted is None:
+            return sys.executable
+        try:
+            specifier = SpecifierSet(wanted)
+        except InvalidSpecifier:
+            raise BuildError(f"{spec.name}: requires-python {wanted!r} in its pyproject.toml is not a version specifier") from None
+        own = "{}.{}.{}".format(*sys.version_info[:3])
+        if specifier.contains(own):
+            return sys.executable
+        found = self._uv("python", "find", "--no-project", wanted, timeout=60)
+        if found.returncode == 0 and found.stdout.strip():
+            return found.stdout.strip().splitlines()[-1]
+        listed = self._uv("python", "list", "--only-installed", "--output-format", "json", timeout=60)
+        try:
+            available = sorted({p["version"] for p in json.loads(listed.stdout)}) if listed.returncode == 0 else []
+        except (ValueError, KeyError, TypeError):
+            available = []
+        raise BuildError(
+            f"{spec.name} requires Python {wanted} (requires-python in its pyproject.toml), and no such Python is "
+            f"available here: {', '.join(available) or own} (this deployer runs {own}). Nothing was built or served. "
+            "Install a matching Python (for example `uv python install` with that version) or relax requires-python"
+        )
+
+    def _declared_dagster(self, spec: RepoSpec, checkout: Checkout) -> str | None:
+        """The dagster release the repo pins exactly (``dagster==X`` in a requirements.txt or pyproject.toml)."""
+        import re
+        import tomllib
+
+        pin_re = re.compile(r"^\s*dagster\s*===?\s*([0-9][0-9A-Za-z.+!-]*)\s*(?:[;#].*)?$")
+        for root in self._dependency_roots(spec, checkout):
+            lines: list[str] = []
+            try:
+                if (root / "requirements.txt").is_file():
+                    lines += (root / "requirements.txt").read_text(errors="replace").splitlines()[:5000]
+                if (root / "pyproject.toml").is_file():
+                    deps = tomllib.loads((root / "pyproject.toml").read_text()).get("project", {}).get("dependencies", [])
+                    lines += [d for d in deps if isinstance(d, str)] if isinstance(deps, list) else []
+            except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError, AttributeError):
+                continue
+            for line in lines:
+                match = pin_re.match(line)
+                if match:
+                    return match.group(1)
+        return None
+
+    def _deps_hash(self, spec: RepoSpec, checkout: Checkout, python: str = sys.executable) -> str:
         digest = hashlib.sha256()
         digest.update(f"{sys.version}|{DAGSTER_VERSION}|{DAGSTER_AWS_VERSION}|{meta_deployer.__version__}".encode())
+        if python != sys.executable:
+            digest.update(f"|{python}".encode())
         for root in self._dependency_roots(spec, checkout):
             for filename in DEPENDENCY_FILES:
                 path = root / filename
@@ -165,12 +241,16 @@ class DevPlatform:
                     args += ["-r", str(root / filename)]
         return args
 
-    def _resolve(self, spec: RepoSpec, checkout: Checkout) -> dict[str, str]:
-        """The repo's requirements resolved (``uv pip compile``, :mod:`meta_deployer.platforms.resolve`)."""
+    def _resolve(self, spec: RepoSpec, checkout: Checkout, python: str = sys.executable) -> dict[str, str]:
+        """The repo's requirements resolved (``uv pip compile``, :mod:`meta_deployer.platforms.resolve`). A
+        release of dagster pinned outside the supported window fails first, with the version error."""
         files = [Path(a) for a in self._requirement_args(spec, checkout) if a != "-r"]  # compile takes files
-        return resolve.compile_requirements(files, spec.name, secrets=self._secrets())
+        pinned_dagster = self._declared_dagster(spec, checkout)
+        if pinned_dagster is not None:
+            versions.check_supported(f"{spec.name} (its pinned requirements)", pinned_dagster)
+        return resolve.compile_requirements(files, spec.name, python=python, secrets=self._secrets())
 
-    def _install_args(self, spec: RepoSpec, checkout: Checkout) -> tuple[list[str], str]:
+    def _install_args(self, spec: RepoSpec, checkout: Checkout, python: str = sys.executable) -> tuple[list[str], str]:
         """(what ``uv pip install`` gets, the Dagster release it will install).
 
         The repo's pins win: the deployer adds only ``dagster`` (its own release) when the repo's
@@ -178,7 +258,7 @@ class DevPlatform:
         when they lack that. An unsupported release raises UnsupportedDagsterVersion before anything
         is installed.
         """
-        resolved = self._resolve(spec, checkout)
+        resolved = self._resolve(spec, checkout, python)
         version = resolve.requested_release(f"{spec.name} (its resolved requirements)", resolved)
         added = [] if "dagster" in resolved else [f"dagster=={DAGSTER_VERSION}"]
         if "dagster-aws" not in resolved:
@@ -202,7 +282,8 @@ class DevPlatform:
         return self.pylib_dir
 
     def _ensure_venv(self, spec: RepoSpec, checkout: Checkout, log: Log) -> tuple[Path, bool]:
-        venv = self.venvs_dir / f"{spec.name}-{self._deps_hash(spec, checkout)}"
+        python = self._python_for(spec, checkout)
+        venv = self.venvs_dir / f"{spec.name}-{self._deps_hash(spec, checkout, python)}"
         self.venvs_dir.mkdir(parents=True, exist_ok=True)
         with FileLock(str(venv) + ".lock", timeout=INSTALL_TIMEOUT_S):
             if (venv / READY_MARKER).is_file():
@@ -210,10 +291,12 @@ class DevPlatform:
                 return venv, False
             shutil.rmtree(venv, ignore_errors=True)
             started = time.monotonic()
-            install, version = self._install_args(spec, checkout)
+            install, version = self._install_args(spec, checkout, python)
             log(f"{spec.name} asks for dagster {version} (supported: {versions.window()})")
             log(f"creating virtualenv {venv.name} for {spec.name}")
-            made = self._uv("venv", "--quiet", "--python", sys.executable, str(venv), timeout=120)
+            if python != sys.executable:
+                log(f"{spec.name} requires Python {self._requires_python(spec, checkout)}: using {python}")
+            made = self._uv("venv", "--quiet", "--python", python, str(venv), timeout=120)
             if made.returncode != 0:
                 raise BuildError(f"uv venv failed for {spec.name}:\n{_tail(made.stderr, secrets=self._secrets())}")
             log(f"installing into {venv.name}: {' '.join(a if not a.startswith('/') else Path(a).name for a in install)}")
