@@ -137,8 +137,9 @@ def _format(event: dict) -> str | None:
 def _phase(events: list[dict], status: str) -> str:
     phase = "queued" if status in ("QUEUED", "NOT_STARTED") else "starting"
     for event in events:
-        if event.get("eventType") == "STEP_START" and event.get("stepKey") in PHASES:
-            phase = PHASES[event["stepKey"]]
+        op = (event.get("stepKey") or "").split(".")[-1]  # deploy_steps.build -> build
+        if event.get("eventType") == "STEP_START" and op in PHASES:
+            phase = PHASES[op]
     if status == "SUCCESS":
         return "done"
     return phase
