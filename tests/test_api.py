@@ -155,3 +155,35 @@ def test_the_served_openapi_document_is_the_committed_one(served):
     assert served_doc == committed, "docs/openapi.json is stale: .venv/bin/meta-deployer api --openapi > docs/openapi.json"
     assert {"/v1/repositories", "/v1/repositories/{name}", "/v1/repositories/{name}/rollback", "/v1/operations/{op_id}/events",
             "/v1/webhooks/github", "/v1/webhooks/gitlab", "/healthz"} <= set(served_doc["paths"])
+
+
+def test_with_a_configuration_repository_a_put_is_a_commit_there_and_the_same_put_commits_nothing(tmp_path, git_remote):
+    """GitOps: the API commits repos/<name>/config.yml to the configuration repository's branch (a bare remote)."""
+    from conftest import free_port
+    from devkit import Project
+    from gitrepo import git
+
+    seed = git_remote("config", files={"repos/.gitkeep": ""})
+    bare = tmp_path / "config.git"
+    git(tmp_path, "clone", "-q", "--bare", str(seed.path), str(bare))
+    project = Project(tmp_path / "project")
+    project.repos.mkdir(parents=True)
+    env = {**os.environ, **project.env(), "DAGSTER_WEBSERVER_URL": f"http://127.0.0.1:{free_port()}",
+           "META_DEPLOYER_CONFIG_GIT_URL": f"file://{bare}"}
+    token = create_token(env, "repo:team-git")
+    with api_server(env, tmp_path) as api, api.client(token) as client:
+        created = client.put("/v1/repositories/team-git", json=GOOD)
+        assert created.status_code == 201, created.text
+        commit = created.json()["commit"]
+        assert git(bare, "rev-parse", "main") == commit
+        text = git(bare, "show", "main:repos/team-git/config.yml")
+        assert "git_url: https://github.com/acme/team-a.git" in text and "name: team-git" in text
+        again = client.put("/v1/repositories/team-git", json=GOOD)
+        assert again.status_code == 200 and again.json()["commit"] is None, again.text
+        assert git(bare, "rev-parse", "main") == commit
+        problem(client.put("/v1/repositories/team-git", json={**GOOD, "branch": "-x"}), 422, "branch")
+        assert git(bare, "rev-parse", "main") == commit
+        removed = client.delete("/v1/repositories/team-git")
+        assert removed.status_code == 202, removed.text
+        assert "team-git" not in git(bare, "ls-tree", "-r", "--name-only", "main")
+    assert list(project.repos.iterdir()) == []  # nothing local was written

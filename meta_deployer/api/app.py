@@ -338,6 +338,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 **(extra or {})}
         return _json(body, status, {"Location": f"/v1/operations/{run_id}"})
 
+    def committed(name: str, spec: RepoSpec | None, status: int) -> JSONResponse:
+        """GitOps: commit the change to the configuration repository; the repos_sensor deploys it."""
+        from meta_deployer.api.configrepo import commit_config
+
+        commit = commit_config(settings, name, spec, _same)
+        where = configsource.describe(settings)
+        if commit is None:
+            return _json({"operation": None, "changed": False, "repository": name, "commit": None,
+                          "detail": f"{where} already says this"}, 200)
+        log.info("%s %s: committed %s to %s", status, name, commit[:12], where)
+        return _json({"operation": None, "changed": True, "repository": name, "commit": commit,
+                      "detail": f"committed {commit[:12]} to {where}; the repos_sensor deploys it at its next tick"}, status)
+
     # -- routes ------------------------------------------------------------------------
     @app.get("/healthz", tags=["service"], summary="Liveness: the service answers; says whether Dagster does")
     def healthz() -> dict:
@@ -394,11 +407,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             if spec is None:
                 raise Problem(422, f"the body names {data.get('name')!r} but the URL names {name!r}",
                               [("name", f"must be {name!r} (the repo in the URL) or left out")])
-            if settings.config_git_url:
-                raise Problem(409, "configs come from the configuration repository "
-                              f"{configsource.describe(settings)}: change repos/{name}/config.yml there (a merged "
-                              "commit deploys it)", [("name", "managed in the configuration repository")])
             config_spec, record = current(name)
+            if settings.config_git_url:
+                return committed(name, spec, 201 if config_spec is None else 200)
             if config_spec is not None and _same(config_spec, spec) and record is not None \
                     and record.spec_hash == config_spec.content_hash() and record.platform == settings.platform:
                 return _json({"operation": None, "changed": False, "repository": name})
@@ -415,12 +426,14 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         changeable(token, name)
 
         def handle(body: bytes) -> JSONResponse:
-            if settings.config_git_url:
-                raise Problem(409, f"configs come from the configuration repository {configsource.describe(settings)}: "
-                              f"delete repos/{name}/config.yml there", [("name", "managed in the configuration repository")])
             config_spec, record = current(name)
             if config_spec is None and record is None:
                 raise Problem(404, f"no repository {name}", [("name", "no such repository")])
+            if settings.config_git_url:
+                if purge:
+                    raise Problem(422, "purge is not available with a configuration repository (the repos_sensor "
+                                  "removes without purging)", [("purge", "leave it out")])
+                return committed(name, None, 202)
             return launched("remove_repo", remove_run_config(name, purge=purge), name, 202)
 
         return await mutation(request, token, handle)
