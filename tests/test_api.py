@@ -187,3 +187,23 @@ def test_with_a_configuration_repository_a_put_is_a_commit_there_and_the_same_pu
         assert removed.status_code == 202, removed.text
         assert "team-git" not in git(bare, "ls-tree", "-r", "--name-only", "main")
     assert list(project.repos.iterdir()) == []  # nothing local was written
+
+
+def test_mutations_past_the_rate_limit_are_429_and_a_replayed_key_is_not_counted(tmp_path):
+    from conftest import free_port
+    from devkit import Project
+
+    project = Project(tmp_path / "project")
+    project.repos.mkdir(parents=True)
+    env = {**os.environ, **project.env(), "DAGSTER_WEBSERVER_URL": f"http://127.0.0.1:{free_port()}",
+           "META_DEPLOYER_API_RATE_LIMIT": "2"}
+    token = create_token(env, "admin")
+    with api_server(env, tmp_path) as api, api.client(token) as client:
+        key = {"Idempotency-Key": "same"}
+        assert client.post("/v1/repositories/team-x/deployments", headers=key).status_code == 404
+        assert client.post("/v1/repositories/team-x/deployments", headers=key).status_code == 404  # replayed
+        assert client.post("/v1/repositories/team-x/deployments").status_code == 404
+        limited = client.post("/v1/repositories/team-x/deployments")
+        problem(limited, 429, "Authorization")
+        assert int(limited.headers["retry-after"]) >= 1
+        assert client.get("/v1/repositories").status_code == 200  # reads are not limited

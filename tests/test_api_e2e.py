@@ -2,7 +2,7 @@
 
 Create a repo from a real git repository and follow its operation to success; it is LOADED with its
 asset. Push a commit and deliver a webhook signed as GitHub signs it: the new asset serves (and the
-payload's SHA is never used). Roll back to the first deployment: the first version serves again, its
+payload's SHA is never used), and a second mutation sent meanwhile runs after it, not beside it. Roll back to the first deployment: the first version serves again, its
 artifact reused (nothing rebuilt). Delete it. Every change is a run of the meta_deployer location.
 """
 
@@ -96,8 +96,14 @@ def test_create_push_webhook_rollback_delete_through_the_api(project, git_remote
             [launched] = hook.json()["launched"]
             assert launched["repository"] == "team-api"
             assert api.github(payload, "delivery-1").status_code == 409  # a replay launches nothing
+            # a second mutation of the same repo meanwhile: its own operation, run after the first, never beside it
+            other = admin.post("/v1/repositories/team-api/deployments")
+            assert other.status_code == 202 and other.json()["operation"]["id"] != launched["id"], other.text
             op = follow(admin, launched["id"])
             assert (op["job"], op["status"]) == ("update_repo", "SUCCESS"), op
+            op2 = follow(admin, other.json()["operation"]["id"])
+            assert op2["status"] == "SUCCESS", op2
+            assert op2["started_at"] >= op["ended_at"] or op["started_at"] >= op2["ended_at"], (op, op2)
             wait_for_assets(dagster_url, "team-api", {"first", "second"})
             assert admin.get("/v1/repositories/team-api").json()["commit"] == second_commit
 

@@ -26,7 +26,7 @@ import hashlib
 import hmac
 import json
 import logging
-import time
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -268,13 +268,28 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return await run_in_threadpool(run)
 
     # -- reading the state -----------------------------------------------------------
+    parsed: dict[str, Any] = {}  # name -> the last ScannedConfig parsed, reused while its content hash holds
+    parsed_lock = threading.Lock()
+
     def configs() -> dict:
+        """Every config as the sensor scans it; a file whose bytes did not change is not parsed again."""
+        with parsed_lock:
+            known = {n: item.content_hash for n, item in parsed.items() if item.content_hash}
         try:
-            _, scanned = configsource.scan(settings)
+            _, scanned = configsource.scan(settings, known=known)
         except MetaDeployerError as exc:
             log.warning("configs not read: %s", redact(str(exc)))
             return {}
-        return scanned
+        with parsed_lock:
+            out = {}
+            for name, item in scanned.items():
+                cached = parsed.get(name)
+                if item.known and cached is not None and cached.content_hash == item.content_hash:
+                    item = cached
+                out[name] = item
+            parsed.clear()
+            parsed.update(out)
+        return out
 
     def repo_view(name: str, scanned: Any, record: Any, live: dict | None) -> dict:
         spec = scanned.spec if scanned is not None else None
