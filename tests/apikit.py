@@ -67,3 +67,21 @@ def api_server(env: dict[str, str], root: Path, secret: bytes = b"s3cret-webhook
             except subprocess.TimeoutExpired:
                 os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(5)
+
+
+def webhook_operation(client: httpx.Client, answer: httpx.Response, repo: str, known: set[str], timeout: float = 60) -> str:
+    """The id of the update_repo run a webhook answer launched for ``repo``: in the answer, or, when the
+    launch finished after the answer, the newest operation of the repo not in ``known``."""
+    import time
+
+    for op in answer.json()["launched"]:
+        if op["repository"] == repo:
+            return op["id"]
+    assert repo in [p["repository"] for p in answer.json()["launching"]], answer.text
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for op in client.get(f"/v1/repositories/{repo}").json()["operations"]:
+            if op["job"] == "update_repo" and op["id"] not in known:
+                return op["id"]
+        time.sleep(0.05)
+    raise AssertionError(f"no operation of {repo} appeared after the webhook: {answer.text}")

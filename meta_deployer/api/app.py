@@ -27,6 +27,8 @@ import hmac
 import json
 import logging
 import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, wait
 from collections.abc import Callable
 from typing import Any
 
@@ -56,6 +58,8 @@ PHASES = {
     "write_workspace": "workspace", "reload": "reload", "remove": "remove", "reload_after_remove": "reload",
 }
 LOG_TAIL = 20
+#: A webhook is answered within this many seconds; a launch still going on then finishes in the background.
+WEBHOOK_ANSWER_S = 0.8
 SSE_POLL_S = 1.0
 DONE = remote.DONE
 
@@ -161,6 +165,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     limiter = RateLimiter(settings.api_rate_limit)
     idempotent = IdempotencyStore()
     deliveries = SeenDeliveries()
+    launcher = ThreadPoolExecutor(max_workers=8, thread_name_prefix="webhook-launch")
 
     app = FastAPI(
         title="meta_deployer: Repository Manager Service",
@@ -593,7 +598,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         log.warning("401 %s from %s: %s", request.url.path, client, what)
         return Problem(401, f"the webhook is not authentic: {what}", [(what.split(" ")[0], "does not match")])
 
-    def push(request: Request, delivery: str, payload: Any, urls: list[str], ref: str, source: str) -> JSONResponse:
+    def push(request: Request, delivery: str, payload: Any, urls: list[str], ref: str, source: str,
+             received: float) -> JSONResponse:
         if not deliveries.first_time(f"{source}:{delivery}"):
             raise Problem(409, f"delivery {delivery} was already received; nothing launched",
                           [("delivery", "already received")])
@@ -606,21 +612,42 @@ def create_app(settings: Settings | None = None) -> FastAPI:
                 item.spec for name, item in sorted(configs().items())
                 if item.spec is not None and item.spec.branch == branch and _normal(item.spec.git_url) in wanted
             ]
-            ops = []
-            for spec in matched:  # the deployer reads the branch head itself: no commit from the payload is used
-                run_id = dagster.launch(dagster_url, "update_repo", deploy_run_config(spec), spec.name,
-                                        {"meta_deployer/webhook": source})
-                log.info("%s push to %s: launched update_repo %s for %s", source, branch, run_id, spec.name)
-                ops.append({"repository": spec.name, "id": run_id, "href": f"/v1/operations/{run_id}"})
         except BaseException:
             deliveries.forget(f"{source}:{delivery}")
             raise
-        detail = f"{len(ops)} repo(s) follow {branch}" if ops else f"no repo deploys branch {branch} of that repository"
-        return _json({"launched": ops, "detail": detail}, 202)
+
+        def launch(spec: RepoSpec) -> dict:  # the deployer reads the branch head itself: no commit from the payload
+            try:
+                run_id = dagster.launch(dagster_url, "update_repo", deploy_run_config(spec), spec.name,
+                                        {"meta_deployer/webhook": source, "meta_deployer/delivery": delivery})
+            except Exception as exc:
+                deliveries.forget(f"{source}:{delivery}")  # a redelivery may try again
+                log.error("%s push to %s: update_repo of %s not launched: %s", source, branch, spec.name, redact(str(exc)))
+                raise
+            log.info("%s push to %s: launched update_repo %s for %s", source, branch, run_id, spec.name)
+            return {"repository": spec.name, "id": run_id, "href": f"/v1/operations/{run_id}"}
+
+        # Answer within WEBHOOK_ANSWER_S: launches still going on then finish in the background, and their
+        # operations show in GET /v1/repositories/{name} (tagged with the delivery).
+        futures = {launcher.submit(launch, spec): spec.name for spec in matched}
+        done, _ = wait(futures, timeout=max(0.0, WEBHOOK_ANSWER_S - (time.monotonic() - received)))
+        ops, pending, failed = [], [], []
+        for future, name in futures.items():
+            if future not in done:
+                pending.append({"repository": name, "href": f"/v1/repositories/{name}"})
+            elif future.exception() is not None:
+                failed.append(name)
+            else:
+                ops.append(future.result())
+        if failed and not ops and not pending:
+            raise dagster.DagsterUnavailable(f"the Dagster webserver at {dagster_url} refused update_repo of {', '.join(failed)}")
+        detail = f"{len(matched)} repo(s) follow {branch}" if matched else f"no repo deploys branch {branch} of that repository"
+        return _json({"launched": ops, "launching": pending, "failed": failed, "detail": detail}, 202)
 
     @app.post("/v1/webhooks/github", tags=["webhooks"], status_code=202,
               summary="GitHub push webhook (X-Hub-Signature-256); launches update_repo for matching repos")
     async def github(request: Request) -> Response:
+        received = time.monotonic()
         body = await request.body()
         secret = webhook_secret()
         signature = request.headers.get("x-hub-signature-256", "")
@@ -640,11 +667,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             raise Problem(422, "the payload must be a JSON object", [("body", "must be an object")])
         repo = payload.get("repository") if isinstance(payload.get("repository"), dict) else {}
         urls = [repo.get(k) for k in ("clone_url", "ssh_url", "git_url", "html_url", "url")]
-        return await run_in_threadpool(push, request, delivery, payload, urls, str(payload.get("ref", "")), "github")
+        ref = str(payload.get("ref", ""))
+        return await run_in_threadpool(push, request, delivery, payload, urls, ref, "github", received)
 
     @app.post("/v1/webhooks/gitlab", tags=["webhooks"], status_code=202,
               summary="GitLab push webhook (X-Gitlab-Token); launches update_repo for matching repos")
     async def gitlab(request: Request) -> Response:
+        received = time.monotonic()
         body = await request.body()
         secret = webhook_secret()
         presented = request.headers.get("x-gitlab-token", "").encode()
@@ -663,7 +692,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         repo = payload.get("repository") if isinstance(payload.get("repository"), dict) else {}
         urls = [project.get("git_http_url"), project.get("git_ssh_url"), project.get("web_url"),
                 repo.get("git_http_url"), repo.get("git_ssh_url"), repo.get("homepage")]
-        return await run_in_threadpool(push, request, delivery, payload, urls, str(payload.get("ref", "")), "gitlab")
+        ref = str(payload.get("ref", ""))
+        return await run_in_threadpool(push, request, delivery, payload, urls, ref, "gitlab", received)
 
     return app
 
