@@ -59,7 +59,7 @@ PHASES = {
 }
 LOG_TAIL = 20
 #: A webhook is answered within this many seconds; a launch still going on then finishes in the background.
-WEBHOOK_ANSWER_S = 0.8
+WEBHOOK_ANSWER_S = 0.5
 SSE_POLL_S = 1.0
 DONE = remote.DONE
 
