@@ -107,11 +107,11 @@ def _require_deployment(value: str | None) -> str:
     from meta_deployer.runconfig import deployment_ref_problem
 
     if not value:
-        raise SpecError("TO", [("", "is required: TO=<deployment id or commit> (see make list-repos, "
-                                    "or GET /v1/repositories/<name>/deployments)")])
+        raise SettingsError("TO is required: TO=<deployment id or commit> (GET /v1/repositories/<name>/deployments "
+                            "lists them, as does the code_locations/<name> asset in the UI)")
     problem = deployment_ref_problem(value)
     if problem:
-        raise SpecError("TO", [("", problem)])
+        raise SettingsError(f"TO: {problem}")
     return value
 
 

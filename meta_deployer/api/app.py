@@ -289,12 +289,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             out = {}
             for name, item in scanned.items():
                 cached = parsed.get(name)
-                if item.known and cached is not None and cached.content_hash == item.content_hash:
+                if item.known:
+                    if cached is None or cached.content_hash != item.content_hash:
+                        break  # another request changed the cache meanwhile: parse everything once more
                     item = cached
                 out[name] = item
-            parsed.clear()
-            parsed.update(out)
-        return out
+            else:
+                parsed.clear()
+                parsed.update(out)
+                return out
+        try:
+            _, scanned = configsource.scan(settings)
+        except MetaDeployerError as exc:
+            log.warning("configs not read: %s", redact(str(exc)))
+            return {}
+        return scanned
 
     def repo_view(name: str, scanned: Any, record: Any, live: dict | None) -> dict:
         spec = scanned.spec if scanned is not None else None
