@@ -12,6 +12,10 @@ INSTANCE  := $(DAGSTER_HOME)/dagster.yaml
 DAGSTER_HOST ?= 127.0.0.1
 DAGSTER_PORT ?= 3000
 export DAGSTER_PORT
+# The REST API (make api; make dev starts it too).
+API_HOST ?= 127.0.0.1
+API_PORT ?= 3001
+export API_HOST API_PORT
 # Reloads go to the webserver `make dev` starts, on whatever port it was given.
 export DAGSTER_WEBSERVER_URL ?= http://localhost:$(DAGSTER_PORT)
 WORKSPACE := $(or $(META_DEPLOYER_WORKSPACE),workspace/workspace.yaml)
@@ -20,7 +24,7 @@ DEFS      := -m meta_deployer.definitions
 # User arguments reach the CLI as environment variables, never spliced into a shell line. Make
 # would expand a `$(shell ...)` inside a command-line or environment value when it exports it, so
 # each is first pinned to its literal text ($(value ...) into a simply expanded variable).
-USER_ARGS := REPO_URL REPO_NAME BRANCH PYTHON_FILE MODULE_NAME WORKING_DIRECTORY PURGE FOLLOW DRY_RUN META_DEPLOYER_DAGSTER_URL
+USER_ARGS := REPO_URL REPO_NAME BRANCH PYTHON_FILE MODULE_NAME WORKING_DIRECTORY PURGE FOLLOW DRY_RUN META_DEPLOYER_DAGSTER_URL TO SCOPES
 $(foreach v,$(USER_ARGS),$(eval override $(v) := $$(value $(v))))
 export $(USER_ARGS)
 
@@ -36,7 +40,7 @@ define run_job
 	$(BIN)/dagster job execute $(DEFS) -j $(1) -c "$$cfg" --tags "$$(cat "$$tags")"
 endef
 
-.PHONY: help install dev dev-with-repos add-repo dev-add-repo update-repo remove-repo list-repos repo-logs sync-repos validate bootstrap platform platform-down platform-local platform-local-down test bench clean
+.PHONY: help install dev api api-token rollback-repo dev-with-repos add-repo dev-add-repo update-repo remove-repo list-repos repo-logs sync-repos validate bootstrap platform platform-down platform-local platform-local-down test bench clean
 
 help: ## Show the targets
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
@@ -58,9 +62,18 @@ install: $(INSTALLED) ## Create .venv and install the project
 $(INSTANCE): dagster.yaml
 	@mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $@
 
-dev: $(INSTALLED) $(INSTANCE) ## Run Dagster (webserver + daemon) on http://localhost:3000 with every deployed repo
+dev: $(INSTALLED) $(INSTANCE) ## Run Dagster (webserver + daemon) on http://localhost:3000 with every deployed repo, and the REST API on :3001
 	@$(BIN)/meta-deployer render-workspace
+	@# The API runs beside Dagster and stops with it (Ctrl-C, or Dagster exiting).
+	@set -uo pipefail; $(BIN)/meta-deployer api & api=$$!; \
+	trap 'kill $$api 2>/dev/null; wait $$api 2>/dev/null' EXIT INT TERM; \
 	$(BIN)/dagster dev --use-legacy-code-server-behavior -w $(WORKSPACE) -h $(DAGSTER_HOST) -p $(DAGSTER_PORT)
+
+api: $(INSTALLED) ## The REST API alone (API_HOST=127.0.0.1 API_PORT=3001), talking to DAGSTER_WEBSERVER_URL
+	@exec $(BIN)/meta-deployer api
+
+api-token: $(INSTALLED) ## Create an API token: SCOPES=admin|read|repo:<name>[,...]; prints it once, on the last line
+	@$(BIN)/meta-deployer api-token
 
 dev-with-repos: $(INSTALLED) $(INSTANCE) ## Queue an update_repo run per repo in repos/ not yet deployed or moved (dev platform), then make dev (its daemon deploys them)
 	META_DEPLOYER_PLATFORM=dev $(BIN)/dagster job execute $(DEFS) -j sync_repos
@@ -74,6 +87,9 @@ dev-add-repo: $(INSTALLED) $(INSTANCE) ## add-repo on the dev platform: REPO_URL
 
 update-repo: $(INSTALLED) $(INSTANCE) ## Redeploy a repo from its config and branch head: REPO_NAME=
 	$(call run_job,update_repo,update)
+
+rollback-repo: $(INSTALLED) $(INSTANCE) ## Serve an earlier successful deployment again: REPO_NAME= TO=<deployment id or commit>
+	$(call run_job,rollback_repo,rollback)
 
 remove-repo: $(INSTALLED) $(INSTANCE) ## Remove a repo's location (data kept unless PURGE=1): REPO_NAME=
 	$(call run_job,remove_repo,remove)

@@ -117,15 +117,31 @@ def _locations_of(settings: Settings, name: str) -> list[str]:
 
 def _job_run(args: argparse.Namespace) -> tuple[dict, dict[str, str]]:
     """The validated run config and run tags of a deploy or removal job (a bad argument raises here)."""
-    from meta_deployer.runconfig import deploy_run_config, remove_run_config
+    from meta_deployer.runconfig import deploy_run_config, remove_run_config, rollback_run_config
 
     if args.job == "remove":
         name = _require_name(args.name or _env("REPO_NAME"))
         config = remove_run_config(name, purge=args.purge or _flag(_env("PURGE")))
+    elif args.job == "rollback":
+        name = _require_name(args.name or _env("REPO_NAME"))
+        config = rollback_run_config(name, _require_deployment(getattr(args, "to", None) or _env("TO")))
     else:
         config = deploy_run_config(_spec_from_args(args.job, args, Settings.from_env()))
-    name = config["ops"]["remove" if args.job == "remove" else "clone"]["config"]["name"]
-    return config, {naming.RUN_TAG_KEY: name}
+    op_name = {"remove": "remove", "rollback": "rollback_checkout"}.get(args.job, "clone")
+    return config, {naming.RUN_TAG_KEY: config["ops"][op_name]["config"]["name"]}
+
+
+def _require_deployment(value: str | None) -> str:
+    """TO=: a deployment id (the run id that deployed it) or a commit (7 to 40 hex digits)."""
+    from meta_deployer.runconfig import deployment_ref_problem
+
+    if not value:
+        raise SettingsError("TO is required: TO=<deployment id or commit> (GET /v1/repositories/<name>/deployments "
+                            "lists them, as does the code_locations/<name> asset in the UI)")
+    problem = deployment_ref_problem(value)
+    if problem:
+        raise SettingsError(f"TO: {problem}")
+    return value
 
 
 def cmd_run_config(args: argparse.Namespace) -> int:
@@ -138,7 +154,8 @@ def cmd_run_config(args: argparse.Namespace) -> int:
 
 
 #: ``submit`` job argument -> the meta_deployer job it launches.
-SUBMIT_JOBS = {"add": "add_repo", "update": "update_repo", "remove": "remove_repo", "sync": "sync_repos"}
+SUBMIT_JOBS = {"add": "add_repo", "update": "update_repo", "remove": "remove_repo", "sync": "sync_repos",
+               "rollback": "rollback_repo"}
 
 
 def cmd_submit(args: argparse.Namespace) -> int:
@@ -165,6 +182,9 @@ def cmd_dry_run(args: argparse.Namespace) -> int:
     from meta_deployer.pipeline import Deployer
 
     settings = Settings.from_env()
+    if args.job == "rollback":
+        raise SettingsError("DRY_RUN=1 is not supported by rollback-repo: GET /v1/repositories/<name>/deployments "
+                            "lists the deployments it may serve again")
     deployer = Deployer(settings)
     if args.job == "remove":
         name = _require_name(args.name or _env("REPO_NAME"))
@@ -414,6 +434,23 @@ def cmd_platform_local(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_api(args: argparse.Namespace) -> int:
+    """``make api``: the REST API (meta_deployer.api) with uvicorn; --openapi prints its OpenAPI document."""
+    from meta_deployer.api import server
+
+    if args.openapi:
+        return server.print_openapi()
+    port = args.port if args.port is not None else int(_env("API_PORT") or 3001)
+    return server.serve(args.host or _env("API_HOST") or "127.0.0.1", port)
+
+
+def cmd_api_token(args: argparse.Namespace) -> int:
+    """``make api-token SCOPES=...``: store a new token's hash; print the token once, alone on the last line."""
+    from meta_deployer.api import server
+
+    return server.create_token(args.scopes or _env("SCOPES") or "")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="meta-deployer", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -422,8 +459,8 @@ def build_parser() -> argparse.ArgumentParser:
         ("dry-run", cmd_dry_run, "print what add/update/remove would do, changing nothing"),
     ):
         p = sub.add_parser(command, help=text)
-        p.add_argument("job", choices=["add", "update", "remove"])
-        for option in ("--name", "--url", "--branch", "--python-file", "--module-name", "--working-directory"):
+        p.add_argument("job", choices=["add", "update", "remove", "rollback"])
+        for option in ("--name", "--url", "--branch", "--python-file", "--module-name", "--working-directory", "--to"):
             p.add_argument(option)
         p.add_argument("--purge", action="store_true")
         if command == "run-config":
@@ -431,7 +468,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.set_defaults(func=func)
     p = sub.add_parser("submit", help="launch add/update/remove/sync on META_DEPLOYER_DAGSTER_URL and follow it")
     p.add_argument("job", choices=list(SUBMIT_JOBS))
-    for option in ("--name", "--url", "--branch", "--python-file", "--module-name", "--working-directory"):
+    for option in ("--name", "--url", "--branch", "--python-file", "--module-name", "--working-directory", "--to"):
         p.add_argument(option)
     p.add_argument("--purge", action="store_true")
     p.add_argument("--dagster-url", dest="url_of_instance", help="the webserver (default: META_DEPLOYER_DAGSTER_URL)")
@@ -464,6 +501,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("platform-local", help="bring the local rehearsal of the platform up or down")
     p.add_argument("action", choices=["up", "down"])
     p.set_defaults(func=cmd_platform_local)
+    p = sub.add_parser("api", help="serve the REST API (API_HOST, API_PORT)")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.add_argument("--openapi", action="store_true", help="print the OpenAPI document and exit")
+    p.set_defaults(func=cmd_api)
+    p = sub.add_parser("api-token", help="create an API token (SCOPES=admin|read|repo:<name>,...)")
+    p.add_argument("--scopes")
+    p.set_defaults(func=cmd_api_token)
     p = sub.add_parser("deploy", help="deploy one repo directly (no Dagster run)")
     p.add_argument("name")
     p.set_defaults(func=cmd_deploy)

@@ -17,10 +17,11 @@ in order, and a subprocess per op would set the floor of every no-op run.
 import json
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional, TypeVar
 
 from dagster import (
+    AssetKey,
     AssetMaterialization,
     Config,
     ConfigurableResource,
@@ -45,7 +46,7 @@ from dagster import (
 )
 from pydantic import Field, PrivateAttr
 
-from meta_deployer import configsource, fanout, grants, naming
+from meta_deployer import configsource, fanout, grants, history, naming
 from meta_deployer.errors import MetaDeployerError, Retryable
 from meta_deployer.pipeline import Deployer, DeployState, deployment_summary
 from meta_deployer.settings import Settings
@@ -167,11 +168,15 @@ def write_workspace(context: OpExecutionContext, state: DeployState, deployer: D
     state = _step(context, lambda: deployer.get().switch(state, context.log.info))
     for part in state.parts or (state,):  # a repository with several locations: one per location
         if not part.unchanged:
+            summary = deployment_summary(part.record)
+            if state.rollback_of:
+                summary["rollback_of"] = state.rollback_of
             context.log_event(
                 AssetMaterialization(
                     asset_key=["code_locations", part.spec.name],
-                    description=f"deployed {part.checkout.short_commit}",
-                    metadata={k: MetadataValue.text(str(v)) for k, v in deployment_summary(part.record).items()},
+                    description=(f"rolled back to {part.checkout.short_commit} (deployment {state.rollback_of})"
+                                 if state.rollback_of else f"deployed {part.checkout.short_commit}"),
+                    metadata={k: MetadataValue.text(str(v)) for k, v in summary.items()},
                 )
             )
     return state
@@ -180,6 +185,51 @@ def write_workspace(context: OpExecutionContext, state: DeployState, deployer: D
 @op(description="Reload the webserver's workspace if it changed (no webserver is only a warning).")
 def reload(context: OpExecutionContext, state: DeployState, deployer: DeployerResource) -> None:
     deployer.get().reload_after(state, context.log.info)
+
+
+class RollbackConfig(Config):
+    """Which earlier deployment to serve again."""
+
+    name: str = Field(description="Repo name.")
+    to: str = Field(description="A deployment id (the run id that deployed it) or its commit (7+ hex digits).")
+
+
+#: How many of a repo's latest deployments a rollback may go back to.
+ROLLBACK_HISTORY = 200
+
+
+def deployment_history(instance, name: str, limit: int = ROLLBACK_HISTORY) -> list[history.DeploymentEntry]:
+    """``name``'s successful deployments, newest first, from the materializations of code_locations/<name>."""
+    records = instance.fetch_materializations(AssetKey(["code_locations", name]), limit=limit).records
+    entries = []
+    for record in records:
+        materialization = record.asset_materialization
+        if materialization is None:
+            continue
+        metadata = {k: getattr(v, "value", v) for k, v in materialization.metadata.items()}
+        found = history.entry(record.run_id, record.timestamp, metadata)
+        if found is not None:
+            entries.append(found)
+        elif metadata.get("status") == "removed":
+            break  # a removal ends the history a rollback may go back to
+    return entries
+
+
+@op(description="Check out the commit of an earlier successful deployment (its config.yml as it is now): a rollback.")
+def rollback_checkout(context: OpExecutionContext, config: RollbackConfig, deployer: DeployerResource) -> DeployState:
+    _claim(context)
+    d = deployer.get()
+    if naming.name_problem(config.name):
+        raise Failure(description=f"run config name: repo name {naming.name_problem(config.name)}")
+    target = history.find(deployment_history(context.instance, config.name), config.to)
+    if target is None:
+        raise Failure(description=f"run config to: {config.to!r} is no earlier successful deployment of {config.name} "
+                                  "(a deployment id or a commit of GET /v1/repositories/<name>/deployments)")
+    spec = _step(context, lambda: d.spec_from_file(config.name))
+    context.log.info(f"{config.name}: rolling back to deployment {target.id} (commit {target.commit[:12]})")
+    state = _step(context, lambda: d.checkout(spec, context.log.info, at=target.commit))
+    context.add_output_metadata({"commit": state.checkout.commit, "unchanged": state.unchanged, "rollback_of": target.id})
+    return replace(state, rollback_of=target.id)
 
 
 class RemoveConfig(Config):
@@ -256,6 +306,14 @@ def update_repo() -> None:
 @job(executor_def=in_process_executor, description="Remove a repo's code location (data kept unless purge).")
 def remove_repo() -> None:
     reload_after_remove(remove())
+
+
+@job(
+    executor_def=in_process_executor,
+    description="Serve an earlier successful deployment again (its commit; the artifact is reused when kept).",
+)
+def rollback_repo() -> None:
+    reload(deploy_steps(rollback_checkout()))
 
 
 @job(
@@ -404,7 +462,7 @@ class SensorCursor:
         return json.dumps(data, sort_keys=True)
 
 
-DEPLOY_JOBS = ("add_repo", "update_repo", "remove_repo", "sync_repos")
+DEPLOY_JOBS = ("add_repo", "update_repo", "rollback_repo", "remove_repo", "sync_repos")
 
 
 @sensor(
@@ -429,7 +487,7 @@ def dead_deploys_sensor(context: SensorEvaluationContext) -> SkipReason:
 
 
 defs = Definitions(
-    jobs=[add_repo, update_repo, remove_repo, sync_repos],
+    jobs=[add_repo, update_repo, rollback_repo, remove_repo, sync_repos],
     sensors=[repos_sensor, dead_deploys_sensor],
     resources={"deployer": DeployerResource()},
 )

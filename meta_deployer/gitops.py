@@ -182,6 +182,36 @@ def _converge(url: str, branch: str, dest: Path, auth: GitAuth | None) -> tuple[
         ) from None
 
 
+def converge_at(url: str, branch: str, commit: str, dest: Path, auth: GitAuth | None = None) -> tuple[str, bool]:
+    """Make ``dest`` a clean checkout of ``commit`` (a full hash, an earlier deployment of ``branch``: a
+    rollback); return ``(commit, changed)``. The commit is fetched by hash, else the branch's history."""
+    if not re.fullmatch(r"[0-9a-f]{40}", commit):
+        raise CloneError(f"{commit!r} is not a full commit hash (40 lowercase hex digits)")
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(dest) + ".lock", timeout=600):
+        repo = _existing(dest, url)
+        try:
+            if repo is not None and repo.head.is_valid() and repo.head.commit.hexsha == commit \
+                    and not repo.is_dirty(untracked_files=True):
+                return commit, False
+            if repo is None:
+                repo = _fresh_clone(url, branch, dest, auth)
+            with repo.git.custom_environment(**git_env(url, auth)):
+                try:
+                    repo.git.fetch("--depth", "1", "origin", commit)
+                except GitCommandError:  # a server that serves branch tips only: the branch's whole history
+                    repo.git.fetch("--unshallow", "origin", f"+refs/heads/{branch}:refs/remotes/origin/{branch}")
+                repo.git.checkout("--force", "-B", branch, commit)
+                repo.git.clean("-ffd")
+            return repo.head.commit.hexsha, True
+        except GitCommandError as exc:
+            secrets = auth.secrets if auth else ()
+            raise CloneError(
+                f"git {exc.command[1] if len(exc.command) > 1 else ''} failed for {redact(url, secrets)} "
+                f"commit {commit[:12]}: {redact(_stderr(exc), secrets)}"
+            ) from None
+
+
 def _existing(dest: Path, url: str) -> Repo | None:
     """The checkout at ``dest`` if it is a git checkout of ``url``; otherwise clear it."""
     try:

@@ -76,6 +76,8 @@ class DeployState:
     def names(self) -> list[str]:
         """The deployed names this state covers: its locations', or its own."""
         return [p.spec.name for p in self.parts] if self.parts else [self.spec.name]
+    #: A rollback: the id of the earlier deployment this one serves again (``meta_deployer.history``).
+    rollback_of: str | None = None
 
 
 class Deployer:
@@ -102,13 +104,14 @@ class Deployer:
         return hashlib.sha256(data.encode()).hexdigest()[:16]
 
     # -- steps ---------------------------------------------------------------
-    def checkout(self, spec: RepoSpec, log: Log = _print) -> DeployState:
+    def checkout(self, spec: RepoSpec, log: Log = _print, at: str | None = None) -> DeployState:
         """Take the repo's deploy lease, then :meth:`_checkout`; the lease is let go after ``switch``
         or on any failure, so a second deploy of the same repo waits and then finds its work done.
-        A repository with several locations also holds each location's lease."""
+        A repository with several locations also holds each location's lease. ``at`` (a full commit
+        hash) checks out that earlier commit instead of the branch head: a rollback."""
         self.leases.acquire(spec.name, log)
         with self._lease_on_failure(spec.name):
-            state = self._checkout(spec, log)
+            state = self._checkout(spec, log, at)
             if state.parts:
                 for name in state.names():
                     self.leases.acquire(name, log)
@@ -126,12 +129,15 @@ class Deployer:
     def _group_failure(self, state: DeployState) -> Any:
         return self._lease_on_failure(state.spec.name, *(state.names() if state.parts else ()))
 
-    def _checkout(self, spec: RepoSpec, log: Log) -> DeployState:
+    def _checkout(self, spec: RepoSpec, log: Log, at: str | None = None) -> DeployState:
         """Converge the checkout, complete the spec, and decide whether anything must change."""
         started = time.time()
         auth = self.settings.git_auth()
         url = gitops.resolve_url(spec.git_url, self.settings.root, self.settings.private_dirs)
-        commit, changed = gitops.converge(url, spec.branch, self.settings.checkout_path(spec.name), auth)
+        if at is None:
+            commit, changed = gitops.converge(url, spec.branch, self.settings.checkout_path(spec.name), auth)
+        else:
+            commit, changed = gitops.converge_at(url, spec.branch, at, self.settings.checkout_path(spec.name), auth)
         snapshot.check_links(self.settings.checkout_path(spec.name))
         shown_url = gitops.redact(spec.git_url, auth.secrets)
         log(f"{spec.name}: {shown_url} {spec.branch} is at {commit[:12]}" + ("" if changed else " (checkout unchanged)"))

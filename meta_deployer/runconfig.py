@@ -6,6 +6,7 @@ module stays light: a bad argument is reported in a fraction of a second.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from meta_deployer.spec import RepoSpec
@@ -53,3 +54,19 @@ def deploy_run_config(spec: RepoSpec) -> dict[str, Any]:
 
 def remove_run_config(name: str, purge: bool = False) -> dict[str, Any]:
     return {"ops": {"remove": {"config": {"name": name, "purge": purge}}}}
+
+
+#: A deployment named by hand: a run id (a UUID) or a commit (7 to 40 hex digits).
+_DEPLOYMENT_REF = re.compile(r"[0-9a-f]{7,40}|[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+def deployment_ref_problem(value: str) -> str | None:
+    """What is wrong with a deployment id or commit given for a rollback (None when it is well formed)."""
+    if not _DEPLOYMENT_REF.fullmatch(value or ""):
+        return (f"{value!r} is neither a deployment id (the run id that deployed it, such as "
+                "0f8e2c1a-3b4d-4e5f-8a9b-0c1d2e3f4a5b) nor a commit (7 to 40 lowercase hex digits)")
+    return None
+
+
+def rollback_run_config(name: str, to: str) -> dict[str, Any]:
+    return {"ops": {"rollback_checkout": {"config": {"name": name, "to": to}}}}

@@ -69,6 +69,10 @@ DEFAULT_LEASE_TTL_S = 60.0
 DEFAULT_LEASE_TIMEOUT_S = 3600.0
 #: The configuration repository's checkout, inside the work area (META_DEPLOYER_CONFIG_GIT_URL).
 CONFIG_REPO_SUBDIR = "config-repo"
+#: Under the work area: the REST API's token hashes (``make api-token``).
+API_TOKENS_SUBDIR = "api/tokens.json"
+DEFAULT_API_RATE_LIMIT = 30
+DEFAULT_API_MAX_BODY_BYTES = 1 << 20
 
 # -- defaults: docker platform ------------------------------------------------------
 NETWORK_MODES = ("host", "bridge")
@@ -742,6 +746,29 @@ class Settings(SettingsGroup):
         "the pinned `known_hosts` file for git over SSH; git runs ssh with `StrictHostKeyChecking=yes` against "
         "it only (and `IdentitiesOnly=yes` with the key)",
     )
+    api_tokens_file: Path | None = setting(
+        "META_DEPLOYER_API_TOKENS_FILE",
+        None,
+        "the REST API's bearer tokens, stored only as SHA-256 hashes with their scopes (`make api-token` adds one)",
+    )  # None: <work_dir>/api/tokens.json, filled in by validation
+    webhook_secret_file: Path | None = setting(
+        "META_DEPLOYER_WEBHOOK_SECRET_FILE",
+        None,
+        "a file holding the webhook secret: GitHub's `X-Hub-Signature-256` HMAC key and GitLab's `X-Gitlab-Token`; "
+        "unset, every webhook is refused",
+    )
+    api_rate_limit: int = setting(
+        "META_DEPLOYER_API_RATE_LIMIT",
+        DEFAULT_API_RATE_LIMIT,
+        "mutations one API token may make per minute; past it the API answers 429",
+        ge=1,
+    )
+    api_max_body_bytes: int = setting(
+        "META_DEPLOYER_API_MAX_BODY",
+        DEFAULT_API_MAX_BODY_BYTES,
+        "the largest request body the API reads, in bytes; a larger one is refused with 413",
+        ge=1024,
+    )
     aws_endpoint_url: str | None = setting(
         "AWS_ENDPOINT_URL", None, "any AWS endpoint (boto3 reads it); the tests point it at a moto server"
     )
@@ -829,7 +856,10 @@ class Settings(SettingsGroup):
             )
         return self
 
-    @field_validator("repos_dir", "workspace", "work_dir", "git_token_file", "git_ssh_key_file", "git_known_hosts_file")
+    @field_validator(
+        "repos_dir", "workspace", "work_dir", "git_token_file", "git_ssh_key_file", "git_known_hosts_file",
+        "webhook_secret_file",
+    )
     @classmethod
     def _under_root(cls, value: Path | None, info: ValidationInfo) -> Path | None:
         root = info.data.get("root", Path.cwd())
@@ -842,6 +872,14 @@ class Settings(SettingsGroup):
             return (info.data.get("root", Path.cwd()) / value).resolve()
         work_dir = info.data.get("work_dir")
         return work_dir / STORAGE_SUBDIR if work_dir else None
+
+    @field_validator("api_tokens_file")
+    @classmethod
+    def _tokens_under_work_dir(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        if value:
+            return (info.data.get("root", Path.cwd()) / value).resolve()
+        work_dir = info.data.get("work_dir")
+        return work_dir / API_TOKENS_SUBDIR if work_dir else None
 
     @field_validator("webserver_url")
     @classmethod

@@ -57,3 +57,24 @@ def test_token_never_reaches_the_command_line_or_errors(tmp_path):
     with pytest.raises(CloneError) as info:
         gitops.converge("https://127.0.0.1:9/none.git", "main", tmp_path / "c", GitAuth(token=token, token_hosts=("127.0.0.1",)))
     assert token not in str(info.value)
+
+
+def test_converge_at_an_earlier_commit_then_back_to_the_head(git_remote, tmp_path):
+    """A rollback's checkout: an earlier commit of the branch (fetched by hash into a shallow clone)."""
+    remote = git_remote(files={"defs.py": "v1\n"})
+    first = remote.head()
+    second = remote.commit({"defs.py": "v2\n"})
+    dest = tmp_path / "checkout"
+    assert gitops.converge(remote.url, "main", dest) == (second, True)
+    assert gitops.converge_at(remote.url, "main", first, dest) == (first, True)
+    assert (dest / "defs.py").read_text() == "v1\n"
+    assert gitops.converge_at(remote.url, "main", first, dest) == (first, False)  # already there
+    assert gitops.converge(remote.url, "main", dest) == (second, True)
+    assert (dest / "defs.py").read_text() == "v2\n"
+    fresh = tmp_path / "fresh"
+    assert gitops.converge_at(remote.url, "main", first, fresh)[0] == first  # no checkout yet
+    for bad in ("HEAD~1", first[:12], "--upload-pack=x" + "0" * 25):
+        with pytest.raises(CloneError, match="full commit hash"):
+            gitops.converge_at(remote.url, "main", bad, dest)
+    with pytest.raises(CloneError, match="commit"):
+        gitops.converge_at(remote.url, "main", "f" * 40, dest)  # no such commit

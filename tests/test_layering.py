@@ -51,3 +51,12 @@ def test_the_planner_and_its_kinds_import_only_the_bottom_layers():
                      "meta_deployer.versions", "meta_deployer.util")
     assert {m for m in ours if not m.startswith(allowed_roots)} == set()
     assert "meta_deployer.platforms.aws.gateway" not in ours and "meta_deployer.platforms.aws.apply" not in ours
+
+
+def test_the_api_imports_no_deploy_step():
+    """The REST API reaches Dagster over GraphQL only: no pipeline, platform, removal or Dagster itself."""
+    modules = loaded_after("import meta_deployer.api.app, meta_deployer.api.server; meta_deployer.api.app.create_app()")
+    assert "meta_deployer.api.app" in modules and "fastapi" in modules
+    forbidden = ("meta_deployer.pipeline", "meta_deployer.platforms", "meta_deployer.removal", "meta_deployer.definitions",
+                 "meta_deployer.sync", "meta_deployer.fanout", "dagster", "docker", "boto3")
+    assert {m for m in modules if m.startswith(forbidden)} == set()

@@ -120,6 +120,8 @@ def test_every_field_is_a_variable_a_group_or_derived():
 
 BAD_VALUES = [
     ("META_DEPLOYER_PLATFORM", "k8s", "dev, docker, ecs"),
+    ("META_DEPLOYER_API_RATE_LIMIT", "0", "at least 1"),
+    ("META_DEPLOYER_API_MAX_BODY", "100", "at least 1024"),
     ("META_DEPLOYER_RELOAD_TIMEOUT", "0", "positive"),
     ("META_DEPLOYER_RELOAD_TIMEOUT", "soon", "number"),
     ("META_DEPLOYER_DOCKER_NETWORK", "overlay", "host, bridge"),

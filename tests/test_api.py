@@ -1,0 +1,209 @@
+"""The REST API's bad-input matrix, tokens and OpenAPI document: a real uvicorn server, an httpx client.
+
+No Dagster webserver answers here (DAGSTER_WEBSERVER_URL is a closed port): every request below must be
+refused before anything would be launched, with a problem+json document naming the field, and leave
+repos/ and workspace.yaml byte-identical. tests/test_api_e2e.py launches for real.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import httpx
+import pytest
+
+from apikit import api_server, create_token
+
+ROOT = Path(__file__).resolve().parents[1]
+GOOD = {"git_url": "https://github.com/acme/team-a.git", "branch": "main", "python_file": "definitions.py"}
+
+
+def snapshot(project) -> dict[str, bytes]:
+    files = {str(p.relative_to(project.root)): p.read_bytes() for p in project.repos.rglob("*") if p.is_file()}
+    files["workspace"] = project.workspace_bytes()
+    return files
+
+
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """One API server for the whole matrix, over a project with two configured repos."""
+    from conftest import free_port
+    from devkit import Project
+
+    root = tmp_path_factory.mktemp("api")
+    project = Project(root / "project")
+    for name in ("team-a", "team-b"):
+        (project.repos / name).mkdir(parents=True)
+        (project.repos / name / "config.yml").write_text(
+            f"name: {name}\ngit_url: https://github.com/acme/{name}.git\nbranch: main\npython_file: definitions.py\n")
+    env = {**os.environ, **project.env(), "DAGSTER_WEBSERVER_URL": f"http://127.0.0.1:{free_port()}",
+           "META_DEPLOYER_API_RATE_LIMIT": "1000"}
+    tokens = {scope: create_token(env, scope) for scope in ("admin", "read", "repo:team-b")}
+    with api_server(env, root) as api:
+        yield project, api, tokens
+
+
+def problem(response: httpx.Response, status: int, field: str | None = None) -> dict:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json"), response.headers
+    body = response.json()
+    assert body["status"] == status and body["title"] and body["detail"]
+    if field is not None:
+        assert field in [e["field"] for e in body["errors"]], body
+    return body
+
+
+def test_the_token_is_printed_once_on_its_last_line_and_only_its_hash_is_stored(served):
+    project, _, tokens = served
+    stored = (project.work / "api" / "tokens.json").read_text()
+    for token in tokens.values():
+        assert token.startswith("mdt_") and " " not in token
+        assert token not in stored
+    entries = json.loads(stored)["tokens"]
+    assert sorted(sorted(e["scopes"]) for e in entries) == [["admin"], ["read"], ["repo:team-b"]]
+    assert all(len(e["sha256"]) == 64 for e in entries)
+
+
+def test_bad_input_is_refused_with_a_problem_naming_the_field_and_nothing_changes(served):
+    project, api, tokens = served
+    before = snapshot(project)
+    admin = api.client(tokens["admin"])
+
+    # unknown keys, invalid and lookalike names, a foreign s3_prefix
+    body = problem(admin.put("/v1/repositories/team-a", json={**GOOD, "replicas": 3}), 422, "replicas")
+    assert "replicas" in body["detail"] or any("replicas" in e["field"] for e in body["errors"])
+    problem(admin.put("/v1/repositories/Team_A", json=GOOD), 422, "name")
+    problem(admin.put("/v1/repositories/t\u0435am-a", json=GOOD), 422, "name")  # a Cyrillic "e"
+    problem(admin.put("/v1/repositories/team-a", json={**GOOD, "name": "team-b"}), 422, "name")
+    body = problem(admin.put("/v1/repositories/team-a", json={**GOOD, "s3_prefix": "repos/team-b"}), 422, "s3_prefix")
+    assert "repos/team-a" in json.dumps(body)
+    problem(admin.put("/v1/repositories/team-a", json={**GOOD, "git_url": "-oProxyCommand=x"}), 422, "git_url")
+
+    # malformed JSON, a body that is not an object, 10 MB
+    problem(admin.put("/v1/repositories/team-a", content=b'{"git_url": ', headers={"Content-Type": "application/json"}), 400, "body")
+    problem(admin.put("/v1/repositories/team-a", json=["git_url"]), 422, "body")
+    big = b'{"git_url": "' + b"x" * (10 * 1024 * 1024) + b'"}'
+    problem(admin.put("/v1/repositories/team-a", content=big, headers={"Content-Type": "application/json"}), 413, "body")
+
+    # tokens: missing, wrong, another repo's, read-only
+    problem(httpx.get(f"{api.url}/v1/repositories"), 401, "Authorization")
+    problem(api.client("mdt_deadbeef_not-a-token").get("/v1/repositories"), 401, "Authorization")
+    problem(httpx.put(f"{api.url}/v1/repositories/team-a", json=GOOD), 401, "Authorization")
+    team_b = api.client(tokens["repo:team-b"])
+    problem(team_b.get("/v1/repositories/team-a"), 404, "name")
+    problem(team_b.put("/v1/repositories/team-a", json=GOOD), 404, "name")
+    problem(team_b.delete("/v1/repositories/team-a"), 404, "name")
+    problem(team_b.post("/v1/repositories/team-a/rollback", json={"deployment": "abcdef1"}), 404, "name")
+    assert [r["name"] for r in team_b.get("/v1/repositories").json()["repositories"]] == ["team-b"]
+    problem(api.client(tokens["read"]).delete("/v1/repositories/team-a"), 403, "Authorization")
+    problem(team_b.post("/v1/repositories/team-b/rollback", json={"deployment": "HEAD~1"}), 422, "deployment")
+    problem(team_b.post("/v1/repositories/team-b/rollback", json={"deployment": "abcdef1", "force": True}), 422, "force")
+
+    # the same Idempotency-Key with another body
+    first = admin.put("/v1/repositories/team-a", json={**GOOD, "nope": 1}, headers={"Idempotency-Key": "k-1"})
+    problem(first, 422, "nope")
+    replay = admin.put("/v1/repositories/team-a", json={**GOOD, "nope": 1}, headers={"Idempotency-Key": "k-1"})
+    assert replay.status_code == 422 and replay.json() == first.json() and replay.headers["idempotency-replayed"] == "true"
+    problem(admin.put("/v1/repositories/team-a", json={**GOOD, "nope": 2}, headers={"Idempotency-Key": "k-1"}), 422, "Idempotency-Key")
+
+    # webhooks: a wrong or missing signature, a wrong GitLab token, a replayed delivery
+    push = {"ref": "refs/heads/main", "repository": {"clone_url": "https://github.com/acme/nobody.git"}}
+    problem(api.github(push, "d-1", secret=b"wrong"), 401, "X-Hub-Signature-256")
+    unsigned = httpx.post(f"{api.url}/v1/webhooks/github", json=push, headers={"X-GitHub-Event": "push", "X-GitHub-Delivery": "d-0"})
+    problem(unsigned, 401, "X-Hub-Signature-256")
+    gitlab = {"X-Gitlab-Token": "wrong", "X-Gitlab-Event": "Push Hook", "X-Gitlab-Event-UUID": "g-1"}
+    problem(httpx.post(f"{api.url}/v1/webhooks/gitlab", json={"ref": "refs/heads/main"}, headers=gitlab), 401, "X-Gitlab-Token")
+    accepted = api.github(push, "d-1")  # authentic, but no repo follows that repository: nothing to launch
+    assert accepted.status_code == 202 and accepted.json()["launched"] == []
+    problem(api.github(push, "d-1"), 409, "delivery")
+    malformed = httpx.post(f"{api.url}/v1/webhooks/github", content=b"{not json", headers=_signed(api, b"{not json", "d-3"))
+    problem(malformed, 400, "body")
+
+    assert snapshot(project) == before
+    log = api.log.read_text()
+    assert "401" in log and "unknown token" in log
+    for secret in (*tokens.values(), api.secret.decode(), "not-a-token"):
+        assert secret not in log
+
+
+def _signed(api, body: bytes, delivery: str) -> dict:
+    import hashlib
+    import hmac
+
+    signature = "sha256=" + hmac.new(api.secret, body, hashlib.sha256).hexdigest()
+    return {"X-Hub-Signature-256": signature, "X-GitHub-Event": "push", "X-GitHub-Delivery": delivery}
+
+
+def test_listing_shows_the_configured_repos_and_health_says_dagster_is_unreachable(served):
+    _, api, tokens = served
+    listed = api.client(tokens["read"]).get("/v1/repositories").json()["repositories"]
+    assert [(r["name"], r["status"], r["spec"]["branch"]) for r in listed] == [
+        ("team-a", "not deployed", "main"), ("team-b", "not deployed", "main")]
+    health = httpx.get(f"{api.url}/healthz").json()
+    assert health["status"] == "ok" and health["dagster"] == "unreachable"
+    # no Dagster: a mutation that passes every check is a 502 saying nothing was launched
+    body = problem(api.client(tokens["admin"]).post("/v1/repositories/team-a/deployments"), 502)
+    assert "nothing was launched" in body["detail"]
+
+
+def test_the_served_openapi_document_is_the_committed_one(served):
+    _, api, _ = served
+    served_doc = httpx.get(f"{api.url}/openapi.json").json()
+    committed = json.loads((ROOT / "docs" / "openapi.json").read_text())
+    assert served_doc == committed, "docs/openapi.json is stale: .venv/bin/meta-deployer api --openapi > docs/openapi.json"
+    assert {"/v1/repositories", "/v1/repositories/{name}", "/v1/repositories/{name}/rollback", "/v1/operations/{op_id}/events",
+            "/v1/webhooks/github", "/v1/webhooks/gitlab", "/healthz"} <= set(served_doc["paths"])
+
+
+def test_with_a_configuration_repository_a_put_is_a_commit_there_and_the_same_put_commits_nothing(tmp_path, git_remote):
+    """GitOps: the API commits repos/<name>/config.yml to the configuration repository's branch (a bare remote)."""
+    from conftest import free_port
+    from devkit import Project
+    from gitrepo import git
+
+    seed = git_remote("config", files={"repos/.gitkeep": ""})
+    bare = tmp_path / "config.git"
+    git(tmp_path, "clone", "-q", "--bare", str(seed.path), str(bare))
+    project = Project(tmp_path / "project")
+    project.repos.mkdir(parents=True)
+    env = {**os.environ, **project.env(), "DAGSTER_WEBSERVER_URL": f"http://127.0.0.1:{free_port()}",
+           "META_DEPLOYER_CONFIG_GIT_URL": f"file://{bare}"}
+    token = create_token(env, "repo:team-git")
+    with api_server(env, tmp_path) as api, api.client(token) as client:
+        created = client.put("/v1/repositories/team-git", json=GOOD)
+        assert created.status_code == 201, created.text
+        commit = created.json()["commit"]
+        assert git(bare, "rev-parse", "main") == commit
+        text = git(bare, "show", "main:repos/team-git/config.yml")
+        assert "git_url: https://github.com/acme/team-a.git" in text and "name: team-git" in text
+        again = client.put("/v1/repositories/team-git", json=GOOD)
+        assert again.status_code == 200 and again.json()["commit"] is None, again.text
+        assert git(bare, "rev-parse", "main") == commit
+        problem(client.put("/v1/repositories/team-git", json={**GOOD, "branch": "-x"}), 422, "branch")
+        assert git(bare, "rev-parse", "main") == commit
+        removed = client.delete("/v1/repositories/team-git")
+        assert removed.status_code == 202, removed.text
+        assert "team-git" not in git(bare, "ls-tree", "-r", "--name-only", "main")
+    assert list(project.repos.iterdir()) == []  # nothing local was written
+
+
+def test_mutations_past_the_rate_limit_are_429_and_a_replayed_key_is_not_counted(tmp_path):
+    from conftest import free_port
+    from devkit import Project
+
+    project = Project(tmp_path / "project")
+    project.repos.mkdir(parents=True)
+    env = {**os.environ, **project.env(), "DAGSTER_WEBSERVER_URL": f"http://127.0.0.1:{free_port()}",
+           "META_DEPLOYER_API_RATE_LIMIT": "2"}
+    token = create_token(env, "admin")
+    with api_server(env, tmp_path) as api, api.client(token) as client:
+        key = {"Idempotency-Key": "same"}
+        assert client.post("/v1/repositories/team-x/deployments", headers=key).status_code == 404
+        assert client.post("/v1/repositories/team-x/deployments", headers=key).status_code == 404  # replayed
+        assert client.post("/v1/repositories/team-x/deployments").status_code == 404
+        limited = client.post("/v1/repositories/team-x/deployments")
+        problem(limited, 429, "Authorization")
+        assert int(limited.headers["retry-after"]) >= 1
+        assert client.get("/v1/repositories").status_code == 200  # reads are not limited
