@@ -159,7 +159,10 @@ def make(project: Project, url: str, *args: str, check: bool = True):
     return run_make(project, *args, env={"DAGSTER_WEBSERVER_URL": url}, check=check, timeout=900)
 
 
-def test_several_locations_per_repository(env):
+# The tests below run in this order on the module's one webserver; each starts where the one before left off.
+
+
+def test_add_repo_deploys_every_declared_location(env):
     project, remotes, url = env
 
     # Undeclared candidates: the error lists them and says how to choose; nothing is written.
@@ -178,6 +181,9 @@ def test_several_locations_per_repository(env):
     assert "locations:" in config and "reports-team" in config and "working_directory: ingest" in config
     assert "projects/alpha" in (project.repos / "dgws" / "config.yml").read_text()
 
+
+def test_each_location_loads_and_materializes_under_its_own_prefix(env):
+    project, _, url = env
     for location, asset in EXPECTED.items():
         wait_for_location(url, location, assets=[asset])
     assert materialize_all(url, EXPECTED) == {location: "SUCCESS" for location in EXPECTED}
@@ -187,6 +193,9 @@ def test_several_locations_per_repository(env):
     # The dg project's folder-derived name never reaches the log as a mismatch with the location's name.
     assert "does not match the name" not in (project.root / "dagster-dev.log").read_text()
 
+
+def test_list_logs_update_and_remove_act_on_all_locations(env):
+    project, remotes, url = env
     listed = make(project, url, "list-repos").stdout
     for location in EXPECTED:
         assert location in listed
