@@ -221,11 +221,13 @@ def rollback_checkout(context: OpExecutionContext, config: RollbackConfig, deplo
     d = deployer.get()
     if naming.name_problem(config.name):
         raise Failure(description=f"run config name: repo name {naming.name_problem(config.name)}")
-    target = history.find(deployment_history(context.instance, config.name), config.to)
+    spec = _step(context, lambda: d.spec_from_file(config.name))
+    # A repository with several locations: a deployment is a run that deployed any of them (each has its history).
+    entries = [e for part in spec.location_specs() for e in deployment_history(context.instance, part.name)]
+    target = history.find(entries, config.to)
     if target is None:
         raise Failure(description=f"run config to: {config.to!r} is no earlier successful deployment of {config.name} "
                                   "(a deployment id or a commit of GET /v1/repositories/<name>/deployments)")
-    spec = _step(context, lambda: d.spec_from_file(config.name))
     context.log.info(f"{config.name}: rolling back to deployment {target.id} (commit {target.commit[:12]})")
     state = _step(context, lambda: d.checkout(spec, context.log.info, at=target.commit))
     context.add_output_metadata({"commit": state.checkout.commit, "unchanged": state.unchanged, "rollback_of": target.id})
