@@ -207,3 +207,81 @@ def test_mutations_past_the_rate_limit_are_429_and_a_replayed_key_is_not_counted
         problem(limited, 429, "Authorization")
         assert int(limited.headers["retry-after"]) >= 1
         assert client.get("/v1/repositories").status_code == 200  # reads are not limited
+
+
+def test_a_repository_with_several_locations_is_one_repository_with_its_locations(tmp_path):
+    """config.yml ``locations:`` (issue 13): listed once with each location's state; a location's own name
+    is no repository (404 naming the repository); a repo:<name> token covers its locations; logs are each
+    location's in turn. Records are written into the state store as a deploy writes them."""
+    import time
+
+    from conftest import free_port
+    from devkit import Project
+
+    from meta_deployer.settings import Settings
+    from meta_deployer.spec import load_spec
+    from meta_deployer.state import Deployment, record_store
+
+    project = Project(tmp_path / "project")
+    for name, extra in (("multi", "locations:\n  - name: ingest\n    python_file: ingest/defs.py\n"
+                                  "  - name: ml\n    module_name: ml.defs\n"),
+                        ("solo", "python_file: definitions.py\n")):
+        (project.repos / name).mkdir(parents=True)
+        (project.repos / name / "config.yml").write_text(
+            f"name: {name}\ngit_url: https://github.com/acme/{name}.git\nbranch: main\n{extra}")
+    env = {**os.environ, **project.env(), "DAGSTER_WEBSERVER_URL": f"http://127.0.0.1:{free_port()}"}
+    settings = Settings.from_env(env)
+    spec = load_spec(project.repos / "multi" / "config.yml")
+    # multi-ingest deployed; multi-ml not yet; multi-old deployed earlier but no longer listed
+    for part, commit in (("multi-ingest", "a" * 40), ("multi-old", "b" * 40)):
+        record_store(settings).put(Deployment(
+            name=part, git_url=spec.git_url, branch="main", commit=commit, platform=settings.platform,
+            artifact=f"/venvs/{part}", endpoint=f"grpc://127.0.0.1:4{len(part)}", workspace_entry={},
+            fingerprint="f", spec_hash=spec.content_hash(), deployed_at=time.time(), duration_s=1.0,
+            metadata={"dagster_version": "1.12.0"}, parent="multi"))
+    settings.logs_dir.mkdir(parents=True, exist_ok=True)
+    (settings.logs_dir / "multi-ingest.log").write_text("ingest serving\n")
+    (settings.logs_dir / "multi-old.log").write_text("old serving\n")
+    before = snapshot(project)
+    tokens = {scope: create_token(env, scope) for scope in ("read", "repo:multi", "repo:multi-ingest", "repo:solo")}
+    with api_server(env, tmp_path) as api:
+        reader, owner = api.client(tokens["read"]), api.client(tokens["repo:multi"])
+        listed = {r["name"]: r for r in reader.get("/v1/repositories").json()["repositories"]}
+        assert sorted(listed) == ["multi", "solo"]  # no location listed as a repo of its own
+        assert listed["solo"]["locations"] == [] and listed["solo"]["status"] == "not deployed"
+        multi = listed["multi"]
+        assert [(p["name"], p["location"], p["commit"]) for p in multi["locations"]] == [
+            ("multi-ingest", "ingest", "a" * 40), ("multi-ml", "ml", None), ("multi-old", None, "b" * 40)]
+        statuses = {p["name"]: p["status"] for p in multi["locations"]}
+        assert statuses == {"multi-ingest": "deployed (webserver not answering)", "multi-ml": "not deployed",
+                            "multi-old": "no longer in config.yml"}
+        assert multi["status"] == "not deployed"  # the worst of its parts
+        ingest = multi["locations"][0]
+        assert ingest["artifact"] == "/venvs/multi-ingest" and ingest["dagster_version"] == "1.12.0"
+        assert ingest["endpoint"].startswith("grpc://")
+        assert multi["commit"] is None and multi["spec"]["locations"][1]["module_name"] == "ml.defs"
+
+        one = owner.get("/v1/repositories/multi")
+        assert one.status_code == 200 and [p["name"] for p in one.json()["locations"]] == [
+            "multi-ingest", "multi-ml", "multi-old"]
+        # a location's name is no repository: 404 naming the repository, on reads and mutations alike
+        for response in (owner.get("/v1/repositories/multi-ingest"), owner.get("/v1/repositories/multi-ml/deployments"),
+                         owner.delete("/v1/repositories/multi-ingest"), owner.post("/v1/repositories/multi-ml/deployments"),
+                         owner.put("/v1/repositories/multi-ingest", json=GOOD)):
+            body = problem(response, 404, "name")
+            assert "/v1/repositories/multi" in body["detail"], body
+        # a token scoped to a location's name reads nothing; repo:multi covers every location
+        located = api.client(tokens["repo:multi-ingest"])
+        assert located.get("/v1/repositories").json()["repositories"] == []
+        body = problem(located.get("/v1/repositories/multi-ingest"), 404, "name")
+        assert "multi" not in body["detail"].replace("multi-ingest", "")
+        problem(api.client(tokens["repo:solo"]).get("/v1/repositories/multi"), 404, "name")
+
+        logs = owner.get("/v1/repositories/multi/logs").json()
+        assert logs == {"repository": "multi",
+                        "lines": ["==> multi-ingest <==", "ingest serving", "==> multi-old <==", "old serving"]}
+        problem(owner.get("/v1/repositories/solo/logs"), 404, "name")
+        # mutations name the repository: past every check, only the launch (no Dagster here) fails
+        assert "nothing was launched" in problem(owner.post("/v1/repositories/multi/deployments"), 502)["detail"]
+        assert "nothing was launched" in problem(owner.delete("/v1/repositories/multi"), 502)["detail"]
+    assert snapshot(project) == before

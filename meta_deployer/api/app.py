@@ -17,6 +17,11 @@ the pure modules, runs, events and materializations over GraphQL. It imports no 
     GET    /v1/operations/{id}[/events]           a run: phase, status, log tail; or its events as SSE
     POST   /v1/webhooks/github|gitlab             push-to-deploy (signed)
     GET    /healthz, /openapi.json
+
+A repository with several code locations (config.yml ``locations:``) is one repository here: it is listed
+once, under its name, with a ``locations`` list; its deployments and logs are those of all its locations;
+mutations launch the jobs with the repository's name, which act on every location. A location's own name
+(``<repo>-<location>``) is no repository: every route answers 404 naming the repository to use.
 """
 
 from __future__ import annotations
@@ -219,6 +224,12 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
     def readable(token: Token, name: str) -> str:
         _check_name(name)
+        owner = owner_of(name)
+        if owner is not None:  # one location of a repository with several: not a repository itself
+            if token.may_read(owner):
+                raise Problem(404, f"{name} is one location of the repository {owner}: use /v1/repositories/{owner}",
+                              [("name", f"a location of {owner}; name the repository {owner}")])
+            raise Problem(404, f"no repository {name}", [("name", "no such repository")])
         if not token.may_read(name):
             raise Problem(404, f"no repository {name}", [("name", "no such repository")])
         return name
@@ -305,24 +316,45 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             return {}
         return scanned
 
-    def repo_view(name: str, scanned: Any, record: Any, live: dict | None) -> dict:
+    def owner_of(name: str, scanned: dict | None = None, records: dict | None = None) -> str | None:
+        """The repository ``name`` is one location of (its record, or a config.yml's ``locations``), or None."""
+        scanned = configs() if scanned is None else scanned
+        if name in scanned:
+            return None  # a repository of its own
+        record = record_store(settings).get(name) if records is None else records.get(name)
+        if record is not None and record.parent and record.parent != name:
+            return record.parent
+        for repo, item in scanned.items():
+            if item.spec is not None and item.spec.locations and name in parts_of(item, {}):
+                return repo
+        return None
+
+    def parts_of(scanned: Any, records: dict, name: str | None = None) -> dict[str, str | None]:
+        """``{deployed name: location label}`` of a repository with several locations (config.yml order,
+        then deployed ones it no longer lists, label unknown); {} for a repository with one."""
         spec = scanned.spec if scanned is not None else None
+        out: dict[str, str | None] = {}
+        if spec is not None and spec.locations:
+            out = {part.name: loc.name for loc, part in zip(spec.locations, spec.location_specs())}
+        name = name or (spec.name if spec is not None else None)
+        for other, record in sorted(records.items()):
+            if name and record.parent == name and other != name:
+                out.setdefault(other, None)
+        return out
+
+    def status_of(name: str, scanned: Any, record: Any, live: dict | None) -> str:
         if scanned is not None and scanned.error:
-            status = "invalid config.yml"
-        elif record is None:
-            status = "not deployed"
-        elif live is None:
-            status = "deployed (webserver not answering)"
-        else:
-            status = live.get(name, {}).get("status", "not in webserver")
-            status = "load error" if status.startswith("ERROR") else status
+            return "invalid config.yml"
+        if record is None:
+            return "not deployed"
+        if live is None:
+            return "deployed (webserver not answering)"
+        status = live.get(name, {}).get("status", "not in webserver")
+        return "load error" if status.startswith("ERROR") else status
+
+    def deployed_view(name: str, record: Any, status: str, live: dict | None) -> dict:
         metadata = (record.metadata or {}) if record else {}
         return {
-            "name": name,
-            "spec": _spec_view(spec),
-            "config_error": redact(scanned.error) if scanned is not None and scanned.error else None,
-            "git_url": redact(record.git_url if record else spec.git_url if spec else ""),
-            "branch": record.branch if record else spec.branch if spec else None,
             "commit": record.commit if record else None,
             "artifact": record.artifact if record else None,
             "digest": record.digest if record else None,
@@ -334,13 +366,73 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             "assets": (live or {}).get(name, {}).get("assets", []) if record else [],
         }
 
+    def repo_view(name: str, scanned: Any, records: dict, live: dict | None) -> dict:
+        """One repository; with several locations, each in ``locations`` and the worst status of them on top."""
+        spec = scanned.spec if scanned is not None else None
+        record = records.get(name)
+        parts = parts_of(scanned, records, name)
+        head = record or next((records[p] for p in parts if p in records), None)
+        view = {
+            "name": name,
+            "spec": _spec_view(spec),
+            "config_error": redact(scanned.error) if scanned is not None and scanned.error else None,
+            "git_url": redact(head.git_url if head else spec.git_url if spec else ""),
+            "branch": head.branch if head else spec.branch if spec else None,
+        }
+        if not parts:
+            view.update(deployed_view(name, record, status_of(name, scanned, record, live), live))
+            view["locations"] = []
+            return view
+        locations = []
+        for part, label in parts.items():
+            part_record = records.get(part)
+            status = status_of(part, scanned, part_record, live)
+            if label is None and scanned is not None and not scanned.error:
+                status = "no longer in config.yml"  # removed at the repository's next deploy
+            locations.append({"name": part, "location": label, **deployed_view(part, part_record, status, live)})
+
+        def same(key: str) -> Any:
+            values = {loc[key] for loc in locations}
+            return values.pop() if len(values) == 1 else None
+
+        view.update({
+            "commit": same("commit"), "artifact": None, "digest": None, "dagster_version": same("dagster_version"),
+            "platform": same("platform") or settings.platform,
+            "status": min((loc["status"] for loc in locations), key=_badness),
+            "endpoint": None,
+            "deployed_at": max((loc["deployed_at"] for loc in locations if loc["deployed_at"]), default=None),
+            "assets": [a for loc in locations for a in loc["assets"]],
+            "locations": locations,
+        })
+        return view
+
     def current(name: str) -> tuple[Any, Any]:
-        """(config spec or None, record or None) of one repo."""
+        """(config spec or None, record or None) of one repo; with several locations, the record of one of
+        them stands for the repository's."""
         try:
             _, spec = configsource.configured_spec(settings, name)
         except SpecError:
             spec = None
-        return spec, record_store(settings).get(name)
+        records = record_store(settings).all()
+        record = records.get(name)
+        if record is None:
+            record = next((r for n, r in sorted(records.items()) if r.parent == name and n != name), None)
+        return spec, record
+
+    def deployed_as(spec: RepoSpec) -> bool:
+        """Every location of ``spec`` (itself, or each of its ``locations``) serves exactly this config here."""
+        records = record_store(settings).all()
+        parent = spec.name if spec.locations else None
+        return all(
+            (r := records.get(part.name)) is not None and r.spec_hash == spec.content_hash()
+            and r.platform == settings.platform and r.parent == parent
+            for part in spec.location_specs()
+        )
+
+    def location_names(name: str) -> list[str]:
+        """The deployed names whose history and logs are repository ``name``'s: its locations, or itself."""
+        scanned = configs().get(name)
+        return list(parts_of(scanned, record_store(settings).all(), name)) or [name]
 
     def operation_view(run: dict, events: list[dict] | None = None) -> dict:
         events = events if events is not None else dagster.all_events(dagster_url, run["runId"])
@@ -386,24 +478,25 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         live = dagster.statuses(dagster_url)
         return {"status": "ok", "version": meta_deployer.__version__, "dagster": "ok" if live is not None else "unreachable"}
 
-    @app.get("/v1/repositories", tags=["repositories"], summary="Every repo the token may read")
+    @app.get("/v1/repositories", tags=["repositories"], summary="Every repo the token may read (a repo with several locations once, with its locations)")
     def list_repositories(request: Request) -> dict:
         token = authenticate(request)
         scanned = configs()
         records = record_store(settings).all()
         live = dagster.statuses(dagster_url)
-        names = sorted(n for n in set(scanned) | set(records) if not naming.name_problem(n) and token.may_read(n))
-        return {"repositories": [repo_view(n, scanned.get(n), records.get(n), live) for n in names]}
+        repos = {n for n in set(scanned) | {r.repo for r in records.values()} if owner_of(n, scanned, records) is None}
+        names = sorted(n for n in repos if not naming.name_problem(n) and token.may_read(n))
+        return {"repositories": [repo_view(n, scanned.get(n), records, live) for n in names]}
 
-    @app.get("/v1/repositories/{name}", tags=["repositories"], summary="One repo and its last operations")
+    @app.get("/v1/repositories/{name}", tags=["repositories"], summary="One repo (with its locations) and its last operations")
     def get_repository(name: str, request: Request) -> dict:
         token = authenticate(request)
         readable(token, name)
         scanned = configs().get(name)
-        record = record_store(settings).get(name)
-        if scanned is None and record is None:
+        records = record_store(settings).all()
+        if scanned is None and name not in records and not parts_of(None, records, name):
             raise Problem(404, f"no repository {name}", [("name", "no such repository")])
-        view = repo_view(name, scanned, record, dagster.statuses(dagster_url))
+        view = repo_view(name, scanned, records, dagster.statuses(dagster_url))
         try:
             runs = dagster.repo_runs(dagster_url, name, limit=10)
         except dagster.DagsterUnavailable:
@@ -439,8 +532,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             config_spec, record = current(name)
             if settings.config_git_url:
                 return committed(name, spec, 201 if config_spec is None else 200)
-            if config_spec is not None and _same(config_spec, spec) and record is not None \
-                    and record.spec_hash == config_spec.content_hash() and record.platform == settings.platform:
+            if config_spec is not None and _same(config_spec, spec) and deployed_as(config_spec):
                 return _json({"operation": None, "changed": False, "repository": name})
             if config_spec is None and record is None:
                 return launched("add_repo", deploy_run_config(spec), name, 201, {"changed": True})
@@ -482,23 +574,29 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return await mutation(request, token, handle)
 
     @app.get("/v1/repositories/{name}/deployments", tags=["deployments"],
-             summary="The deploy history: each deploy run with its outcome, and what it served")
+             summary="The deploy history: each deploy run with its outcome, and what it served in which location")
     def list_deployments(name: str, request: Request, limit: int = Query(50, ge=1, le=500)) -> dict:
         token = authenticate(request)
         readable(token, name)
-        served = {e.id: e for e in dagster.deployments(dagster_url, name, limit=limit)}
+        served: dict[str, list[tuple[str, history.DeploymentEntry]]] = {}  # run id -> what it served, per location
+        for part in location_names(name):
+            for entry in dagster.deployments(dagster_url, part, limit=limit):
+                served.setdefault(entry.id, []).append((part, entry))
         out = []
         for run in dagster.repo_runs(dagster_url, name, limit=limit, jobs=dagster.DEPLOY_JOBS):
-            entry = served.pop(run["runId"], None)
-            outcome = run["status"] if run["status"] != "SUCCESS" else ("deployed" if entry else "unchanged")
-            out.append({
-                "id": run["runId"], "job": run["jobName"], "outcome": outcome,
-                "created_at": run.get("creationTime"), "ended_at": run.get("endTime"),
-                **({k: v for k, v in entry.to_json().items() if k != "id"} if entry else {}),
-                "rollback_ok": entry is not None,
-            })
-        for entry in served.values():  # deployed by runs not listed above (e.g. older than the limit)
-            out.append({"id": entry.id, "job": None, "outcome": "deployed", **entry.to_json(), "rollback_ok": True})
+            entries = served.pop(run["runId"], [])
+            outcome = run["status"] if run["status"] != "SUCCESS" else ("deployed" if entries else "unchanged")
+            for part, entry in entries or [(None, None)]:
+                out.append({
+                    "id": run["runId"], "job": run["jobName"], "outcome": outcome, "location": part,
+                    "created_at": run.get("creationTime"), "ended_at": run.get("endTime"),
+                    **({k: v for k, v in entry.to_json().items() if k != "id"} if entry else {}),
+                    "rollback_ok": entry is not None,
+                })
+        rest = [(part, entry) for entries in served.values() for part, entry in entries]
+        for part, entry in sorted(rest, key=lambda pe: (-pe[1].timestamp, pe[0])):  # runs not listed above
+            out.append({"id": entry.id, "job": None, "outcome": "deployed", "location": part, **entry.to_json(),
+                        "rollback_ok": True})
         return {"repository": name, "deployments": out}
 
     @app.post(
@@ -523,7 +621,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             problem = deployment_ref_problem(to) if isinstance(to, str) else "is required (a string)"
             if problem:
                 raise Problem(422, f"deployment: {problem}", [("deployment", problem)])
-            target = history.find(dagster.deployments(dagster_url, name), to)
+            entries = [e for part in location_names(name) for e in dagster.deployments(dagster_url, part)]
+            target = history.find(entries, to)
             if target is None:
                 raise Problem(422, f"{to!r} is no earlier successful deployment of {name}",
                               [("deployment", f"use an id or commit from GET /v1/repositories/{name}/deployments")])
@@ -532,15 +631,23 @@ def create_app(settings: Settings | None = None) -> FastAPI:
 
         return await mutation(request, token, handle)
 
-    @app.get("/v1/repositories/{name}/logs", tags=["repositories"], summary="The code server's output (repo-logs)")
+    @app.get("/v1/repositories/{name}/logs", tags=["repositories"], summary="The code server's output (repo-logs): each location's in turn")
     def repo_logs(name: str, request: Request, tail: int = Query(200, ge=1, le=10_000)) -> dict:
         token = authenticate(request)
         readable(token, name)
-        if record_store(settings).get(name) is None:
+        records = record_store(settings).all()
+        parts = [p for p in location_names(name) if p in records]
+        if not parts:
             raise Problem(404, f"{name} is not deployed", [("name", "not deployed")])
         from meta_deployer.platforms import get_platform  # reads the platform's log store only
 
-        lines = [redact(line) for line in get_platform(settings).logs(name, follow=False, tail=tail)]
+        platform = get_platform(settings)
+        if parts == [name]:
+            return {"repository": name, "lines": [redact(line) for line in platform.logs(name, follow=False, tail=tail)]}
+        lines = []
+        for part in parts:  # a repository with several locations: each one's output in turn, as repo-logs shows it
+            lines.append(f"==> {part} <==")
+            lines += [redact(line) for line in platform.logs(part, follow=False, tail=tail)]
         return {"repository": name, "lines": lines}
 
     def visible_run(token: Token, run_id: str) -> dict:
@@ -705,6 +812,21 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         return await run_in_threadpool(push, request, delivery, payload, urls, ref, "gitlab", received)
 
     return app
+
+
+#: The statuses of a repository's locations, worst first; its overall status is the worst of them.
+WORST_FIRST = ("invalid config.yml", "load error", "not in webserver", "not deployed", "no longer in config.yml",
+               "deployed (webserver not answering)")
+BEST_LAST = ("LOADING", "LOADED")
+
+
+def _badness(status: str) -> int:
+    """Sort key: lower is worse (an unknown status sits between the known bad and the good ones)."""
+    if status in WORST_FIRST:
+        return WORST_FIRST.index(status)
+    if status in BEST_LAST:
+        return len(WORST_FIRST) + 1 + BEST_LAST.index(status)
+    return len(WORST_FIRST)
 
 
 def _inline(model: type) -> dict:
