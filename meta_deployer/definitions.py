@@ -247,15 +247,18 @@ def remove(context: OpExecutionContext, config: RemoveConfig, deployer: Deployer
     d = deployer.get()
     if naming.name_problem(config.name):
         raise Failure(description=f"run config name: repo name {naming.name_problem(config.name)}")
+    # A repository with several locations: each location's history ends here too (rollbacks and the API read it).
+    parts = sorted(n for n, r in d.registry.all().items() if r.parent == config.name and n != config.name)
     result = _step(context, lambda: d.remove(config.name, config.purge, context.log.info))
     if result.removed:
-        context.log_event(
-            AssetMaterialization(
-                asset_key=["code_locations", config.name],
-                description="removed",
-                metadata={"status": "removed", "purge": config.purge, "platform": d.platform.name},
+        for name in (config.name, *parts):
+            context.log_event(
+                AssetMaterialization(
+                    asset_key=["code_locations", name],
+                    description="removed",
+                    metadata={"status": "removed", "purge": config.purge, "platform": d.platform.name},
+                )
             )
-        )
     return result.workspace_changed
 
 

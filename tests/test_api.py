@@ -285,3 +285,31 @@ def test_a_repository_with_several_locations_is_one_repository_with_its_location
         assert "nothing was launched" in problem(owner.post("/v1/repositories/multi/deployments"), 502)["detail"]
         assert "nothing was launched" in problem(owner.delete("/v1/repositories/multi"), 502)["detail"]
     assert snapshot(project) == before
+
+
+def test_removing_a_repository_with_several_locations_ends_each_locations_history(project):
+    """remove_repo (run in process on the project's instance) records ``removed`` on code_locations/<repo>
+    and on each location's asset, so the history the API lists and a rollback reads starts afresh."""
+    import time
+
+    from dagster import AssetKey, DagsterInstance
+
+    from meta_deployer import definitions as d
+    from meta_deployer.runconfig import remove_run_config
+    from meta_deployer.settings import Settings
+    from meta_deployer.state import Deployment, record_store
+
+    settings = Settings.from_env()
+    for part in ("multi-ingest", "multi-ml"):
+        record_store(settings).put(Deployment(
+            name=part, git_url="https://github.com/acme/multi.git", branch="main", commit="a" * 40,
+            platform=settings.platform, artifact="", endpoint="",
+            workspace_entry={"grpc_server": {"host": "127.0.0.1", "port": 1, "location_name": part}},
+            fingerprint="f", spec_hash="h", deployed_at=time.time(), duration_s=1.0, parent="multi"))
+    with DagsterInstance.get() as instance:
+        result = d.defs.get_job_def("remove_repo").execute_in_process(remove_run_config("multi"), instance=instance)
+        assert result.success
+        for name in ("multi", "multi-ingest", "multi-ml"):
+            latest = instance.fetch_materializations(AssetKey(["code_locations", name]), limit=1).records
+            assert [r.asset_materialization.metadata["status"].value for r in latest] == ["removed"], name
+    assert record_store(settings).all() == {}
