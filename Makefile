@@ -58,9 +58,8 @@ install: $(INSTALLED) ## Create .venv and install the project
 $(INSTANCE): dagster.yaml
 	@mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $@
 
-dev: $(INSTALLED) $(INSTANCE) ## Run Dagster (webserver + daemon) on http://localhost:3000 with every deployed repo
-	@$(BIN)/meta-deployer render-workspace
-	$(BIN)/dagster dev --use-legacy-code-server-behavior -w $(WORKSPACE) -h $(DAGSTER_HOST) -p $(DAGSTER_PORT)
+dev: $(INSTALLED) $(INSTANCE) ## Run Dagster (webserver + daemon) on http://localhost:3000 with every deployed repo's code server (started/adopted; stopped on exit)
+	$(BIN)/meta-deployer dev -w $(WORKSPACE) -H $(DAGSTER_HOST) -p $(DAGSTER_PORT)
 
 dev-with-repos: $(INSTALLED) $(INSTANCE) ## Queue an update_repo run per repo in repos/ not yet deployed or moved (dev platform), then make dev (its daemon deploys them)
 	META_DEPLOYER_PLATFORM=dev $(BIN)/dagster job execute $(DEFS) -j sync_repos
