@@ -252,8 +252,11 @@ def cmd_list_repos(args: argparse.Namespace) -> int:
             status = "corrupt record (redeploy to repair)"
         elif record is None and seen is None:
             status = "not deployed"
-        elif seen is not None:
-            status = seen.status
+        elif seen is not None:  # what runs (e.g. a code server's health), after what the webserver says
+            in_webserver = (live or {}).get(name, {}).get("status")
+            if in_webserver:
+                in_webserver = "load error" if in_webserver.startswith("ERROR") else in_webserver
+            status = f"{in_webserver}; {seen.status}" if in_webserver else seen.status
         elif live is not None:
             status = live.get(name, {}).get("status", "not in webserver")
             status = status if not status.startswith("ERROR") else "load error"
