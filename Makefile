@@ -111,6 +111,7 @@ test: $(INSTALLED) ## Run every test
 bench: $(INSTALLED) ## Run the benchmarks in bench/ (ratios, side by side)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python "$$b" || exit 1; done
 
-clean: ## Remove generated state (checkouts, venvs, instance); repos/ and data in S3 are kept
-	rm -rf .meta_deployer/checkouts .meta_deployer/venvs .meta_deployer/locations .meta_deployer/state $(DAGSTER_HOME)
+clean: ## Remove generated state (dev code servers stopped, checkouts, venvs, instance); repos/ and data in S3 are kept
+	@if [ -x $(BIN)/meta-deployer ]; then $(BIN)/meta-deployer dev-servers down || true; fi
+	rm -rf .meta_deployer/checkouts .meta_deployer/venvs .meta_deployer/locations .meta_deployer/state .meta_deployer/servers $(DAGSTER_HOME)
 	git checkout -- workspace/workspace.yaml 2>/dev/null || true
