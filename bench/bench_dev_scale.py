@@ -62,12 +62,14 @@ def tree(roots: list[int]) -> set[int]:
     return found
 
 
-def memory_mib(dev_pid: int, work: Path) -> tuple[float, int]:
+def memory_mib(dev_pid: int, work: Path) -> tuple[float, int, float]:
+    """(total MiB, processes, MiB of the locations' own trees: supervisors and servers)."""
     from meta_deployer.platforms.devservers import DevServers
 
     supervisors = [s.pid for s in DevServers(work, work / "logs").servers()]
     pids = tree([dev_pid, *supervisors])
-    return sum(rss_kib(p) for p in pids) / 1024, len(pids)
+    own = tree(supervisors)
+    return sum(rss_kib(p) for p in pids) / 1024, len(pids), sum(rss_kib(p) for p in own) / 1024
 
 
 def main() -> None:
@@ -89,7 +91,7 @@ def main() -> None:
                 stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
             )
         add_s: list[float] = []
-        memory: dict[int, tuple[float, int]] = {}
+        memory: dict[int, tuple[float, int, float]] = {}
         try:
             wait_for_port(port, timeout=180, proc=dev)
             for i in range(REPOS):
@@ -115,8 +117,9 @@ def main() -> None:
         finally:
             stop_dev(dev)
     print(f"dev platform at scale, under `make dev` ({loaded} of {len(statuses)} locations LOADED):")
-    for n, (mib, procs) in memory.items():
-        print(f"  {n:2d} repo locations: {mib:7.0f} MiB resident in {procs} processes = {mib / n:6.0f} MiB per location")
+    for n, (mib, procs, own) in memory.items():
+        print(f"  {n:2d} repo locations: {mib:7.0f} MiB resident in {procs} processes = {mib / n:6.0f} MiB per location "
+              f"(each location's own server and supervisor: {own / n:4.0f} MiB; the rest is the webserver and daemon)")
     print(f"  add the 1st repo {add_s[0]:6.2f} s, the {REPOS}th {add_s[-1]:6.2f} s: ratio {add_s[-1] / add_s[0]:.2f} (goal <= 1.2)")
     print(f"  reloadWorkspace with {REPOS} locations: best {min(reload_s):.2f} s of {len(reload_s)} ({', '.join(f'{s:.2f}' for s in reload_s)})")
 
