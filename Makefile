@@ -62,12 +62,11 @@ install: $(INSTALLED) ## Create .venv and install the project
 $(INSTANCE): dagster.yaml
 	@mkdir -p $(DAGSTER_HOME) && cp dagster.yaml $@
 
-dev: $(INSTALLED) $(INSTANCE) ## Run Dagster (webserver + daemon) on http://localhost:3000 with every deployed repo, and the REST API on :3001
-	@$(BIN)/meta-deployer render-workspace
+dev: $(INSTALLED) $(INSTANCE) ## Run Dagster (webserver + daemon) on http://localhost:3000 with every deployed repo's code server (started/adopted; stopped on exit), and the REST API on :3001
 	@# The API runs beside Dagster and stops with it (Ctrl-C, or Dagster exiting).
 	@set -uo pipefail; $(BIN)/meta-deployer api & api=$$!; \
 	trap 'kill $$api 2>/dev/null; wait $$api 2>/dev/null' EXIT INT TERM; \
-	$(BIN)/dagster dev --use-legacy-code-server-behavior -w $(WORKSPACE) -h $(DAGSTER_HOST) -p $(DAGSTER_PORT)
+	$(BIN)/meta-deployer dev -w $(WORKSPACE) -H $(DAGSTER_HOST) -p $(DAGSTER_PORT)
 
 api: $(INSTALLED) ## The REST API alone (API_HOST=127.0.0.1 API_PORT=3001), talking to DAGSTER_WEBSERVER_URL
 	@exec $(BIN)/meta-deployer api
@@ -128,6 +127,7 @@ test: $(INSTALLED) ## Run every test
 bench: $(INSTALLED) ## Run the benchmarks in bench/ (ratios, side by side)
 	@for b in bench/bench_*.py; do echo "== $$b"; $(BIN)/python "$$b" || exit 1; done
 
-clean: ## Remove generated state (checkouts, venvs, instance); repos/ and data in S3 are kept
-	rm -rf .meta_deployer/checkouts .meta_deployer/venvs .meta_deployer/locations .meta_deployer/state $(DAGSTER_HOME)
+clean: ## Remove generated state (dev code servers stopped, checkouts, venvs, instance); repos/ and data in S3 are kept
+	@if [ -x $(BIN)/meta-deployer ]; then $(BIN)/meta-deployer dev-servers down || true; fi
+	rm -rf .meta_deployer/checkouts .meta_deployer/venvs .meta_deployer/locations .meta_deployer/state .meta_deployer/servers $(DAGSTER_HOME)
 	git checkout -- workspace/workspace.yaml 2>/dev/null || true

@@ -94,7 +94,12 @@ def bench_sensor(tmp: Path) -> dict[str, float]:
 
 def main() -> None:
     with tempfile.TemporaryDirectory(prefix="bench-dev-") as tmp:
-        deploys = bench_deploys(Path(tmp))
+        try:
+            deploys = bench_deploys(Path(tmp))
+        finally:
+            from devkit import stop_dev_servers
+
+            stop_dev_servers(Project(Path(tmp) / "project"))  # the deploys' code servers outlive them
         sensor = bench_sensor(Path(tmp))
     cold = deploys["cold add-repo"]
     print("dev platform, through the Make targets (dagster job execute):")

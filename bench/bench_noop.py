@@ -110,7 +110,13 @@ def main() -> None:
         print("(docker skipped: source .ci/services.sh for a Docker engine and registry)")
     with tempfile.TemporaryDirectory(prefix="bench-noop-") as tmp:
         remote = GitRemote.create(Path(tmp) / "remote", {"definitions.py": definitions_py("a")})
-        results = {platform: measure(Path(tmp), platform, remote) for platform in platforms}
+        try:
+            results = {platform: measure(Path(tmp), platform, remote) for platform in platforms}
+        finally:  # the dev deploys' code servers outlive them
+            from meta_deployer.platforms.devservers import DevServers
+
+            work = Path(tmp) / "dev" / ".meta_deployer"
+            DevServers(work, work / "logs").stop_all(log=lambda _line: None)
     print(f"no-op `make update-repo` against the floor (an empty job under `dagster job execute`), best of {ROUNDS}:")
     for platform, r in results.items():
         print(f"  {platform:<7} floor {r['floor']:6.2f} s   no-op {r['no-op']:6.2f} s   ratio {r['no-op'] / r['floor']:5.2f}")

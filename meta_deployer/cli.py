@@ -210,6 +210,27 @@ def cmd_render_workspace(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dev(args: argparse.Namespace) -> int:
+    """``make dev``: the dev code servers, the webserver and the daemon (``meta_deployer.devrun``)."""
+    from meta_deployer import devrun
+
+    return devrun.run(args.host, args.port, Path(args.workspace) if args.workspace else None)
+
+
+def cmd_dev_servers(args: argparse.Namespace) -> int:
+    """Start/adopt (up), stop (down) or show (status) the dev platform's code servers."""
+    from meta_deployer import devrun
+
+    if args.action == "up":
+        devrun.servers_up()
+    elif args.action == "down":
+        print(f"stopped {devrun.servers_down()} dev code server(s)")
+    else:
+        rows = [[name, endpoint, status, str(pid)] for name, endpoint, status, pid in devrun.servers_status()]
+        print(_table(rows, ["NAME", "ENDPOINT", "STATUS", "SUPERVISOR PID"]) if rows else "no dev code servers")
+    return 0
+
+
 def _table(rows: list[list[str]], header: list[str]) -> str:
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()  # noqa: E731
@@ -285,8 +306,11 @@ def cmd_list_repos(args: argparse.Namespace) -> int:
             status = "corrupt record (redeploy to repair)"
         elif record is None and seen is None:
             status = "not deployed"
-        elif seen is not None:
-            status = seen.status
+        elif seen is not None:  # what runs (e.g. a code server's health), after what the webserver says
+            in_webserver = (live or {}).get(name, {}).get("status")
+            if in_webserver:
+                in_webserver = "load error" if in_webserver.startswith("ERROR") else in_webserver
+            status = f"{in_webserver}; {seen.status}" if in_webserver else seen.status
         elif live is not None:
             status = live.get(name, {}).get("status", "not in webserver")
             status = status if not status.startswith("ERROR") else "load error"
@@ -479,6 +503,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_run_tags)
     p = sub.add_parser("render-workspace", help="re-render workspace.yaml from the deployed state")
     p.set_defaults(func=cmd_render_workspace)
+    p = sub.add_parser("dev", help="make dev: start/adopt the dev code servers, run the webserver and daemon, stop all on exit")
+    p.add_argument("-H", "--host", default="127.0.0.1")
+    p.add_argument("-p", "--port", type=int, default=3000)
+    p.add_argument("-w", "--workspace", help="workspace file (default: META_DEPLOYER_WORKSPACE)")
+    p.set_defaults(func=cmd_dev)
+    p = sub.add_parser("dev-servers", help="the dev platform's code servers: up (start/adopt), down (stop), status")
+    p.add_argument("action", choices=["up", "down", "status"])
+    p.set_defaults(func=cmd_dev_servers)
     p = sub.add_parser("list-repos", help="show every repo and its status")
     p.set_defaults(func=cmd_list_repos)
     p = sub.add_parser("repo-logs", help="show a repo's code server output (platform/webserver, daemon, deployer: the platform's)")

@@ -60,6 +60,9 @@ STORAGE_SUBDIR = "storage"
 DEFAULT_WEBSERVER_URL = "http://localhost:3000"
 DEFAULT_BUCKET = "dagster-storage"
 DEFAULT_RELOAD_TIMEOUT_S = 120.0
+#: The dev platform's code servers: time to answer gRPC, and for the old one's runs to finish.
+DEFAULT_DEV_HEALTH_TIMEOUT_S = 120.0
+DEFAULT_DEV_DRAIN_TIMEOUT_S = 60.0
 #: The webservers' port where discovery finds only an address (ECS tasks, docker containers without a port label).
 DEFAULT_WEBSERVER_PORT = 3000
 DEFAULT_CONFIG_GIT_BRANCH = "main"
@@ -696,6 +699,14 @@ class Settings(SettingsGroup):
     )
     reload_timeout_s: float = setting(
         "META_DEPLOYER_RELOAD_TIMEOUT", DEFAULT_RELOAD_TIMEOUT_S, "seconds to wait for the reload", gt=0
+    )
+    dev_health_timeout_s: float = setting(
+        "META_DEPLOYER_DEV_HEALTH_TIMEOUT", DEFAULT_DEV_HEALTH_TIMEOUT_S,
+        "dev platform: seconds a location's new code server has to answer gRPC", gt=0,
+    )
+    dev_drain_timeout_s: float = setting(
+        "META_DEPLOYER_DEV_DRAIN_TIMEOUT", DEFAULT_DEV_DRAIN_TIMEOUT_S,
+        "dev platform: seconds the old code server's runs may take to finish after an update", ge=0,
     )
     bucket: str = setting("META_DEPLOYER_BUCKET", DEFAULT_BUCKET, _BUCKET_DOC)
     storage_dir: Path | None = setting(

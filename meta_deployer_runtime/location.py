@@ -57,8 +57,17 @@ class _Tee:
         return getattr(self._stream, name)
 
 
+def _writes_to(stream: TextIO, path: str) -> bool:
+    """True when ``stream`` already writes into ``path`` (a supervised dev server's output is its log file)."""
+    try:
+        mine, theirs = os.fstat(stream.fileno()), os.stat(path)
+    except (OSError, ValueError, AttributeError):
+        return False
+    return (mine.st_dev, mine.st_ino) == (theirs.st_dev, theirs.st_ino)
+
+
 def _capture_output(log_file: str) -> None:
-    if isinstance(sys.stderr, _Tee):
+    if isinstance(sys.stderr, _Tee) or _writes_to(sys.stderr, log_file):
         return
     Path(log_file).parent.mkdir(parents=True, exist_ok=True)
     copy = open(log_file, "a", buffering=1)  # noqa: SIM115 - lives as long as the process

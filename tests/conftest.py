@@ -132,7 +132,10 @@ def project(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         monkeypatch.setenv(key, value)
     # No webserver in unit/integration tests unless a test starts one.
     monkeypatch.setenv("DAGSTER_WEBSERVER_URL", f"http://127.0.0.1:{free_port()}")
-    return proj
+    yield proj
+    from devkit import stop_dev_servers
+
+    stop_dev_servers(proj)  # dev deploys leave their supervised code servers running, by design
 
 
 @pytest.fixture(scope="session")

@@ -78,7 +78,8 @@ def run_make(project: Project, *args: str, env: dict[str, str] | None = None, ch
 
 @contextmanager
 def dagster_dev(project: Project, env: dict[str, str] | None = None) -> Iterator[str]:
-    """A real `dagster dev` (webserver + daemon) on the project's generated workspace; yields its URL."""
+    """What `make dev` runs (`meta-deployer dev`: the dev code servers, the webserver and the daemon) on
+    the project's generated workspace; yields its URL. On exit it stops them as Ctrl-C would."""
     from conftest import ROOT, free_port, wait_for_port
     from dagster_ui import wait_for_location
 
@@ -86,24 +87,38 @@ def dagster_dev(project: Project, env: dict[str, str] | None = None) -> Iterator
     url = f"http://127.0.0.1:{port}"
     full_env = {**os.environ, **project.env(), **(env or {}), "DAGSTER_WEBSERVER_URL": url}
     run_make(project, "install", env=env)
-    subprocess.run([sys.executable, "-m", "meta_deployer.cli", "render-workspace"], check=True, capture_output=True, env=full_env)
     with open(project.root / "dagster-dev.log", "w") as log:
         proc = subprocess.Popen(
-            [str(ROOT / ".venv" / "bin" / "dagster"), "dev", "--use-legacy-code-server-behavior",
-             "-w", str(project.workspace), "-h", "127.0.0.1", "-p", str(port)],
+            [str(ROOT / ".venv" / "bin" / "meta-deployer"), "dev",
+             "-w", str(project.workspace), "-H", "127.0.0.1", "-p", str(port)],
             env=full_env,
             stdout=log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         try:
-            wait_for_port(port, timeout=120, proc=proc)
+            wait_for_port(port, timeout=180, proc=proc)
             wait_for_location(url, "meta_deployer")
             yield url
         finally:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+            stop_dev(proc)
+
+
+def stop_dev(proc: "subprocess.Popen") -> None:
+    """Stop `meta-deployer dev` as Ctrl-C does (it stops the webserver, the daemon and the code servers)."""
+    try:
+        os.kill(proc.pid, signal.SIGTERM)
+        proc.wait(90)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+    except ProcessLookupError:
+        pass
+
+
+def stop_dev_servers(project: Project) -> None:
+    """Stop every dev code server a test's deploys left running (they outlive the deploy by design)."""
+    from meta_deployer.platforms.devservers import DevServers
+
+    if (project.work / "servers").is_dir():
+        DevServers(project.work, project.work / "logs").stop_all(log=lambda _line: None)

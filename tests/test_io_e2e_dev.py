@@ -15,6 +15,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 from pathlib import Path
@@ -103,13 +104,15 @@ def make(project, *args: str) -> None:
 
 def run_location(project, name: str, *args: str) -> subprocess.CompletedProcess:
     """Run a dagster command against ``name``'s deployed location, as its code server loads it."""
-    entry = ws.read_entries(project.workspace)[name]["python_file"]
-    python = Path(entry["executable_path"])
+    assert ws.read_entries(project.workspace)[name]["grpc_server"]["location_name"] == name
+    version = project.work / "locations" / name / "current"  # the version its code server serves
+    python = version / "venv" / "bin" / "python"
+    working_directory = json.loads((version / "location.json").read_text())["working_directory"]
     env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
     env.update(project.env())
     return subprocess.run(
-        [str(python), "-m", "dagster", *args, "-f", entry["relative_path"], "-d", entry["working_directory"]],
-        cwd=entry["working_directory"],
+        [str(python), "-m", "dagster", *args, "-f", str(version / "location.py"), "-d", working_directory],
+        cwd=working_directory,
         env=env,
         capture_output=True,
         text=True,

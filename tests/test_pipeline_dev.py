@@ -7,6 +7,7 @@ from devkit import BROKEN, definitions_py
 from meta_deployer import workspace as ws
 from meta_deployer.errors import CloneError, DetectionError, SpecError, ValidationFailed
 from meta_deployer.pipeline import Deployer
+from meta_deployer.platforms.devservers import DevServers, grpc_ready
 from meta_deployer.spec import load_spec, parse_spec
 
 
@@ -14,13 +15,21 @@ def spec_for(remote, name="team-a", **extra):
     return parse_spec({"name": name, "git_url": remote.url, **extra}, "test")
 
 
+def servers(project, name="team-a"):
+    return DevServers(project.work, project.work / "logs").servers(name)
+
+
 def test_deploy_then_noop_then_code_change(project, git_remote):
     remote = git_remote(files={"definitions.py": definitions_py("one")})
     d = Deployer()
     first = d.deploy(spec_for(remote))
     assert not first.unchanged and first.artifact.built
-    entry = ws.read_entries(project.workspace)["team-a"]["python_file"]
-    assert entry["location_name"] == "team-a" and entry["executable_path"].endswith("/bin/python")
+    entry = ws.read_entries(project.workspace)["team-a"]["grpc_server"]
+    assert entry["location_name"] == "team-a" and entry["host"] == "127.0.0.1"
+    # its own supervised code server answers there, with the version's server id
+    [server] = servers(project)
+    assert server.port == entry["port"] and grpc_ready(entry["port"])
+    assert server.server_id.endswith((project.work / "locations" / "team-a" / "current").resolve().name)
     # the detected code source was written back to config.yml
     assert load_spec(project.repos / "team-a" / "config.yml").python_file == "definitions.py"
 
@@ -33,8 +42,12 @@ def test_deploy_then_noop_then_code_change(project, git_remote):
     remote.commit({"definitions.py": definitions_py("one", "two")})
     third = Deployer().deploy(load_spec(project.repos / "team-a" / "config.yml"))
     assert not third.unchanged and not third.artifact.built  # same dependencies: virtualenv reused
-    # the entry is stable: the update switched the `current` link, not workspace.yaml
-    assert project.workspace_bytes() == before and not third.workspace_changed
+    # swapped like docker: a new server on a new port serves, the old one was stopped
+    new_entry = ws.read_entries(project.workspace)["team-a"]["grpc_server"]
+    assert third.workspace_changed and new_entry["port"] != entry["port"]
+    [new_server] = servers(project)
+    assert new_server.port == new_entry["port"] and grpc_ready(new_entry["port"])
+    assert not grpc_ready(entry["port"])
     assert (project.work / "locations" / "team-a" / "current").resolve() != first_version
     assert first_version.exists()  # the previous version is kept until the next switch (daemon lag)
     assert Deployer().registry.get("team-a").commit == remote.head()
@@ -49,8 +62,8 @@ def test_deploy_then_noop_then_code_change(project, git_remote):
 def test_serving_version_never_sees_a_later_checkout(project, git_remote):
     remote = git_remote(files={"definitions.py": definitions_py("one")})
     Deployer().deploy(spec_for(remote))
-    served = ws.read_entries(project.workspace)["team-a"]["python_file"]
-    snapshot = __import__("pathlib").Path(served["working_directory"]) / "definitions.py"
+    served = (project.work / "locations" / "team-a" / "current").resolve()
+    snapshot = served / "src" / "definitions.py"
     remote.commit({"definitions.py": BROKEN})
     with pytest.raises(ValidationFailed):
         Deployer().deploy(load_spec(project.repos / "team-a" / "config.yml"))
@@ -94,12 +107,13 @@ def test_failed_update_keeps_the_serving_version(project, git_remote):
     remote = git_remote(files={"definitions.py": definitions_py("one")})
     Deployer().deploy(spec_for(remote))
     before = project.workspace_bytes()
-    entry = ws.read_entries(project.workspace)["team-a"]["python_file"]
+    entry = ws.read_entries(project.workspace)["team-a"]["grpc_server"]
     remote.commit({"definitions.py": BROKEN})
     with pytest.raises(ValidationFailed, match="previous version"):
         Deployer().deploy(load_spec(project.repos / "team-a" / "config.yml"))
     assert project.workspace_bytes() == before
-    assert (project.root / entry["relative_path"]).is_file() or __import__("os").path.isfile(entry["relative_path"])
+    # the serving server was never touched, and no second one was left behind
+    assert [s.port for s in servers(project)] == [entry["port"]] and grpc_ready(entry["port"])
 
 
 def test_remove_keeps_data_and_is_idempotent(project, git_remote):
@@ -110,8 +124,10 @@ def test_remove_keeps_data_and_is_idempotent(project, git_remote):
     data.write_text("precious")
     lock = project.work / "checkouts" / "team-a.lock"
     inode = lock.stat().st_ino
+    port = servers(project)[0].port
     result = Deployer().remove("team-a")
     assert result.removed and result.workspace_changed
+    assert servers(project) == [] and not grpc_ready(port)  # its code server was stopped
     # the lock file is never deleted: a process waiting on it would otherwise hold a lock
     # on a file that a third process can no longer see
     assert lock.stat().st_ino == inode

@@ -124,6 +124,8 @@ BAD_VALUES = [
     ("META_DEPLOYER_API_MAX_BODY", "100", "at least 1024"),
     ("META_DEPLOYER_RELOAD_TIMEOUT", "0", "positive"),
     ("META_DEPLOYER_RELOAD_TIMEOUT", "soon", "number"),
+    ("META_DEPLOYER_DEV_HEALTH_TIMEOUT", "0", "positive"),
+    ("META_DEPLOYER_DEV_DRAIN_TIMEOUT", "-1", "at least 0"),
     ("META_DEPLOYER_DOCKER_NETWORK", "overlay", "host, bridge"),
     ("META_DEPLOYER_DOCKER_PORT_BASE", "80", "at least 1024"),
     ("META_DEPLOYER_DOCKER_PORT_BASE", "64000", "1024..65535"),

@@ -1,9 +1,12 @@
 """The ``dev`` platform, the embedded default: no Docker, no AWS.
 
 A repo becomes a virtualenv of its own (made with uv, holding the repo's
-dependencies, dagster and this package) plus a small location entry point.
-``dagster dev`` serves it through a ``python_file`` workspace entry whose
-``executable_path`` is that virtualenv's python.
+dependencies, dagster and this package) plus a small location entry point,
+served by a code server the deployer runs itself: one supervised
+``dagster api grpc`` per location, with that virtualenv's python, on a local
+port (``meta_deployer.platforms.devservers``). Its workspace entry is a
+``grpc_server`` entry, as on docker, so the webserver and the daemon share one
+server per location and a reload restarts none.
 
 Versions are immutable and content-addressed, which gives the dev platform
 the same safety as the container platforms: a virtualenv is keyed by a hash
@@ -11,14 +14,13 @@ of the repo's dependency files, and a location folder (holding a snapshot of
 the repo's files at the deployed commit) by the deploy fingerprint. A new
 version is built and validated (``meta_deployer_runtime.validate`` with its own
 python: it starts the code server and asks it over gRPC for its repositories)
-beside the one that serves, which never sees the new files; it
-starts serving only then. Each repo has one stable workspace entry whose
-paths go through a ``current`` link (``locations/<name>/current`` -> the
-version folder, whose ``venv`` link points at its virtualenv): ``serve``
-switches that link atomically, workspace.yaml stays the same across updates,
-and the webserver reloads just that location. The previous version is kept
-until the next switch, because the daemon reloads its code servers only every
-60 s.
+beside the one that serves, which never sees the new files. An update then
+swaps servers the way the docker platform swaps containers: the new version's
+server starts on a new port, answers gRPC, the workspace entry switches to it
+(the webserver reloads), and the old server is drained (its runs finish, up to
+``META_DEPLOYER_DEV_DRAIN_TIMEOUT``) and stopped. ``locations/<name>/current``
+points at the serving version; the previous version is kept until the next
+switch.
 
 Each repo runs the Dagster release it asks for: its own pins win. Its
 requirements are resolved first (``uv pip compile``); the deployer then adds
@@ -51,10 +53,11 @@ from filelock import FileLock
 
 import meta_deployer
 from meta_deployer import naming, versions
-from meta_deployer.errors import BuildError, ValidationFailed
+from meta_deployer.errors import BuildError, UnhealthyError, ValidationFailed
 from meta_deployer.model import Artifact, Checkout, Log, Observed, Published, Served
 from meta_deployer.gitops import redact
 from meta_deployer.platforms import location, resolve
+from meta_deployer.platforms.devservers import DevServers, grpc_ready
 from meta_deployer_runtime.contract import without_deployer_secrets
 from meta_deployer.settings import Settings
 from meta_deployer.spec import RepoSpec
@@ -105,7 +108,7 @@ def _tail(text: str, lines: int = _TAIL_LINES, secrets: tuple[str | None, ...] =
 
 
 class DevPlatform:
-    """Per-repo virtualenvs served by ``dagster dev``."""
+    """Per-repo virtualenvs, each location served by a supervised code server of its own."""
 
     name = "dev"
 
@@ -396,32 +399,47 @@ class DevPlatform:
         return Published(ref=artifact.ref, pushed=False, metadata=dict(artifact.metadata))
 
     def current_link(self, name: str) -> Path:
-        """``locations/<name>/current``: the stable path every workspace entry goes through."""
+        """``locations/<name>/current``: the version that serves (the previous one is kept beside it)."""
         return self.locations_dir / naming.validate_name(name) / "current"
 
-    def workspace_entry(self, spec: RepoSpec) -> dict[str, Any]:
-        """The repo's entry: the same for every version, so updates leave workspace.yaml unchanged."""
-        current = self.current_link(spec.name)
-        return {
-            "python_file": {
-                "relative_path": str(current / "location.py"),
-                "working_directory": str(current / SNAPSHOT_DIR / (spec.working_directory or ".")),
-                "executable_path": str(current / "venv" / "bin" / "python"),
-                "location_name": spec.name,
-            }
-        }
+    # -- serving: one supervised code server per location (meta_deployer.platforms.devservers) --
+    @property
+    def servers(self) -> DevServers:
+        return DevServers(self.settings.work_dir, self.settings.logs_dir)
 
     def serve(self, spec: RepoSpec, published: Published, checkout: Checkout, log: Log) -> Served:
-        """Point ``current`` at the new, validated version (an atomic rename of a link)."""
+        """Start the new version's own code server, wait until it answers gRPC, then point ``current`` at it.
+
+        The old version's server keeps serving until the workspace points at the new one
+        (:meth:`after_switch` drains and stops it). A server that never answers is stopped and
+        nothing else changes. A server of this version already running (a retried deploy) is reused.
+        """
         folder = Path(published.ref)
-        link = self.current_link(spec.name)
+        server = self.servers.find(spec.name, folder)
+        if server is None or not grpc_ready(server.port):
+            server = server or self.servers.start(spec.name, folder, log=log)
+            problem = self.servers.wait_healthy(server, self.settings.dev_health_timeout_s)
+            if problem:
+                self.servers.stop([server], log)
+                tail = "\n".join(self.logs(spec.name, follow=False, tail=_TAIL_LINES))
+                raise UnhealthyError(
+                    f"the code server of {spec.name} ({folder.name}) did not become healthy: {problem} "
+                    f"(META_DEPLOYER_DEV_HEALTH_TIMEOUT); the previous version, if any, keeps serving. "
+                    f"Its output:\n{_tail(tail, secrets=self._secrets())}"
+                )
+        self._switch_current(spec.name, folder)
+        log(f"{spec.name} now serves version {folder.name} ({checkout.short_commit}) on {server.endpoint} "
+            f"with {published.metadata['python']}")
+        return Served(endpoint=server.endpoint, workspace_entry=server.workspace_entry(), changed=True,
+                      metadata={"port": server.port, "server_id": server.server_id})
+
+    def _switch_current(self, name: str, folder: Path) -> None:
+        link = self.current_link(name)
         tmp = link.with_name(f".current-{os.getpid()}")
         tmp.unlink(missing_ok=True)
         tmp.symlink_to(folder.name)
         os.replace(tmp, link)
         (folder / "switched_at").write_text(str(time.time()))
-        log(f"{spec.name} now serves version {folder.name} ({checkout.short_commit}) with {published.metadata['python']}")
-        return Served(endpoint=f"dagster dev: {link / 'location.py'}", workspace_entry=self.workspace_entry(spec), changed=True)
 
     def after_switch(self, spec: RepoSpec, served: Served, log: Log) -> None:
         """Keep the serving version and the one before it; remove older versions and their virtualenvs."""
@@ -432,6 +450,11 @@ class DevPlatform:
             reverse=True,
         )
         keep = [current] + [f for f in versions if f != current][: KEEP_VERSIONS - 1]
+        serving = served.metadata.get("port")
+        old = [s for s in self.servers.servers(spec.name) if s.port != serving]
+        for server in old:
+            self.servers.drain(server, self.settings.dev_drain_timeout_s, log)
+        self.servers.stop(old, log)
         self._remove_versions(spec.name, [*keep, self.current_link(spec.name)], log)
 
     def _venv_of(self, folder: Path) -> Path | None:
@@ -457,17 +480,24 @@ class DevPlatform:
                 log(f"removed old virtualenv {venv.name}")
 
     def is_serving(self, name: str, record: dict[str, Any]) -> bool:
-        """The record's version is the one ``current`` points at, and it is whole."""
+        """The record's version is the one ``current`` points at, it is whole, and its code server
+        answers on the record's port."""
         link = self.current_link(name)
-        return (
+        port = ((record.get("workspace_entry") or {}).get("grpc_server") or {}).get("port")
+        if not (
             link.is_symlink()
             and link.resolve() == Path(record.get("artifact", "")).resolve()
             and (link / "location.py").is_file()
             and (link / "venv" / "bin" / "python").exists()
-        )
+            and isinstance(port, int)
+        ):
+            return False
+        server = self.servers.find(name, link.resolve(), port)
+        return server is not None and grpc_ready(server.port)
 
     def stop(self, name: str, purge: bool, log: Log) -> None:
         naming.validate_name(name)
+        self.servers.stop(self.servers.servers(name), log)
         self._remove_versions(name, [], log)
         shutil.rmtree(self.locations_dir / name, ignore_errors=True)
         if purge:
@@ -477,18 +507,59 @@ class DevPlatform:
             log(f"purged {data} and the code server log")
 
     def observe(self) -> dict[str, Observed]:
-        return {}
+        """Each location's newest code server and its health (``list-repos``)."""
+        found: dict[str, Observed] = {}
+        for server in self.servers.servers():  # oldest first: the newest of each name wins
+            found[server.name] = Observed(
+                name=server.name, status=self.servers.status(server), endpoint=server.endpoint,
+                artifact=server.folder, workspace_entry=server.workspace_entry(),
+                details={"pid": server.pid, "server_id": server.server_id},
+            )
+        return found
+
+    def adopt(self, records: dict[str, dict[str, Any]], log: Log) -> dict[str, dict[str, Any]]:
+        """Make every deployed location's code server run (``make dev``; ``dev-servers up``).
+
+        ``records``: ``{name: deployment record}`` of the repos deployed on this platform. A server that
+        still runs is adopted as it is; one that is gone (a reboot, a kill) is started again from the
+        record's version, on the record's port when it is free. Returns ``{name: workspace entry}`` for
+        the locations whose port had to change (their records must follow).
+        """
+        moved: dict[str, dict[str, Any]] = {}
+        waiting = []
+        for name, record in sorted(records.items()):
+            folder = Path(record.get("artifact", ""))
+            port = ((record.get("workspace_entry") or {}).get("grpc_server") or {}).get("port")
+            if not (folder / "location.json").is_file():
+                log(f"warning: {name}: its version {folder.name} is gone; redeploy it (make update-repo REPO_NAME={name})")
+                continue
+            server = self.servers.find(name, folder, port if isinstance(port, int) else None)
+            if server is not None:
+                log(f"{name}: adopted its code server on {server.endpoint} (supervisor pid {server.pid})")
+                self.servers.stop([s for s in self.servers.servers(name) if s.port != server.port], log)
+            else:
+                self.servers.stop(self.servers.servers(name), log)  # records of servers that are gone
+                server = self.servers.start(name, folder, port if isinstance(port, int) else None, log=log)
+                if server.port != port:
+                    moved[name] = server.workspace_entry()
+            waiting.append(server)
+        for server in waiting:
+            problem = self.servers.wait_healthy(server, self.settings.dev_health_timeout_s)
+            if problem:
+                log(f"warning: the code server of {server.name} is not healthy: {problem}; see make repo-logs REPO_NAME={server.name}")
+        return moved
 
     def dry_run(self, spec: RepoSpec, checkout: Checkout) -> str:
         source = spec.code_source
         return "\n".join([
             f"would build (or reuse) a virtualenv for {spec.name} and validate {source[0]}={source[1]}" if source else "",
-            f"would serve {spec.name} from dagster dev with storage {self.storage_env(spec)}",
+            f"would start a code server for {spec.name} (dagster api grpc on a local port, supervised) "
+            f"with storage {self.storage_env(spec)}, then stop the previous one",
         ]).strip()
 
     def dry_run_removal(self, name: str, purge: bool) -> str:
         kept = "its data and logs would be deleted (PURGE)" if purge else "its data and logs are kept"
-        return f"would delete the virtualenv and location files of {naming.validate_name(name)}; {kept}"
+        return f"would stop the code server of {naming.validate_name(name)} and delete its virtualenv and location files; {kept}"
 
     def logs(self, name: str, follow: bool, tail: int) -> Iterator[str]:
         path = self.settings.logs_dir / f"{naming.validate_name(name)}.log"
