@@ -94,6 +94,22 @@ def test_pyproject_dependencies_go_in_the_dependency_layer(git_remote):
     assert "pip install --no-deps --no-build-isolation -e ." in plan.dockerfile_text
 
 
+def test_a_location_below_its_project_installs_that_project_s_dependencies(git_remote):
+    """A location whose working directory is ``proj/src`` gets ``proj/``'s dependencies (issue 13), then
+    the root's; another project's are not installed."""
+    remote = git_remote(files={
+        "requirements.txt": "dagster==1.13.27\nrootdep==1.0\n",  # an exact pin: no resolver run
+        "proj/pyproject.toml": '[project]\nname = "proj"\nversion = "1"\ndependencies = ["projdep==2.0"]\n',
+        "proj/src/proj/__init__.py": "",
+        "other/pyproject.toml": '[project]\nname = "other"\nversion = "1"\ndependencies = ["otherdep==3.0"]\n',
+    })
+    spec = spec_for("a", remote.url, package_name="proj", working_directory="proj/src")
+    plan = images.plan_build(spec, _checkout(remote), images.ImageSettings())
+    requirements = dict(plan.extra_files)[".meta_deployer/requirements.txt"]
+    assert "rootdep==1.0" in requirements and "projdep==2.0" in requirements and "otherdep" not in requirements
+    assert "-e proj" in plan.dockerfile_text
+
+
 def test_a_templated_repo_gets_the_release_its_dependency_files_ask_for(git_remote):
     """One resolver for dev and images (platforms/resolve.py): an exact pin as it is, else uv pip compile."""
     from meta_deployer import versions
@@ -138,6 +154,67 @@ def test_a_templated_repo_gets_the_release_its_dependency_files_ask_for(git_remo
 
 
 # -- ECR, against a moto server ---------------------------------------------------------
+
+
+def test_the_image_python_satisfies_requires_python():
+    """The template picks the official image of a Python the project accepts (issue 13); none: a clear
+    error before anything is built."""
+    from meta_deployer.errors import BuildError
+    from meta_deployer.platforms.resolve import python_image_for
+
+    base = "python:3.12-slim"
+    assert python_image_for("a", None, "", base) == base
+    assert python_image_for("a", ">=3.10", "pyproject.toml", base) == base  # the default satisfies it
+    assert python_image_for("a", ">=3.12.4,<4", "pyproject.toml", base) == base  # some 3.12 release does
+    assert python_image_for("a", ">=3.13", "pyproject.toml", base) == "python:3.13-slim"
+    assert python_image_for("a", "~=3.11.0", "p/pyproject.toml", "mirror.example/library/python:3.12-slim-bookworm") == (
+        "mirror.example/library/python:3.11-slim-bookworm"
+    )
+    assert python_image_for("a", ">=3.13", "pyproject.toml", "corp/runtime:7") == "corp/runtime:7"  # says no version
+    with pytest.raises(BuildError) as caught:
+        python_image_for("sales", ">=3.15", "proj/pyproject.toml", base)
+    message = str(caught.value)
+    for part in ("sales requires Python >=3.15", "proj/pyproject.toml", "python:3.12-slim", "3.10, 3.11, 3.12, 3.13",
+                 "Nothing was built", "META_DEPLOYER_BASE_IMAGE"):
+        assert part in message, part
+    with pytest.raises(BuildError, match="not a version specifier"):
+        python_image_for("sales", "three point twelve", "pyproject.toml", base)
+
+
+def test_requires_python_is_the_location_s_own_project_s(tmp_path):
+    (tmp_path / "pyproject.toml").write_text('[project]\nname = "root"\nrequires-python = ">=3.10"\n')
+    (tmp_path / "proj" / "src").mkdir(parents=True)
+    (tmp_path / "proj" / "pyproject.toml").write_text('[project]\nname = "p"\nrequires-python = ">=3.13"\n')
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "pyproject.toml").write_text("not toml [[[")
+    assert images.requires_python(spec_for("a", "https://x/a.git", working_directory="proj/src"), tmp_path) == (
+        ">=3.13", "proj/pyproject.toml"
+    )
+    assert images.requires_python(spec_for("a", "https://x/a.git"), tmp_path) == (">=3.10", "pyproject.toml")
+    # An unreadable project file is no requirement: the next folder up decides.
+    assert images.requires_python(spec_for("a", "https://x/a.git", working_directory="other"), tmp_path) == (
+        ">=3.10", "pyproject.toml"
+    )
+
+
+def test_a_requires_python_no_image_satisfies_fails_before_anything_is_built(tmp_path, git_remote, repo_names):
+    from meta_deployer.errors import BuildError
+
+    name = unique_name()
+    repo_names.append(name)
+    settings = make_settings(tmp_path)
+    remote = git_remote(files={
+        "definitions.py": DEFINITIONS.format(asset="hello", value=1),
+        "pyproject.toml": '[project]\nname = "future"\nversion = "1"\nrequires-python = ">=3.15"\ndependencies = []\n',
+    })
+    spec = spec_for(name, remote.url, python_file="definitions.py")
+    co = checkout(settings, spec)
+    client = images.docker_client(settings.env)
+    log = Collect()
+    with pytest.raises(BuildError, match="requires Python >=3.15"):
+        images.build_image(spec, co, settings.images, log)
+    assert client.images.list(filters={"label": f"{images.LABEL_PREFIX}repo={name}"}) == []
+    assert not any("building" in line for line in log.lines)  # not even a base image
 
 
 def test_ecr_repository_and_login(moto):

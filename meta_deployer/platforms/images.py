@@ -271,9 +271,7 @@ def _dependency_plan(
     dagster-postgres already. ``release``: the dagster release the repo resolves to
     (:func:`templated_release`); the instance's packages in ``extra`` (``dagster-*``) are paired with it."""
     notes: list[str] = []
-    dirs = ["."]
-    if spec.working_directory and spec.working_directory != ".":
-        dirs.append(spec.working_directory)
+    dirs = _project_dirs(spec, root)
     reqs: list[str] = []
     install = "true"
     for rel in dirs:
@@ -309,6 +307,41 @@ def _dependency_plan(
     return unique, install, notes
 
 
+#: At most this much of a pyproject.toml is read for its requires-python.
+_PYPROJECT_MAX_BYTES = 1_000_000
+
+
+def requires_python(spec: RepoSpec, root: Path) -> tuple[str | None, str]:
+    """The ``requires-python`` of the location's own project (its working directory, else the nearest
+    folder above it with a pyproject.toml, up to the repository root) and the file it is from."""
+    root = root.resolve()
+    folder = (root / (spec.working_directory or ".")).resolve()
+    while folder.is_relative_to(root):
+        path = folder / "pyproject.toml"
+        if path.is_file() and not path.is_symlink() and path.stat().st_size <= _PYPROJECT_MAX_BYTES:
+            try:
+                value = tomllib.loads(path.read_text()).get("project", {}).get("requires-python")
+            except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError, AttributeError):
+                value = None
+            if isinstance(value, str) and value.strip():
+                return value.strip()[:200], str(path.relative_to(root))
+        if folder == root:
+            break
+        folder = folder.parent
+    return None, ""
+
+
+def python_settings(spec: RepoSpec, root: Path, settings: ImageSettings, log: Log) -> ImageSettings:
+    """``settings`` with the Python image a templated image of ``spec`` is built on
+    (:func:`meta_deployer.platforms.resolve.python_image_for`); BuildError when none satisfies it."""
+    wanted, where = requires_python(spec, root)
+    image = resolve.python_image_for(spec.name, wanted, where, settings.base_image)
+    if image == settings.base_image:
+        return settings
+    log(f"{spec.name} requires Python {wanted} ({where}): its image is built on {image}")
+    return settings.model_copy(update={"base_image": image})
+
+
 def templated_release(spec: RepoSpec, root: Path, settings: ImageSettings) -> str:
     """The dagster release a templated image of ``spec`` gets: what its dependency files ask for
     (:func:`meta_deployer.platforms.resolve.release_of_lines`); UnsupportedDagsterVersion outside the window."""
@@ -324,8 +357,25 @@ def wants_mounting(spec: RepoSpec, root: Path) -> bool:
     return not (root / "Dockerfile").is_file()
 
 
+def _project_dirs(spec: RepoSpec, root: Path) -> list[str]:
+    """The folders whose dependency files an image installs, root first: the repository root, and the
+    location's own project: its working directory, else the nearest folder above it (below the root)
+    with a dependency file (a working directory ``proj/src`` installs ``proj/pyproject.toml``)."""
+    dirs = ["."]
+    if not spec.working_directory or spec.working_directory == ".":
+        return dirs
+    rel = posixpath.normpath(spec.working_directory)
+    candidate = rel
+    while candidate not in (".", ""):
+        folder = root / candidate
+        if not folder.is_symlink() and any((folder / f).is_file() for f in DEPENDENCY_FILES if f != ".dockerignore"):
+            return dirs + [candidate]
+        candidate = posixpath.dirname(candidate)
+    return dirs + [rel]
+
+
 def _dependency_files(spec: RepoSpec, root: Path) -> tuple[tuple[str, str], ...]:
-    folders = ["."] + ([spec.working_directory] if spec.working_directory not in (None, ".") else [])
+    folders = _project_dirs(spec, root)
     found = []
     for folder in folders:
         for name in DEPENDENCY_FILES:
@@ -960,10 +1010,12 @@ class DockerBuilder:
             return {"image_id": existing}
         return None
 
-    def ensure_base(self, release: str, log: Log) -> str:
-        """The base image of dagster ``release``, on this engine and (with a registry) in the registry:
-        found by its content tag, else built (and pushed) once. Returns its reference."""
-        plan = plan_base(self.settings, release)
+    def ensure_base(self, release: str, log: Log, python_image: str | None = None) -> str:
+        """The base image of dagster ``release`` on ``python_image`` (default: ``META_DEPLOYER_BASE_IMAGE``),
+        on this engine and (with a registry) in the registry: found by its content tag, else built
+        (and pushed) once. Returns its reference."""
+        settings = self.settings if python_image is None else self.settings.model_copy(update={"base_image": python_image})
+        plan = plan_base(settings, release)
         ref = base_ref(plan, self._registry, local_image_id(self.client, plan.python_image))
         if local_image_id(self.client, ref):
             if self._registry and not registry_digest(self.client, ref, self.auth):
@@ -1084,12 +1136,14 @@ def build_image(
     registry = builder.registry()
     base = release = None
     if not (checkout.path / "Dockerfile").is_file():
-        # Before anything is built: a release outside the window fails here (UnsupportedDagsterVersion).
+        # Before anything is built: a requires-python no image Python satisfies (BuildError) and a
+        # release outside the window (UnsupportedDagsterVersion) fail here.
+        settings = python_settings(spec, checkout.path, settings, log)
         release = templated_release(spec, checkout.path, settings)
         log(f"{spec.name} asks for dagster {release} (supported: {versions.window()})")
         ensure_base = getattr(builder, "ensure_base", None)
         if ensure_base is not None:
-            base = ensure_base(release, log)
+            base = ensure_base(release, log, python_image=settings.base_image)
     plan = plan_build(spec, checkout, settings, base=base, mount=mount, release=release)
     for note in plan.notes:
         log(f"note: {note}")

@@ -116,3 +116,46 @@ def release_of_lines(
             [path], name, python_version=match.group(1) if match else None, secrets=secrets
         )
     return requested_release(where, resolved)
+
+
+# -- the Python an image is built on -------------------------------------------------------------
+
+#: The Pythons a templated image may be built on, newest first (official ``python:<X.Y>-<variant>``
+#: images; the Dagster releases of the window support them all).
+IMAGE_PYTHONS = ("3.13", "3.12", "3.11", "3.10")
+
+
+def _satisfies(specifier, minor: str) -> bool:
+    """Whether some release of Python ``minor`` (3.12.0 ... 3.12.49) is in ``specifier``."""
+    return any(specifier.contains(f"{minor}.{patch}") for patch in range(50))
+
+
+def python_image_for(name: str, wanted: str | None, where: str, base_image: str) -> str:
+    """The Python image a templated image of repo ``name`` is built on: ``base_image``
+    (``META_DEPLOYER_BASE_IMAGE``) when its Python satisfies the project's ``requires-python``
+    (``wanted``, read from ``where``), else the same official image of the newest Python in
+    :data:`IMAGE_PYTHONS` that does. BuildError, before anything is built, when none does (or
+    ``wanted`` is not a version specifier). An image whose name says no Python version is kept."""
+    from packaging.specifiers import InvalidSpecifier, SpecifierSet
+
+    if wanted is None:
+        return base_image
+    try:
+        specifier = SpecifierSet(wanted)
+    except InvalidSpecifier:
+        raise BuildError(f"{name}: requires-python {wanted!r} in {where} is not a version specifier") from None
+    match = _PYTHON_IMAGE.search(base_image)
+    if match is None:
+        return base_image
+    if _satisfies(specifier, match.group(1)):
+        return base_image
+    for minor in IMAGE_PYTHONS:
+        if _satisfies(specifier, minor):
+            start, end = match.span(1)
+            return base_image[:start] + minor + base_image[end:]
+    raise BuildError(
+        f"{name} requires Python {wanted} (requires-python in {where}), and no image Python satisfies it: "
+        f"images are built on {base_image} (META_DEPLOYER_BASE_IMAGE) or the same image of Python "
+        f"{', '.join(reversed(IMAGE_PYTHONS))}. Nothing was built or served. Relax requires-python, or set "
+        "META_DEPLOYER_BASE_IMAGE to a Python image that satisfies it."
+    )
