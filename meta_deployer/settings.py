@@ -762,6 +762,12 @@ class Settings(SettingsGroup):
         None,
         "the REST API's bearer tokens, stored only as SHA-256 hashes with their scopes (`make api-token` adds one)",
     )  # None: <work_dir>/api/tokens.json, filled in by validation
+    api_tokens_secret_arn: str | None = setting(
+        "META_DEPLOYER_API_TOKENS_SECRET_ARN",
+        None,
+        "production: the API's token hashes live in this Secrets Manager secret (the same JSON as the tokens "
+        "file) instead of the file; `make api-token` writes a new version of it",
+    )
     webhook_secret_file: Path | None = setting(
         "META_DEPLOYER_WEBHOOK_SECRET_FILE",
         None,

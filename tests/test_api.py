@@ -7,8 +7,10 @@ repos/ and workspace.yaml byte-identical. tests/test_api_e2e.py launches for rea
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import subprocess
 from pathlib import Path
 
 import httpx
@@ -313,3 +315,34 @@ def test_removing_a_repository_with_several_locations_ends_each_locations_histor
             latest = instance.fetch_materializations(AssetKey(["code_locations", name]), limit=1).records
             assert [r.asset_materialization.metadata["status"].value for r in latest] == ["removed"], name
     assert record_store(settings).all() == {}
+
+
+def test_tokens_in_a_secrets_manager_secret(tmp_path, moto):
+    """Production keeps the token hashes in Secrets Manager (META_DEPLOYER_API_TOKENS_SECRET_ARN): make
+    api-token writes a new version of the secret, the real server checks bearer tokens against it, and
+    the token itself is stored nowhere."""
+    import boto3
+    from conftest import free_port
+    from devkit import Project
+
+    arn = boto3.client("secretsmanager", region_name="us-east-1").create_secret(
+        Name="dagster/platform/api-tokens", SecretString='{"tokens": []}'
+    )["ARN"]
+    project = Project(tmp_path / "project")
+    (project.repos / "team-a").mkdir(parents=True)
+    (project.repos / "team-a" / "config.yml").write_text(
+        "name: team-a\ngit_url: https://github.com/acme/team-a.git\nbranch: main\npython_file: definitions.py\n")
+    env = {**os.environ, **project.env(), "DAGSTER_WEBSERVER_URL": f"http://127.0.0.1:{free_port()}",
+           "META_DEPLOYER_API_TOKENS_SECRET_ARN": arn, "AWS_ENDPOINT_URL": moto.url,
+           "AWS_DEFAULT_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}
+    token = create_token(env, "repo:team-a")
+    stored = boto3.client("secretsmanager", region_name="us-east-1").get_secret_value(SecretId=arn)["SecretString"]
+    assert token not in stored and hashlib.sha256(token.encode()).hexdigest() in stored
+    assert not (project.work / "api" / "tokens.json").exists()
+    with api_server(env, tmp_path) as api:
+        ok = httpx.get(f"{api.url}/v1/repositories/team-a", headers={"Authorization": f"Bearer {token}"})
+        assert ok.status_code == 200, ok.text
+        wrong = httpx.get(f"{api.url}/v1/repositories/team-a", headers={"Authorization": f"Bearer {token}x"})
+        problem(wrong, 401)
+    with pytest.raises(subprocess.CalledProcessError):
+        create_token({**env, "META_DEPLOYER_API_TOKENS_SECRET_ARN": arn.replace("api-tokens", "gone")}, "admin")

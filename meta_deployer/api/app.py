@@ -46,7 +46,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 import meta_deployer
 from meta_deployer import configsource, history, naming, remote
 from meta_deployer.api import dagster
-from meta_deployer.api.auth import IdempotencyStore, RateLimiter, SeenDeliveries, Stored, Token, TokenStore
+from meta_deployer.api.auth import IdempotencyStore, RateLimiter, SeenDeliveries, Stored, Token, token_store
 from meta_deployer.api.problems import Problem, from_problem, problem_response
 from meta_deployer.errors import MetaDeployerError, SpecError
 from meta_deployer.gitops import redact
@@ -166,7 +166,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     """The API for ``settings`` (default: the environment's)."""
     settings = settings or Settings.from_env()
     dagster_url = settings.webserver_url
-    tokens = TokenStore(settings.api_tokens_file)
+    tokens = token_store(settings)
     limiter = RateLimiter(settings.api_rate_limit)
     idempotent = IdempotencyStore()
     deliveries = SeenDeliveries()

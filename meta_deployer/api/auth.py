@@ -125,6 +125,64 @@ class TokenStore:
         return found
 
 
+class SecretTokenStore(TokenStore):
+    """The token hashes in a Secrets Manager secret (``META_DEPLOYER_API_TOKENS_SECRET_ARN``), the same
+    JSON as the tokens file: read at most every ``ttl`` seconds, so a new or revoked token takes effect
+    within it; :meth:`create` writes a new version (PutSecretValue). boto3 is loaded only here."""
+
+    def __init__(self, arn: str, ttl: float = 30.0, client=None):
+        self.arn = arn
+        self.ttl = ttl
+        self._client = client
+        self._cache: tuple[float, list[dict]] | None = None
+
+    def client(self):
+        if self._client is None:
+            import boto3  # only with a secret: the API otherwise loads no AWS SDK
+
+            self._client = boto3.client("secretsmanager")
+        return self._client
+
+    def _read(self) -> list[dict]:
+        from botocore.exceptions import ClientError
+
+        try:
+            text = self.client().get_secret_value(SecretId=self.arn).get("SecretString") or "{}"
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") == "ResourceNotFoundException":
+                raise SettingsError(f"META_DEPLOYER_API_TOKENS_SECRET_ARN={self.arn}: no such secret") from None
+            raise SettingsError(
+                f"META_DEPLOYER_API_TOKENS_SECRET_ARN={self.arn}: cannot be read ({exc.response.get('Error', {}).get('Code')})"
+            ) from None
+        try:
+            data = json.loads(text)
+            return [e for e in data.get("tokens", []) if isinstance(e, dict)]
+        except (ValueError, AttributeError) as exc:
+            raise SettingsError(f"META_DEPLOYER_API_TOKENS_SECRET_ARN={self.arn}: not a tokens document ({exc.__class__.__name__})") from None
+
+    def _entries(self) -> list[dict]:
+        now = time.monotonic()
+        if self._cache is None or now - self._cache[0] > self.ttl:
+            self._cache = (now, self._read())
+        return self._cache[1]
+
+    def create(self, scopes: list[str]) -> str:
+        token_id = secrets.token_hex(4)
+        token = f"{TOKEN_PREFIX}{token_id}_{secrets.token_urlsafe(32)}"
+        entries = self._read()
+        entries.append({"id": token_id, "sha256": _digest(token), "scopes": scopes, "created": int(time.time())})
+        self.client().put_secret_value(SecretId=self.arn, SecretString=json.dumps({"tokens": entries}))
+        self._cache = None
+        return token
+
+
+def token_store(settings) -> TokenStore:
+    """The configured token store: the Secrets Manager secret when one is set, else the tokens file."""
+    if settings.api_tokens_secret_arn:
+        return SecretTokenStore(settings.api_tokens_secret_arn)
+    return TokenStore(settings.api_tokens_file)
+
+
 class RateLimiter:
     """At most ``limit`` mutations per token in any ``window`` seconds (a sliding window in memory)."""
 

@@ -17,19 +17,20 @@ def serve(host: str, port: int) -> int:
     settings = Settings.from_env()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     print(f"meta_deployer API on http://{host}:{port} (Dagster at {settings.webserver_url}; "
-          f"tokens in {settings.api_tokens_file})", flush=True)
+          f"tokens in {settings.api_tokens_secret_arn or settings.api_tokens_file})", flush=True)
     # access_log off: a request line may carry a query string, never a header; our own log names each 401.
     uvicorn.run(create_app(settings), host=host, port=port, log_level="info", access_log=False)
     return 0
 
 
 def create_token(scopes_text: str) -> int:
-    from meta_deployer.api.auth import TokenStore, parse_scopes
+    from meta_deployer.api.auth import parse_scopes, token_store
 
     settings = Settings.from_env()
     scopes = parse_scopes(scopes_text)
-    token = TokenStore(settings.api_tokens_file).create(scopes)
-    print(f"created a token with scopes {','.join(scopes)}; its hash is in {settings.api_tokens_file}. "
+    token = token_store(settings).create(scopes)
+    where = settings.api_tokens_secret_arn or settings.api_tokens_file
+    print(f"created a token with scopes {','.join(scopes)}; its hash is in {where}. "
           "It is shown once, here:")
     print(token)
     return 0
