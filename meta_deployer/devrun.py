@@ -91,6 +91,20 @@ def _stop(procs: list[subprocess.Popen]) -> None:
             proc.wait()
 
 
+def _prepare_instance() -> None:
+    """Create and migrate the instance's storage here, once, before the webserver and the daemon start
+    (as ``dagster dev`` does): two processes opening a fresh sqlite instance at the same moment both
+    stamp its schema ("Version table 'alembic_version' has more than one head present")."""
+    if not os.environ.get("DAGSTER_HOME"):
+        return
+    from dagster import DagsterInstance
+
+    with DagsterInstance.get() as instance:
+        instance.get_runs(limit=1)
+        instance.event_log_storage.get_asset_keys(limit=1)
+        instance.schedule_storage.all_instigator_state() if instance.schedule_storage else None
+
+
 def run(host: str, port: int, workspace: Path | None = None, log: Log = _print) -> int:
     """Servers up, then the webserver and the daemon until either exits or we are told to stop; then all down."""
     settings = Settings.from_env()
@@ -104,6 +118,7 @@ def run(host: str, port: int, workspace: Path | None = None, log: Log = _print) 
     procs: list[subprocess.Popen] = []
     try:
         count = servers_up(settings, log)
+        _prepare_instance()
         log(f"{count} dev code server(s) running; starting the webserver on http://{host}:{port} and the daemon")
         bin_dir = Path(sys.executable).parent
         env = {**os.environ, "DAGSTER_IS_DEV_CLI": "1"}
