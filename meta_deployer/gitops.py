@@ -145,19 +145,35 @@ def converged(
     ``dest`` to another commit meanwhile, so what the caller reads is the commit it is given.
 
     CloneError when another process holds the lock for more than ``lock_timeout`` seconds."""
+    with _checkout_lock(dest, lock_timeout):
+        yield _converge(url, branch, dest, auth)
+
+
+@contextmanager
+def _checkout_lock(dest: Path, timeout: float = CHECKOUT_LOCK_TIMEOUT_S) -> Iterator[None]:
+    """Hold ``dest``'s lock (no other process moves the checkout meanwhile); CloneError after ``timeout`` s."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(dest) + ".lock")
     try:
-        lock.acquire(timeout=lock_timeout)
+        lock.acquire(timeout=timeout)
     except Timeout:
         raise CloneError(
             f"the checkout {dest} is held by another process (a fetch or a read) for more than "
-            f"{lock_timeout:g} s; nothing was read, the next attempt tries again"
+            f"{timeout:g} s; nothing was read, the next attempt tries again"
         ) from None
     try:
-        yield _converge(url, branch, dest, auth)
+        yield
     finally:
         lock.release()
+
+
+def _git_failure(exc: GitCommandError, url: str, auth: GitAuth | None, what: str) -> CloneError:
+    """A failed git command as a CloneError naming the command, the URL and ``what`` (secrets redacted)."""
+    secrets = auth.secrets if auth else ()
+    return CloneError(
+        f"git {exc.command[1] if len(exc.command) > 1 else ''} failed for {redact(url, secrets)} "
+        f"{what}: {redact(_stderr(exc), secrets)}"
+    )
 
 
 def _converge(url: str, branch: str, dest: Path, auth: GitAuth | None) -> tuple[str, bool]:
@@ -175,11 +191,7 @@ def _converge(url: str, branch: str, dest: Path, auth: GitAuth | None) -> tuple[
             repo = _fresh_clone(url, branch, dest, auth)
         return repo.head.commit.hexsha, True
     except GitCommandError as exc:
-        secrets = auth.secrets if auth else ()
-        raise CloneError(
-            f"git {exc.command[1] if len(exc.command) > 1 else ''} failed for {redact(url, secrets)} "
-            f"branch {branch!r}: {redact(_stderr(exc), secrets)}"
-        ) from None
+        raise _git_failure(exc, url, auth, f"branch {branch!r}") from None
 
 
 def converge_at(url: str, branch: str, commit: str, dest: Path, auth: GitAuth | None = None) -> tuple[str, bool]:
@@ -187,8 +199,7 @@ def converge_at(url: str, branch: str, commit: str, dest: Path, auth: GitAuth | 
     rollback); return ``(commit, changed)``. The commit is fetched by hash, else the branch's history."""
     if not re.fullmatch(r"[0-9a-f]{40}", commit):
         raise CloneError(f"{commit!r} is not a full commit hash (40 lowercase hex digits)")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    with FileLock(str(dest) + ".lock", timeout=600):
+    with _checkout_lock(dest):
         repo = _existing(dest, url)
         try:
             if repo is not None and repo.head.is_valid() and repo.head.commit.hexsha == commit \
@@ -205,11 +216,7 @@ def converge_at(url: str, branch: str, commit: str, dest: Path, auth: GitAuth | 
                 repo.git.clean("-ffd")
             return repo.head.commit.hexsha, True
         except GitCommandError as exc:
-            secrets = auth.secrets if auth else ()
-            raise CloneError(
-                f"git {exc.command[1] if len(exc.command) > 1 else ''} failed for {redact(url, secrets)} "
-                f"commit {commit[:12]}: {redact(_stderr(exc), secrets)}"
-            ) from None
+            raise _git_failure(exc, url, auth, f"commit {commit[:12]}") from None
 
 
 def _existing(dest: Path, url: str) -> Repo | None:
