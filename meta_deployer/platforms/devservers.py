@@ -33,6 +33,7 @@ from pathlib import Path
 from filelock import FileLock
 
 from meta_deployer import naming
+from meta_deployer.platforms import location
 from meta_deployer_runtime import contract
 
 HOST = "127.0.0.1"
@@ -80,16 +81,6 @@ def current_runs(port: int, host: str = HOST) -> list[str] | None:
         return list(deserialize_value(DagsterGrpcClient(port=port, host=host).get_current_runs()).current_runs)
     except Exception:  # a server that is gone has no runs to wait for
         return None
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((HOST, port))
-        except OSError:
-            return False
-    return True
 
 
 def _new_port(taken: Iterable[int]) -> int:
@@ -176,7 +167,7 @@ class DevServers:
         env[contract.LOCATION_CONFIG_ENV] = str(folder / "location.json")
         with self._lock():
             taken = {s.port for s in self.servers()}
-            if port is None or port in taken or not _port_free(port):
+            if port is None or port in taken or not location.port_free(port, (HOST,)):
                 port = _new_port(taken)
             command = contract.entrypoint_command(HOST, port, server_id)
             command[0] = str(dagster)

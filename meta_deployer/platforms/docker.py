@@ -64,7 +64,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import socket
 import tempfile
 import time
 from collections.abc import Iterator, Mapping
@@ -136,16 +135,6 @@ def workspace_entry(name: str, port: int) -> dict[str, Any]:
     """The workspace.yaml entry of a repo served on ``localhost:<port>``."""
     return {"grpc_server": {"host": "localhost", "port": port, "location_name": name}}
 
-
-def _port_free(port: int) -> bool:
-    for host in ("127.0.0.1", "0.0.0.0"):
-        with socket.socket() as s:
-            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                s.bind((host, port))
-            except OSError:
-                return False
-    return True
 
 
 def grpc_ready(port: int) -> bool:
@@ -383,7 +372,7 @@ class DockerPlatform:
                 pair = self._pair(spec.name)
                 old_port = int(live.labels.get(LABEL_PORT, 0)) if live is not None else None
                 port = pair + 1 if old_port == pair else pair
-                if not _port_free(port):
+                if not location.port_free(port, ("127.0.0.1", "0.0.0.0")):
                     raise UnhealthyError(
                         f"port {port} (of {spec.name}'s pair {pair}/{pair + 1}) is in use by another process; "
                         "stop it, or move the docker platform's ports with META_DEPLOYER_DOCKER_PORT_BASE"

@@ -23,6 +23,7 @@ from __future__ import annotations
 import hashlib
 import json
 import posixpath
+import socket
 from collections.abc import Mapping
 
 from meta_deployer import versions
@@ -188,3 +189,15 @@ def validation_outcome(name: str, where: str, output: str, exit_code: int, tail:
             f"(a server or environment problem, not necessarily the repo's code); {keep}:\n{result.get('error', '')}"
         )
     return version
+
+
+def port_free(port: int, hosts: tuple[str, ...] = ("127.0.0.1",)) -> bool:
+    """Whether a code server could listen on ``port`` on each of ``hosts`` now (a bind test)."""
+    for host in hosts:
+        with socket.socket() as s:
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                s.bind((host, port))
+            except OSError:
+                return False
+    return True
